@@ -1,0 +1,1 @@
+//! `replay`: declarative, checkpointed event replays.
