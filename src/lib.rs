@@ -1,1 +1,3 @@
-//! `replay`: declarative, checkpointed event replays.
+//! `replay`: declarative, checkpointed event replays for PostgreSQL + RabbitMQ event stores.
+
+pub mod habitat;

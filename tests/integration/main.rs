@@ -1,0 +1,3 @@
+//! Integration tests against the real PostgreSQL and RabbitMQ on this machine.
+
+mod habitat;
