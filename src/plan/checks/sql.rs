@@ -1,0 +1,85 @@
+//! SQL texts parse, take values only as binds, write only where allowed, and never bypass idempotency silently.
+
+use crate::plan::diagnostic::Diagnostic;
+use crate::plan::model::RawPlan;
+use crate::plan::sql::{self, SqlError};
+use crate::plan::usage::{self, SqlRole};
+
+pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
+    let events_table = plan.target.events_table.to_lowercase();
+    for text in usage::sql_texts(plan) {
+        // A backup filter is a condition; parse it inside the query that will use it.
+        let statement = match text.role {
+            SqlRole::BackupFilter => format!("SELECT 1 WHERE {}", text.text),
+            _ => text.text.to_string(),
+        };
+        let info = match sql::analyze(&statement) {
+            Ok(info) => info,
+            Err(err) => {
+                let d = Diagnostic::error(
+                    match err {
+                        SqlError::Template => "template-in-sql",
+                        SqlError::Multiple(_) => "multiple-statements",
+                        _ => "sql-syntax",
+                    },
+                    text.location.clone(),
+                    err.to_string(),
+                );
+                out.push(match err {
+                    SqlError::Multiple(_) => d.with_help("split it into several `sql` steps"),
+                    SqlError::Template => d.with_help(
+                        "e.g. `WHERE id = :period_id` with `period_id` declared in `params`",
+                    ),
+                    _ => d,
+                });
+                continue;
+            }
+        };
+        let allow = match text.role {
+            SqlRole::Step {
+                allow_without_where,
+                ..
+            }
+            | SqlRole::Rollback {
+                allow_without_where,
+            } => allow_without_where,
+            SqlRole::Query | SqlRole::BackupFilter => {
+                if info.writes {
+                    out.push(Diagnostic::error(
+                        "query-writes",
+                        text.location.clone(),
+                        "this query must be read-only (a `SELECT`), but it changes data",
+                    ));
+                }
+                continue;
+            }
+        };
+        if let Some(verb) = info.unbounded_write {
+            if !allow {
+                out.push(
+                    Diagnostic::error(
+                        "unbounded-write",
+                        text.location.clone(),
+                        format!("`{verb}` without `WHERE` would touch every row of the table"),
+                    )
+                    .with_help("add a `WHERE`, or set `allow_without_where: true` on this step if that is intended"),
+                );
+            }
+        }
+        let deletes_events = statement.trim_start().to_lowercase().starts_with("delete")
+            && info.written_tables.iter().any(|t| *t == events_table);
+        if deletes_events && !plan.safety.force {
+            out.push(
+                Diagnostic::error(
+                    "force-required",
+                    text.location.clone(),
+                    format!(
+                        "deleting from `{}` removes idempotency records: events will be processed as new",
+                        plan.target.events_table
+                    ),
+                )
+                .with_help("set `safety.force: true` and `safety.acknowledge: duplicate-side-effects`"),
+            );
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Templates compile and read only variables that exist where they are rendered.
+
+use crate::plan::builtins;
+use crate::plan::diagnostic::Diagnostic;
+use crate::plan::model::RawPlan;
+use crate::plan::{template, usage};
+
+pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
+    for text in usage::templates(plan) {
+        let info = match template::analyze(text.text) {
+            Ok(info) => info,
+            Err(reason) => {
+                out.push(Diagnostic::error(
+                    "template-syntax",
+                    text.location.clone(),
+                    format!("template does not compile: {reason}"),
+                ));
+                continue;
+            }
+        };
+        for helper in &info.helpers {
+            if !template::is_known_helper(helper) {
+                out.push(
+                    Diagnostic::error(
+                        "unknown-helper",
+                        text.location.clone(),
+                        format!("template calls unknown helper `{helper}`"),
+                    )
+                    .with_help("available: json, if, unless, each, with, lookup, eq, ne, gt, lt, and, or, not, len"),
+                );
+            }
+        }
+        for variable in &info.variables {
+            if let Some(problem) = unknown_variable(variable, text.per_event) {
+                out.push(
+                    Diagnostic::error("unknown-variable", text.location.clone(), problem).with_help(
+                        "templates see `params.*`, `event.{event_id,event_type,payload,status}` (per-event publish), `run.{id,started_at}`, `plan.{name,hash}`, `step.id`",
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn unknown_variable(variable: &str, per_event: bool) -> Option<String> {
+    let mut parts = variable.split('.');
+    let root = parts.next().unwrap_or_default();
+    let field = parts.next();
+    let fields: &[&str] = match root {
+        // Declared-ness of parameters is the parameter check's.
+        "params" | "this" | "" => return None,
+        "event" if !per_event => {
+            return Some(format!(
+                "`{variable}` is not available: this publish step sends one message (`each: once`)"
+            ));
+        }
+        "event" => {
+            if field == Some("payload") {
+                return None;
+            }
+            builtins::EVENT_FIELDS
+        }
+        "run" => builtins::RUN_FIELDS,
+        "plan" => builtins::PLAN_FIELDS,
+        "step" => builtins::STEP_FIELDS,
+        _ => return Some(format!("unknown variable `{variable}`")),
+    };
+    match field {
+        Some(f) if fields.contains(&f) && parts.next().is_none() => None,
+        _ => Some(format!("unknown variable `{variable}`")),
+    }
+}

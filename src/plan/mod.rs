@@ -1,0 +1,21 @@
+//! The plan language: loading, validation, the schema, and compilation into a runnable plan.
+
+pub mod builtins;
+mod checks;
+pub mod diagnostic;
+pub mod duration;
+pub mod location;
+pub mod model;
+pub mod params;
+pub mod schema;
+pub mod source;
+pub mod sql;
+pub mod template;
+pub mod usage;
+pub mod validate;
+pub mod yaml;
+
+pub use diagnostic::{Diagnostic, Rendered, Severity};
+pub use model::RawPlan;
+pub use source::{LoadError, Source};
+pub use validate::{Validated, validate, validate_file};

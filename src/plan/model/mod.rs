@@ -1,0 +1,24 @@
+//! What a plan file says: the typed form of the YAML, with serde and JSON Schema derived from one source.
+
+mod backup;
+mod params;
+mod plan;
+mod rate_limit;
+mod safety;
+mod selection;
+mod step;
+mod target;
+mod verify;
+
+pub use backup::{Backup, BackupTable, PgDump};
+pub use params::{ParamSpec, ParamType};
+pub use plan::RawPlan;
+pub use rate_limit::RateLimit;
+pub use safety::{Acknowledgement, Safety, Weekday, Window};
+pub use selection::{ProcessedBetween, Selection};
+pub use step::{
+    ExpectRows, PublishEach, PublishStep, PurgeQueueStep, ResetStep, RestoreBackup, RollbackSql,
+    RollbackStep, SqlEach, SqlStep, Step, WaitStep,
+};
+pub use target::{Columns, Target};
+pub use verify::{Expectation, Verification};

@@ -1,0 +1,74 @@
+//! Safety gates: size cap, low-traffic window, and the bypass of idempotency.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Gates checked in dry-run and again at apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Safety {
+    /// Refuse the run when the selection holds more events than this.
+    #[schemars(range(min = 1, max = 100_000_000))]
+    pub max_events: u64,
+    /// Only run inside this low-traffic window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+    /// Bypass idempotency (delete the idempotency record so events are processed as new).
+    /// Side effects such as emails and payments may repeat; needs `acknowledge`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// Written acknowledgement required by `force: true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledge: Option<Acknowledgement>,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety {
+            max_events: 100_000,
+            window: None,
+            force: false,
+            acknowledge: None,
+        }
+    }
+}
+
+/// The acknowledgement that `force: true` requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Acknowledgement {
+    /// "I understand side effects may be applied twice."
+    DuplicateSideEffects,
+}
+
+/// A time-of-day window such as `01:00-05:00` (may wrap past midnight).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// `HH:MM-HH:MM` in `timezone`.
+    #[schemars(pattern(r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub between: String,
+    /// IANA time zone name, e.g. `UTC` or `Europe/Berlin`.
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// Days of the week the window is open (`mon` … `sun`); all days when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days: Vec<Weekday>,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+/// A day of the week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}

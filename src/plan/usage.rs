@@ -1,0 +1,164 @@
+//! Where a plan holds SQL texts, templates and parameter references, with their locations.
+
+use super::location::Location;
+use super::model::{PublishEach, RawPlan, RollbackStep, SqlEach, Step};
+
+/// What a SQL text is for, which decides what it may do and which binds it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlRole {
+    /// A `sql` step (may write); `per_batch` adds `:batch_event_ids`.
+    Step {
+        per_batch: bool,
+        allow_without_where: bool,
+    },
+    /// A rollback statement (may write).
+    Rollback { allow_without_where: bool },
+    /// A read-only query: verification or wait condition.
+    Query,
+    /// A backup's row filter (an expression, not a statement).
+    BackupFilter,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqlText<'a> {
+    pub location: Location,
+    pub text: &'a str,
+    pub role: SqlRole,
+}
+
+#[derive(Debug, Clone)]
+pub struct TemplateText<'a> {
+    pub location: Location,
+    pub text: &'a str,
+    /// Whether `event.*` is available (publish per event).
+    pub per_event: bool,
+}
+
+/// Every SQL text of the plan.
+pub fn sql_texts(plan: &RawPlan) -> Vec<SqlText<'_>> {
+    let mut out = Vec::new();
+    let steps = Location::root().key("steps");
+    for (i, step) in plan.steps.iter().enumerate() {
+        match step {
+            Step::Sql(s) => out.push(SqlText {
+                location: steps.index(i).key("sql"),
+                text: &s.sql,
+                role: SqlRole::Step {
+                    per_batch: s.each == SqlEach::Batch,
+                    allow_without_where: s.allow_without_where,
+                },
+            }),
+            Step::Wait(w) => {
+                if let Some(until) = &w.until {
+                    out.push(SqlText {
+                        location: steps.index(i).key("until"),
+                        text: until,
+                        role: SqlRole::Query,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    for (i, v) in plan.verify.iter().enumerate() {
+        out.push(SqlText {
+            location: Location::root().key("verify").index(i).key("sql"),
+            text: &v.sql,
+            role: SqlRole::Query,
+        });
+    }
+    for (i, r) in plan.rollback.iter().enumerate() {
+        if let RollbackStep::Sql(s) = r {
+            out.push(SqlText {
+                location: Location::root().key("rollback").index(i).key("sql"),
+                text: &s.sql,
+                role: SqlRole::Rollback {
+                    allow_without_where: s.allow_without_where,
+                },
+            });
+        }
+    }
+    if let Some(backup) = &plan.backup {
+        for (i, t) in backup.tables.iter().enumerate() {
+            if let Some(filter) = &t.filter {
+                out.push(SqlText {
+                    location: Location::root()
+                        .key("backup")
+                        .key("tables")
+                        .index(i)
+                        .key("where"),
+                    text: filter,
+                    role: SqlRole::BackupFilter,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Every template of the plan.
+pub fn templates(plan: &RawPlan) -> Vec<TemplateText<'_>> {
+    let mut out = Vec::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let Step::Publish(p) = step else { continue };
+        let here = Location::root().key("steps").index(i);
+        let per_event = p.each == PublishEach::Event;
+        out.push(TemplateText {
+            location: here.key("routing_key"),
+            text: &p.routing_key,
+            per_event,
+        });
+        out.push(TemplateText {
+            location: here.key("payload"),
+            text: &p.payload,
+            per_event,
+        });
+        if let Some(m) = &p.message_id {
+            out.push(TemplateText {
+                location: here.key("message_id"),
+                text: m,
+                per_event,
+            });
+        }
+        for (name, value) in &p.headers {
+            out.push(TemplateText {
+                location: here.key("headers").key(name.clone()),
+                text: value,
+                per_event,
+            });
+        }
+    }
+    out
+}
+
+/// Selection values, with their locations (the places where `{{ params.NAME }}` may stand).
+pub fn selection_values(plan: &RawPlan) -> Vec<(Location, &str)> {
+    let select = Location::root().key("select");
+    let s = &plan.select;
+    let mut out: Vec<(Location, &str)> = Vec::new();
+    for (key, items) in [
+        ("status", &s.status),
+        ("event_types", &s.event_types),
+        ("event_ids", &s.event_ids),
+    ] {
+        for (i, v) in items.iter().enumerate() {
+            out.push((select.key(key).index(i), v.as_str()));
+        }
+    }
+    for (key, v) in [
+        ("processed_within", &s.processed_within),
+        ("processed_before", &s.processed_before),
+    ] {
+        if let Some(v) = v {
+            out.push((select.key(key), v.as_str()));
+        }
+    }
+    if let Some(b) = &s.processed_between {
+        out.push((select.key("processed_between").key("from"), b.from.as_str()));
+        out.push((select.key("processed_between").key("to"), b.to.as_str()));
+    }
+    for (k, v) in &s.payload {
+        out.push((select.key("payload").key(k.clone()), v.as_str()));
+    }
+    out
+}
