@@ -18,6 +18,80 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Check plans offline: schema, SQL, templates, parameters, safety settings.
     Validate(ValidateArgs),
+    /// Run a plan (or rehearse it with `--dry-run`), with checkpoints; re-running resumes.
+    Apply(ApplyArgs),
+    /// Show runs and their progress.
+    Status(StatusArgs),
+    /// Create the executor's `replay` schema in the target database.
+    Init(InitArgs),
+    /// Create a scratch Habitat, break it, and fix it with a shipped plan (end to end).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The plan file.
+    pub plan: PathBuf,
+    /// A parameter value, `name=value` (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Rehearse: change nothing, publish nothing, report what would happen.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Abandon an unfinished run of this plan whose plan or parameters changed, and start anew.
+    #[arg(long)]
+    pub restart: bool,
+    /// PostgreSQL URL of the target.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// RabbitMQ URL of the target.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        hide_env_values = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_default_value = true
+    )]
+    pub amqp_url: String,
+    /// Who runs this (recorded); defaults to `$REPLAY_OPERATOR` or `$USER`.
+    #[arg(long)]
+    pub operator: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One run's id; all recent runs when omitted.
+    pub run: Option<uuid::Uuid>,
+    /// PostgreSQL URL of the target.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// PostgreSQL URL of the target.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// PostgreSQL server URL (a scratch database `replay_demo` is created on it).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub server_url: String,
+    /// RabbitMQ URL.
+    #[arg(
+        long,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_default_value = true
+    )]
+    pub amqp_url: String,
+    /// Events to generate.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: u64,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,11 @@
 //! The command line: arguments, dispatch to commands, and the mapping of outcomes to exit codes.
 
+mod apply;
 mod args;
+mod demo;
+mod init;
 mod schema;
+mod status;
 mod validate;
 
 use std::ffi::OsString;
@@ -32,5 +36,27 @@ where
     match cli.command {
         Command::Schema(args) => schema::run(&args),
         Command::Validate(args) => validate::run(&args),
+        Command::Apply(args) => {
+            init_tracing(args.format);
+            apply::run(&args)
+        }
+        Command::Status(args) => status::run(&args),
+        Command::Init(args) => init::run(&args),
+        Command::Demo(args) => {
+            init_tracing(OutputFormat::Text);
+            demo::run(&args)
+        }
     }
+}
+
+fn init_tracing(format: OutputFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REPLAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        OutputFormat::Json => builder.json().try_init(),
+        OutputFormat::Text => builder.with_target(false).try_init(),
+    };
 }

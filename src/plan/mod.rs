@@ -2,12 +2,14 @@
 
 pub mod builtins;
 mod checks;
+pub mod compile;
 pub mod diagnostic;
 pub mod duration;
 pub mod location;
 pub mod model;
 pub mod params;
 pub mod schema;
+pub mod selection;
 pub mod source;
 pub mod sql;
 pub mod template;
@@ -15,6 +17,7 @@ pub mod usage;
 pub mod validate;
 pub mod yaml;
 
+pub use compile::{Plan, compile};
 pub use diagnostic::{Diagnostic, Rendered, Severity};
 pub use model::RawPlan;
 pub use source::{LoadError, Source};

@@ -80,6 +80,14 @@ pub fn analyze(text: &str) -> Result<SqlInfo, SqlError> {
 
 /// Rewrites `:name` binds to `$1, $2, …` (one number per distinct name) for the server.
 pub fn rewrite(text: &str) -> Result<(String, Vec<String>), SqlError> {
+    rewrite_with(text, &|_, index| format!("${index}"))
+}
+
+/// Rewrites `:name` binds with `replace(name, number)`; numbers count distinct names from 1.
+pub fn rewrite_with(
+    text: &str,
+    replace: &dyn Fn(&str, usize) -> String,
+) -> Result<(String, Vec<String>), SqlError> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, text)
         .tokenize_with_location()
@@ -120,7 +128,7 @@ pub fn rewrite(text: &str) -> Result<(String, Vec<String>), SqlError> {
             }
         };
         out.push_str(&text[copied..colon_start]);
-        out.push_str(&format!("${}", index + 1));
+        out.push_str(&replace(&w.value, index + 1));
         copied = word_end;
     }
     out.push_str(&text[copied..]);

@@ -433,6 +433,10 @@ mod tests {
         let block: String = (0..100).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
         assert!(case(&block).unwrap_err().contains("nested deeper than 64"));
         let flow = "[".repeat(10_000);
-        assert!(case(&flow).unwrap_err().contains("recursion limit exceeded"));
+        assert!(
+            case(&flow)
+                .unwrap_err()
+                .contains("recursion limit exceeded")
+        );
     }
 }

@@ -1,0 +1,194 @@
+//! `replay apply`: validate, compile, then dry-run or run the plan, and report.
+
+use std::io::IsTerminal;
+
+use crate::engine::progress::Progress;
+use crate::engine::steps::Cancel;
+use crate::engine::{self, ApplyOptions, Connection, Report, RunError};
+use crate::exit_codes;
+use crate::plan::{self, Rendered};
+
+use super::args::{ApplyArgs, OutputFormat};
+
+pub fn run(args: &ApplyArgs) -> u8 {
+    let validated = match plan::validate_file(&args.plan) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return if matches!(e, plan::LoadError::Read { .. }) {
+                exit_codes::FAILURE
+            } else {
+                exit_codes::INVALID_PLAN
+            };
+        }
+    };
+    let Some(raw) = validated.valid_plan().cloned() else {
+        for d in &validated.diagnostics {
+            eprint!(
+                "{}",
+                Rendered::new(&validated.source, d).to_text(Some(&validated.source))
+            );
+        }
+        eprintln!(
+            "error: `{}` is not a valid plan; nothing was run",
+            validated.source.path
+        );
+        return exit_codes::INVALID_PLAN;
+    };
+    let compiled = match plan::compile(raw, &args.params) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_codes::INVALID_PLAN;
+        }
+    };
+    let connection = Connection {
+        database_url: args.database_url.clone(),
+        amqp_url: args.amqp_url.clone(),
+        operator: args.operator.clone().unwrap_or_else(operator),
+    };
+    let mut report = Report {
+        version: 1,
+        mode: if args.dry_run {
+            "dry-run".into()
+        } else {
+            "apply".into()
+        },
+        plan: compiled.raw.name.clone(),
+        plan_hash: compiled.hash.clone(),
+        params: compiled.params_json(),
+        target: target_identity(&args.database_url),
+        ..Report::default()
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let cancel = Cancel::default();
+    let terminal = std::io::stderr().is_terminal() && args.format == OutputFormat::Text;
+    let mut progress = Progress::new(terminal);
+    let result = runtime.block_on(async {
+        let signals = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::warn!("stop requested: finishing the batch in flight");
+            signals.cancel();
+        });
+        if args.dry_run {
+            engine::dry_run(&compiled, &connection, &mut progress, &mut report).await
+        } else {
+            let options = ApplyOptions {
+                restart: args.restart,
+            };
+            engine::apply(
+                &compiled,
+                &connection,
+                &options,
+                &mut progress,
+                &cancel,
+                &mut report,
+            )
+            .await
+        }
+    });
+    let command = format!(
+        "replay apply {}{}",
+        args.plan.display(),
+        compiled.param_args()
+    );
+    if let Err(e) = &result {
+        report.error = Some(error_chain(e));
+        match e {
+            RunError::Interrupted | RunError::Broker(_) | RunError::Database { .. }
+                if !args.dry_run =>
+            {
+                report.next.push(format!("resume with: {command}"));
+            }
+            _ => {}
+        }
+    } else if args.dry_run {
+        report.next.push(format!("apply with: {command}"));
+    }
+    if let Some(id) = &report.run_id {
+        report
+            .next
+            .push(format!("inspect with: replay status {id}"));
+    }
+    match args.format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        OutputFormat::Text => print!("{}", report.to_text()),
+    }
+    match &result {
+        Ok(()) => exit_codes::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(e));
+            exit_code(e)
+        }
+    }
+}
+
+/// The one place where run errors become exit codes.
+pub fn exit_code(e: &RunError) -> u8 {
+    match e {
+        RunError::Interrupted => exit_codes::INTERRUPTED,
+        RunError::VerificationFailed { .. } => exit_codes::VERIFICATION_FAILED,
+        RunError::Refused(_) | RunError::Locked { .. } => exit_codes::REFUSED,
+        _ => exit_codes::FAILURE,
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!("\n  caused by: {s}"));
+        source = s.source();
+    }
+    text
+}
+
+fn operator() -> String {
+    std::env::var("REPLAY_OPERATOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `host:port/db` of a database URL, without user or password.
+pub fn target_identity(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('?').next().unwrap_or(rest).to_string()
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

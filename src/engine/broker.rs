@@ -1,0 +1,283 @@
+//! Where messages go: RabbitMQ with publisher confirms, or (dry-run) a recorder that only renders them.
+
+use std::collections::VecDeque;
+
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+    QueuePurgeOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Confirmation, PublisherConfirm};
+
+use super::error::BrokerError;
+use super::redact::redact_url;
+
+/// One message as it will be sent.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutgoingMessage {
+    /// Selection `seq` of the event (0 for a single message); checkpoints advance on its confirm.
+    #[serde(skip)]
+    pub seq: i64,
+    pub exchange: String,
+    pub routing_key: String,
+    pub message_id: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// A message sink with publisher confirms.
+pub trait Broker {
+    /// Checks that an exchange exists without creating it.
+    async fn check_exchange(&mut self, exchange: &str) -> Result<(), BrokerError>;
+    /// Sends a message; at most the confirm window is outstanding, so this may wait for confirms.
+    /// Returns the `seq`s confirmed meanwhile.
+    async fn publish(&mut self, message: OutgoingMessage) -> Result<Vec<i64>, BrokerError>;
+    /// Waits for every outstanding confirm; returns their `seq`s.
+    async fn flush(&mut self) -> Result<Vec<i64>, BrokerError>;
+    /// Messages in a queue (passive declare), `None` when the queue does not exist.
+    async fn queue_depth(&mut self, queue: &str) -> Result<Option<u64>, BrokerError>;
+    /// Purges a queue; returns how many messages were removed.
+    async fn purge(&mut self, queue: &str) -> Result<u64, BrokerError>;
+}
+
+/// RabbitMQ over AMQP 0-9-1.
+pub struct Amqp {
+    connection: Connection,
+    channel: Channel,
+    window: usize,
+    in_flight: VecDeque<(OutgoingMessage, PublisherConfirm)>,
+    run_id: String,
+    plan_name: String,
+}
+
+impl Amqp {
+    pub async fn connect(
+        url: &str,
+        window: usize,
+        run_id: String,
+        plan_name: String,
+    ) -> Result<Amqp, BrokerError> {
+        let connection = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .map_err(|source| BrokerError::Connect {
+                url: redact_url(url),
+                source,
+            })?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(BrokerError::Channel)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(BrokerError::Channel)?;
+        Ok(Amqp {
+            connection,
+            channel,
+            window: window.max(1),
+            in_flight: VecDeque::new(),
+            run_id,
+            plan_name,
+        })
+    }
+
+    pub async fn close(self) {
+        let _ = self.connection.close(200, "replay done".into()).await;
+    }
+
+    async fn settle_one(&mut self) -> Result<Option<i64>, BrokerError> {
+        let Some((message, confirm)) = self.in_flight.pop_front() else {
+            return Ok(None);
+        };
+        match confirm.await {
+            Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(Some(message.seq)),
+            Ok(Confirmation::Ack(Some(_))) => Err(BrokerError::Unroutable {
+                message_id: message.message_id,
+                exchange: message.exchange,
+                routing_key: message.routing_key,
+            }),
+            Ok(Confirmation::Nack(_)) => Err(BrokerError::Nacked {
+                message_id: message.message_id,
+            }),
+            Err(source) => Err(BrokerError::Lost {
+                message_id: message.message_id,
+                source,
+            }),
+        }
+    }
+}
+
+impl Broker for Amqp {
+    async fn check_exchange(&mut self, exchange: &str) -> Result<(), BrokerError> {
+        // A failed passive declare closes its channel, so it gets a channel of its own.
+        let probe = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(BrokerError::Channel)?;
+        let result = probe
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        let _ = probe.close(200, "probe done".into()).await;
+        result.map_err(|source| BrokerError::NoExchange {
+            exchange: exchange.to_string(),
+            source,
+        })
+    }
+
+    async fn publish(&mut self, message: OutgoingMessage) -> Result<Vec<i64>, BrokerError> {
+        let mut confirmed = Vec::new();
+        while self.in_flight.len() >= self.window {
+            confirmed.extend(self.settle_one().await?);
+        }
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-replay-run".into(),
+            AMQPValue::LongString(self.run_id.clone().into()),
+        );
+        headers.insert(
+            "x-replay-plan".into(),
+            AMQPValue::LongString(self.plan_name.clone().into()),
+        );
+        for (k, v) in &message.headers {
+            headers.insert(k.clone().into(), AMQPValue::LongString(v.clone().into()));
+        }
+        let properties = BasicProperties::default()
+            .with_message_id(ShortString::from(message.message_id.clone()))
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_headers(headers);
+        let confirm = self
+            .channel
+            .basic_publish(
+                message.exchange.clone().into(),
+                message.routing_key.clone().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                message.body.as_bytes(),
+                properties,
+            )
+            .await
+            .map_err(|source| BrokerError::Lost {
+                message_id: message.message_id.clone(),
+                source,
+            })?;
+        self.in_flight.push_back((message, confirm));
+        Ok(confirmed)
+    }
+
+    async fn flush(&mut self) -> Result<Vec<i64>, BrokerError> {
+        let mut confirmed = Vec::new();
+        while let Some(seq) = self.settle_one().await? {
+            confirmed.push(seq);
+        }
+        Ok(confirmed)
+    }
+
+    async fn queue_depth(&mut self, queue: &str) -> Result<Option<u64>, BrokerError> {
+        let probe = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(BrokerError::Channel)?;
+        let result = probe
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match result {
+            Ok(q) => {
+                let _ = probe.close(200, "probe done".into()).await;
+                Ok(Some(u64::from(q.message_count())))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn purge(&mut self, queue: &str) -> Result<u64, BrokerError> {
+        self.channel
+            .queue_purge(queue.into(), QueuePurgeOptions::default())
+            .await
+            .map(u64::from)
+            .map_err(|source| BrokerError::Purge {
+                queue: queue.to_string(),
+                source,
+            })
+    }
+}
+
+/// The dry-run broker: checks exchanges for real, keeps the first messages, sends nothing.
+pub struct Recorder {
+    amqp: Option<Amqp>,
+    pub sample: Vec<OutgoingMessage>,
+    pub sample_size: usize,
+    pub count: u64,
+    pub problems: Vec<String>,
+}
+
+impl Recorder {
+    pub fn new(amqp: Option<Amqp>, sample_size: usize) -> Self {
+        Recorder {
+            amqp,
+            sample: Vec::new(),
+            sample_size,
+            count: 0,
+            problems: Vec::new(),
+        }
+    }
+
+    pub async fn close(self) {
+        if let Some(amqp) = self.amqp {
+            amqp.close().await;
+        }
+    }
+}
+
+impl Broker for Recorder {
+    async fn check_exchange(&mut self, exchange: &str) -> Result<(), BrokerError> {
+        match &mut self.amqp {
+            Some(amqp) => amqp.check_exchange(exchange).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn publish(&mut self, message: OutgoingMessage) -> Result<Vec<i64>, BrokerError> {
+        self.count += 1;
+        let seq = message.seq;
+        if self.sample.len() < self.sample_size {
+            self.sample.push(message);
+        }
+        Ok(vec![seq])
+    }
+
+    async fn flush(&mut self) -> Result<Vec<i64>, BrokerError> {
+        Ok(Vec::new())
+    }
+
+    async fn queue_depth(&mut self, queue: &str) -> Result<Option<u64>, BrokerError> {
+        match &mut self.amqp {
+            Some(amqp) => amqp.queue_depth(queue).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn purge(&mut self, queue: &str) -> Result<u64, BrokerError> {
+        Ok(self.queue_depth(queue).await?.unwrap_or(0))
+    }
+}

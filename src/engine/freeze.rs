@@ -1,0 +1,101 @@
+//! Freezing the selection: the selected events' keys (and payloads) copied in one set-based statement.
+
+use crate::engine::binds::audited;
+use sqlx::Row;
+
+use crate::engine::binds::bind_all;
+use crate::engine::error::RunError;
+use crate::engine::writes::Writes;
+use crate::plan::Plan;
+use crate::plan::selection::quote_ident;
+
+/// Copies the selection into the writes' selection table; returns how many events it holds.
+pub async fn freeze<W: Writes>(
+    writes: &mut W,
+    plan: &Plan,
+    run_id: uuid::Uuid,
+) -> Result<u64, RunError> {
+    let target = &plan.raw.target;
+    let c = &target.columns;
+    let q = &plan.selection;
+    let n = q.binds.len();
+    let limit = q.limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
+    let sql = format!(
+        "INSERT INTO {selection} (run_id, seq, event_id, event_type, payload) \
+         SELECT ${run}, row_number() OVER (ORDER BY processed_at NULLS FIRST, event_id), event_id, event_type, payload \
+         FROM (SELECT {event_id} AS event_id, {event_type} AS event_type, {payload}::jsonb AS payload, \
+               {processed_at} AS processed_at FROM {table} WHERE {conditions} \
+               ORDER BY {processed_at} NULLS FIRST, {event_id}{limit}) picked",
+        selection = writes.selection_table(),
+        run = n + 1,
+        event_id = quote_ident(&c.event_id),
+        event_type = quote_ident(&c.event_type),
+        payload = quote_ident(&c.payload),
+        processed_at = quote_ident(&c.processed_at),
+        table = quote_ident(&target.events_table),
+        conditions = q.where_clause(),
+    );
+    let mut tx = writes
+        .begin()
+        .await
+        .map_err(RunError::db("freezing the selection"))?;
+    let rows = bind_all(sqlx::query(audited(&sql)), &q.binds)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(RunError::db(format!(
+            "selecting events from `{}`",
+            target.events_table
+        )))?
+        .rows_affected();
+    tx.commit()
+        .await
+        .map_err(RunError::db("freezing the selection"))?;
+    Ok(rows)
+}
+
+/// Counts of the frozen selection by event type and by day, and a few events, for reports.
+pub async fn breakdown<W: Writes>(
+    writes: &mut W,
+    run_id: uuid::Uuid,
+    sample: i64,
+) -> Result<Breakdown, RunError> {
+    let table = writes.selection_table();
+    let plan_table = table;
+    let mut tx = writes
+        .begin()
+        .await
+        .map_err(RunError::db("summarising the selection"))?;
+    let by_type = sqlx::query(audited(&format!(
+        "SELECT event_type, count(*) FROM {table} WHERE run_id = $1 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50"
+    )))
+    .bind(run_id)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(RunError::db("summarising the selection"))?
+    .iter()
+    .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+    .collect();
+    let sample = sqlx::query(audited(&format!(
+        "SELECT event_id, event_type, payload::text FROM {plan_table} WHERE run_id = $1 ORDER BY seq LIMIT $2"
+    )))
+    .bind(run_id)
+    .bind(sample)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(RunError::db("sampling the selection"))?
+    .iter()
+    .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1), r.get::<Option<String>, _>(2).unwrap_or_default()))
+    .collect();
+    tx.commit()
+        .await
+        .map_err(RunError::db("summarising the selection"))?;
+    Ok(Breakdown { by_type, sample })
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Breakdown {
+    pub by_type: Vec<(String, i64)>,
+    /// `(event_id, event_type, payload)`.
+    pub sample: Vec<(String, String, String)>,
+}

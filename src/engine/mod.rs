@@ -1,0 +1,24 @@
+//! The executor: turns a compiled plan into a checkpointed run (or a rehearsal of one).
+
+pub mod apply;
+pub mod backup;
+pub mod binds;
+pub mod broker;
+pub mod dry_run;
+pub mod error;
+pub mod events;
+pub mod freeze;
+pub mod gates;
+pub mod pace;
+pub mod progress;
+pub mod redact;
+pub mod report;
+pub mod state;
+pub mod steps;
+pub mod verify;
+pub mod writes;
+
+pub use apply::{ApplyOptions, Connection, apply};
+pub use dry_run::dry_run;
+pub use error::RunError;
+pub use report::Report;

@@ -1,0 +1,168 @@
+//! The final report of a run or dry-run: as a versioned JSON document, or as text for people.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::engine::backup::Snapshot;
+use crate::engine::broker::OutgoingMessage;
+use crate::engine::freeze::Breakdown;
+use crate::engine::gates::GateResult;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub version: u32,
+    pub mode: String,
+    pub plan: String,
+    pub plan_hash: String,
+    pub params: serde_json::Value,
+    pub target: String,
+    pub run_id: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub selected: u64,
+    pub breakdown: Breakdown,
+    pub gates: Vec<GateResult>,
+    pub backups: Vec<Snapshot>,
+    pub steps: Vec<StepReport>,
+    pub messages: Vec<OutgoingMessage>,
+    pub verifications: Vec<VerificationReport>,
+    pub rolled_back: bool,
+    pub rollback: Vec<(String, u64)>,
+    pub estimated_secs: Option<f64>,
+    pub next: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub id: String,
+    pub kind: String,
+    /// Rows changed, or messages published (rendered, in a dry-run).
+    pub touched: u64,
+    pub resumed_from: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerificationReport {
+    pub name: String,
+    pub passed: bool,
+    pub actual: serde_json::Value,
+    pub expected: serde_json::Value,
+}
+
+impl Report {
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let dry = self.mode == "dry-run";
+        let _ = writeln!(
+            out,
+            "{} plan `{}` ({}) on {}",
+            if dry { "DRY-RUN of" } else { "Run of" },
+            self.plan,
+            &self.plan_hash[..self.plan_hash.len().min(12)],
+            self.target
+        );
+        if let Some(id) = &self.run_id {
+            let _ = writeln!(out, "  run id: {id}");
+        }
+        let _ = writeln!(out, "  selected events: {}", self.selected);
+        for (t, n) in &self.breakdown.by_type {
+            let _ = writeln!(out, "    {t}: {n}");
+        }
+        for (id, t, payload) in &self.breakdown.sample {
+            let _ = writeln!(out, "    sample: {id} {t} {}", truncate(payload, 100));
+        }
+        for g in &self.gates {
+            let _ = writeln!(
+                out,
+                "  gate {}: {} ({})",
+                g.gate,
+                if g.passed { "pass" } else { "REFUSED" },
+                g.detail
+            );
+        }
+        for b in &self.backups {
+            let _ = writeln!(
+                out,
+                "  backup {}: {} row(s){}",
+                b.table,
+                b.rows,
+                if b.checksum.is_empty() {
+                    " would be snapshotted".to_string()
+                } else {
+                    format!(", checksum {}", b.checksum)
+                }
+            );
+        }
+        for s in &self.steps {
+            let verb = match (dry, s.kind.as_str()) {
+                (true, "publish") => "message(s) would be published",
+                (true, _) => "row(s) would be touched",
+                (false, "publish") => "message(s) published and confirmed",
+                (false, _) => "row(s) touched",
+            };
+            let resumed = s
+                .resumed_from
+                .map(|c| format!(" (resumed at {c})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  step {} [{}]: {} {verb}{resumed}",
+                s.id, s.kind, s.touched
+            );
+        }
+        for m in &self.messages {
+            let _ = writeln!(
+                out,
+                "    message to {} key `{}` id `{}`: {}",
+                m.exchange,
+                m.routing_key,
+                m.message_id,
+                truncate(&m.body, 120)
+            );
+        }
+        for v in &self.verifications {
+            if dry {
+                let _ = writeln!(
+                    out,
+                    "  verify `{}`: currently {} (expects {})",
+                    v.name, v.actual, v.expected
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  verify `{}`: {} (actual {}, expected {})",
+                    v.name,
+                    if v.passed { "PASS" } else { "FAIL" },
+                    v.actual,
+                    v.expected
+                );
+            }
+        }
+        for (action, rows) in &self.rollback {
+            let _ = writeln!(out, "  rollback {action}: {rows} row(s)");
+        }
+        if let Some(secs) = self.estimated_secs {
+            let _ = writeln!(
+                out,
+                "  estimated duration at the rate limit: {secs:.1}s (waits not included)"
+            );
+        }
+        let _ = writeln!(out, "  outcome: {}", self.status);
+        if let Some(e) = &self.error {
+            let _ = writeln!(out, "  error: {e}");
+        }
+        for n in &self.next {
+            let _ = writeln!(out, "  next: {n}");
+        }
+        out
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}

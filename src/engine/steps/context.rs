@@ -1,0 +1,57 @@
+//! What every step gets: the plan, the run, the binds, the reporter and the stop flag.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::engine::binds::BindScope;
+use crate::engine::error::RunError;
+use crate::engine::events::{Reporter, RunEvent};
+use crate::plan::Plan;
+
+/// Set by SIGINT/SIGTERM (or `replay stop`); steps stop at the next batch boundary.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    pub fn check(&self) -> Result<(), RunError> {
+        if self.is_cancelled() {
+            Err(RunError::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+pub struct StepContext<'a> {
+    pub plan: &'a Plan,
+    pub run_id: uuid::Uuid,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub binds: &'a BindScope,
+    /// Events in the frozen selection.
+    pub total: u64,
+    pub cancel: &'a Cancel,
+    pub reporter: &'a mut dyn Reporter,
+}
+
+impl StepContext<'_> {
+    pub fn emit(&mut self, event: RunEvent) {
+        self.reporter.event(&event);
+    }
+
+    pub fn failed(&self, step: &str, done: u64, message: impl Into<String>) -> RunError {
+        RunError::Step {
+            step: step.to_string(),
+            done,
+            total: self.total,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! `publish`: each selected event (or one message) to the exchange, persistent, with publisher confirms.
+//! The checkpoint advances only over confirmed messages.
+
+use crate::engine::binds::audited;
+use serde_json::{Value, json};
+
+use crate::engine::broker::{Broker, OutgoingMessage};
+use crate::engine::error::{RunError, describe_sqlx};
+use crate::engine::events::RunEvent;
+use crate::engine::pace::Clock;
+use crate::engine::writes::Writes;
+use crate::plan::model::{PublishEach, PublishStep};
+use crate::plan::template;
+
+use super::StepContext;
+
+#[allow(clippy::too_many_arguments)]
+pub async fn run<W: Writes, B: Broker, C: Clock>(
+    ctx: &mut StepContext<'_>,
+    writes: &mut W,
+    broker: &mut B,
+    clock: &mut C,
+    step: &PublishStep,
+    checkpoint: i64,
+    touched: i64,
+) -> Result<u64, RunError> {
+    let raw = &ctx.plan.raw;
+    let exchange = step
+        .exchange
+        .clone()
+        .unwrap_or_else(|| raw.target.exchange.clone());
+    broker.check_exchange(&exchange).await?;
+    let mut registry = template::registry();
+    let default_id = match step.each {
+        PublishEach::Event => "{{ event.event_id }}".to_string(),
+        PublishEach::Once => "{{ run.id }}:{{ step.id }}".to_string(),
+    };
+    let mut templates = vec![
+        ("routing_key".to_string(), step.routing_key.clone()),
+        ("payload".to_string(), step.payload.clone()),
+        (
+            "message_id".to_string(),
+            step.message_id.clone().unwrap_or(default_id),
+        ),
+    ];
+    templates.extend(
+        step.headers
+            .iter()
+            .map(|(k, v)| (format!("header:{k}"), v.clone())),
+    );
+    for (name, text) in &templates {
+        registry.register_template_string(name, text).map_err(|e| {
+            ctx.failed(
+                &step.id,
+                0,
+                format!("template `{name}` does not compile: {e}"),
+            )
+        })?;
+    }
+    let base = json!({
+        "params": ctx.plan.params_json(),
+        "run": { "id": ctx.run_id.to_string(), "started_at": ctx.started_at.to_rfc3339() },
+        "plan": { "name": raw.name, "hash": ctx.plan.hash },
+        "step": { "id": step.id },
+    });
+    let render = |event: Option<Value>, seq: i64| -> Result<OutgoingMessage, String> {
+        let mut data = base.clone();
+        if let Some(event) = event {
+            data["event"] = event;
+        }
+        let r = |name: &str| {
+            registry
+                .render(name, &data)
+                .map_err(|e| format!("cannot render `{name}`: {e}"))
+        };
+        Ok(OutgoingMessage {
+            seq,
+            exchange: exchange.clone(),
+            routing_key: r("routing_key")?,
+            message_id: r("message_id")?,
+            headers: step
+                .headers
+                .keys()
+                .map(|k| Ok((k.clone(), r(&format!("header:{k}"))?)))
+                .collect::<Result<_, String>>()?,
+            body: r("payload")?,
+        })
+    };
+
+    if step.each == PublishEach::Once {
+        if checkpoint == 0 {
+            let message = render(None, 1).map_err(|m| ctx.failed(&step.id, 0, m))?;
+            broker.publish(message).await?;
+            broker.flush().await?;
+        }
+        record(ctx, writes, &step.id, 1, 1, true).await?;
+        return Ok(1);
+    }
+
+    let total = ctx.total as i64;
+    let batch = i64::from(raw.rate_limit.batch_size);
+    let selection = writes.selection_table();
+    let (mut done, mut touched) = (checkpoint, touched);
+    while done < total {
+        ctx.cancel.check()?;
+        throttle(ctx, broker, clock, &step.id).await?;
+        let upto = (done + batch).min(total);
+        clock.pace((upto - done) as u64).await;
+        let rows: Vec<(i64, String, String, Option<Value>)> = {
+            let mut tx = writes
+                .begin()
+                .await
+                .map_err(|e| ctx.failed(&step.id, done as u64, describe_sqlx(&e)))?;
+            let rows = sqlx::query_as(audited(&format!(
+                "SELECT seq, event_id, event_type, payload FROM {selection} \
+                 WHERE run_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
+            )))
+            .bind(ctx.run_id)
+            .bind(done)
+            .bind(upto)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| ctx.failed(&step.id, done as u64, describe_sqlx(&e)))?;
+            tx.commit()
+                .await
+                .map_err(|e| ctx.failed(&step.id, done as u64, describe_sqlx(&e)))?;
+            rows
+        };
+        for (seq, event_id, event_type, payload) in rows {
+            let event = json!({
+                "event_id": event_id,
+                "event_type": event_type,
+                "payload": payload.unwrap_or(Value::Null),
+            });
+            let message = render(Some(event), seq).map_err(|m| {
+                ctx.failed(&step.id, done as u64, format!("event `{event_id}`: {m}"))
+            })?;
+            broker.publish(message).await?;
+        }
+        broker.flush().await?;
+        touched += upto - done;
+        done = upto;
+        record(ctx, writes, &step.id, done, touched, done >= total).await?;
+        ctx.emit(RunEvent::Progress {
+            step: step.id.clone(),
+            done: done as u64,
+            total: total as u64,
+        });
+    }
+    if total == 0 {
+        record(ctx, writes, &step.id, 0, 0, true).await?;
+    }
+    Ok(touched as u64)
+}
+
+async fn record<W: Writes>(
+    ctx: &StepContext<'_>,
+    writes: &mut W,
+    step: &str,
+    checkpoint: i64,
+    touched: i64,
+    done: bool,
+) -> Result<(), RunError> {
+    let fail = |e: sqlx::Error| ctx.failed(step, checkpoint as u64, describe_sqlx(&e));
+    let mut tx = writes.begin().await.map_err(fail)?;
+    W::checkpoint(&mut tx, ctx.run_id, step, checkpoint, touched, done)
+        .await
+        .map_err(fail)?;
+    tx.commit().await.map_err(fail)
+}
+
+/// Holds publishing while the worker's queue is deeper than the plan allows.
+async fn throttle<B: Broker, C: Clock>(
+    ctx: &mut StepContext<'_>,
+    broker: &mut B,
+    clock: &mut C,
+    step: &str,
+) -> Result<(), RunError> {
+    let rate = &ctx.plan.raw.rate_limit;
+    let (Some(limit), Some(queue)) = (rate.pause_when_queue_depth_above, rate.queue.clone()) else {
+        return Ok(());
+    };
+    loop {
+        ctx.cancel.check()?;
+        let Some(depth) = broker.queue_depth(&queue).await? else {
+            return Ok(());
+        };
+        if depth <= limit {
+            return Ok(());
+        }
+        ctx.emit(RunEvent::Throttled {
+            step: step.to_string(),
+            queue: queue.clone(),
+            depth,
+            limit,
+        });
+        if !clock
+            .poll_pause(std::time::Duration::from_millis(500))
+            .await
+        {
+            return Ok(());
+        }
+    }
+}

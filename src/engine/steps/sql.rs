@@ -1,0 +1,110 @@
+//! `sql`: one statement with binds, once or once per batch, inside bounds on the rows it touches.
+
+use crate::engine::binds::audited;
+use crate::engine::binds::bind_all;
+use crate::engine::error::{RunError, describe_sqlx};
+use crate::engine::events::RunEvent;
+use crate::engine::pace::Clock;
+use crate::engine::writes::Writes;
+use crate::plan::builtins;
+use crate::plan::model::{SqlEach, SqlStep};
+use crate::plan::selection::Bind;
+
+use super::StepContext;
+
+pub async fn run<W: Writes, C: Clock>(
+    ctx: &mut StepContext<'_>,
+    writes: &mut W,
+    clock: &mut C,
+    step: &SqlStep,
+    checkpoint: i64,
+    touched: i64,
+) -> Result<u64, RunError> {
+    let total = ctx.total as i64;
+    let (batch, ranges): (i64, i64) = match step.each {
+        SqlEach::Once => (total.max(1), 1),
+        SqlEach::Batch => {
+            let b = i64::from(ctx.plan.raw.rate_limit.batch_size);
+            (b, (total + b - 1) / b)
+        }
+    };
+    let selection = writes.selection_table();
+    let (mut done, mut touched) = (checkpoint, touched);
+    let mut executed = if step.each == SqlEach::Once && checkpoint > 0 {
+        1
+    } else {
+        done / batch.max(1)
+    };
+    while executed < ranges {
+        ctx.cancel.check()?;
+        let upto = match step.each {
+            SqlEach::Once => total,
+            SqlEach::Batch => (done + batch).min(total),
+        };
+        let fail = |message: String| ctx.failed(&step.id, done as u64, message);
+        let mut tx = writes.begin().await.map_err(|e| fail(describe_sqlx(&e)))?;
+        let scope = if step.each == SqlEach::Batch {
+            clock.pace((upto - done) as u64).await;
+            let ids: Vec<String> = sqlx::query_scalar(audited(&format!(
+                "SELECT event_id FROM {selection} WHERE run_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
+            )))
+            .bind(ctx.run_id)
+            .bind(done)
+            .bind(upto)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| fail(describe_sqlx(&e)))?;
+            ctx.binds.with(builtins::BATCH_BIND, Bind::TextArray(ids))
+        } else {
+            ctx.binds.clone()
+        };
+        let (text, binds) = scope.prepare(&step.sql).map_err(fail)?;
+        let rows = bind_all(sqlx::query(audited(&text)), &binds)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| fail(describe_sqlx(&e)))?
+            .rows_affected();
+        if let Some(bounds) = &step.expect_rows {
+            let low = bounds.min.is_some_and(|min| rows < min);
+            let high = bounds.max.is_some_and(|max| rows > max);
+            if low || high {
+                // Dropping the transaction rolls the statement back.
+                drop(tx);
+                return Err(fail(format!(
+                    "statement affected {rows} row(s); expected {}; rolled back",
+                    describe_bounds(bounds.min, bounds.max)
+                )));
+            }
+        }
+        touched += rows as i64;
+        executed += 1;
+        W::checkpoint(
+            &mut tx,
+            ctx.run_id,
+            &step.id,
+            upto.max(1),
+            touched,
+            executed >= ranges,
+        )
+        .await
+        .map_err(|e| fail(describe_sqlx(&e)))?;
+        tx.commit().await.map_err(|e| fail(describe_sqlx(&e)))?;
+        done = upto;
+        ctx.emit(RunEvent::Progress {
+            step: step.id.clone(),
+            done: done as u64,
+            total: total as u64,
+        });
+    }
+    Ok(touched as u64)
+}
+
+fn describe_bounds(min: Option<u64>, max: Option<u64>) -> String {
+    match (min, max) {
+        (Some(a), Some(b)) if a == b => format!("exactly {a}"),
+        (Some(a), Some(b)) => format!("between {a} and {b}"),
+        (Some(a), None) => format!("at least {a}"),
+        (None, Some(b)) => format!("at most {b}"),
+        (None, None) => "any number".into(),
+    }
+}

@@ -1,0 +1,87 @@
+//! `wait`: poll a query or a queue until it holds, with a timeout.
+
+use crate::engine::binds::audited;
+use std::time::{Duration, Instant};
+
+use crate::engine::binds::bind_all;
+use crate::engine::broker::Broker;
+use crate::engine::error::{RunError, describe_sqlx};
+use crate::engine::events::RunEvent;
+use crate::engine::pace::Clock;
+use crate::engine::writes::Writes;
+use crate::plan::duration;
+use crate::plan::model::WaitStep;
+
+use super::StepContext;
+
+pub async fn run<W: Writes, B: Broker, C: Clock>(
+    ctx: &mut StepContext<'_>,
+    writes: &mut W,
+    broker: &mut B,
+    clock: &mut C,
+    step: &WaitStep,
+) -> Result<u64, RunError> {
+    let timeout = duration::parse(&step.timeout).map_err(|m| ctx.failed(&step.id, 0, m))?;
+    let interval = duration::parse(&step.poll_interval).unwrap_or(Duration::from_secs(1));
+    let started = Instant::now();
+    loop {
+        ctx.cancel.check()?;
+        let holds = match (&step.until, &step.queue_empty) {
+            (Some(query), _) => {
+                let (text, binds) = ctx
+                    .binds
+                    .prepare(query)
+                    .map_err(|m| ctx.failed(&step.id, 0, m))?;
+                let fail = |e: sqlx::Error| ctx.failed(&step.id, 0, describe_sqlx(&e));
+                let mut tx = writes.begin().await.map_err(fail)?;
+                let row = bind_all(sqlx::query(audited(&text)), &binds)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                tx.commit().await.map_err(fail)?;
+                use sqlx::Row;
+                match row {
+                    Some(row) => row
+                        .try_get::<Option<bool>, _>(0)
+                        .map_err(|e| {
+                            ctx.failed(
+                                &step.id,
+                                0,
+                                format!("the `until` query must return a boolean: {e}"),
+                            )
+                        })?
+                        .unwrap_or(false),
+                    None => false,
+                }
+            }
+            (None, Some(queue)) => broker.queue_depth(queue).await? == Some(0),
+            (None, None) => true,
+        };
+        let elapsed = started.elapsed();
+        ctx.emit(RunEvent::Waiting {
+            step: step.id.clone(),
+            elapsed_secs: elapsed.as_secs(),
+            holds: Some(holds),
+        });
+        if holds {
+            break;
+        }
+        if elapsed >= timeout {
+            return Err(ctx.failed(
+                &step.id,
+                0,
+                format!("condition still false after {}", duration::format(timeout)),
+            ));
+        }
+        if !clock.poll_pause(interval).await {
+            break;
+        }
+    }
+    let fail = |e: sqlx::Error| ctx.failed(&step.id, 0, describe_sqlx(&e));
+    let mut tx = writes.begin().await.map_err(fail)?;
+    W::checkpoint(&mut tx, ctx.run_id, &step.id, 0, 0, true)
+        .await
+        .map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
+    Ok(0)
+}

@@ -1,0 +1,189 @@
+//! Where a run's writes go: committed batch by batch, or (dry-run) rehearsed inside a transaction
+//! that is rolled back at the end. The steps run the same code over either.
+
+use crate::engine::binds::audited;
+use sqlx::{Acquire, PgConnection, PgPool, Postgres, Transaction};
+
+use crate::plan::selection::quote_ident;
+
+/// A source of transactions for the steps, and where the run's bookkeeping lands.
+pub trait Writes {
+    /// Table holding the frozen selection (`run_id, seq, event_id, event_type, payload`).
+    fn selection_table(&self) -> &'static str;
+    /// A transaction for one batch; committing it makes the batch durable (or, rehearsed, visible
+    /// to the next steps only).
+    async fn begin(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error>;
+    /// Records a step's checkpoint inside the batch's transaction.
+    async fn checkpoint(
+        conn: &mut PgConnection,
+        run_id: uuid::Uuid,
+        step: &str,
+        checkpoint: i64,
+        touched: i64,
+        done: bool,
+    ) -> Result<(), sqlx::Error>;
+    /// Snapshots rows (`SELECT key, row` query given) into the backup; returns (rows, checksum).
+    async fn snapshot(
+        conn: &mut PgConnection,
+        run_id: uuid::Uuid,
+        table: &str,
+        key_column: &str,
+        select_rows: &str,
+        binds: &[crate::plan::selection::Bind],
+    ) -> Result<(i64, String), sqlx::Error>;
+}
+
+/// Real writes: each batch commits with its checkpoint in the executor's schema.
+pub struct Commit {
+    pub pool: PgPool,
+}
+
+impl Writes for Commit {
+    fn selection_table(&self) -> &'static str {
+        "replay.selection"
+    }
+
+    async fn begin(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    async fn checkpoint(
+        conn: &mut PgConnection,
+        run_id: uuid::Uuid,
+        step: &str,
+        checkpoint: i64,
+        touched: i64,
+        done: bool,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE replay.step_runs SET checkpoint = $3, touched = $4, \
+             status = CASE WHEN $5 THEN 'done' ELSE 'running' END, \
+             started_at = coalesce(started_at, now()), \
+             finished_at = CASE WHEN $5 THEN now() END \
+             WHERE run_id = $1 AND step_id = $2",
+        )
+        .bind(run_id)
+        .bind(step)
+        .bind(checkpoint)
+        .bind(touched)
+        .bind(done)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("UPDATE replay.runs SET updated_at = now() WHERE id = $1")
+            .bind(run_id)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn snapshot(
+        conn: &mut PgConnection,
+        run_id: uuid::Uuid,
+        table: &str,
+        key_column: &str,
+        select_rows: &str,
+        binds: &[crate::plan::selection::Bind],
+    ) -> Result<(i64, String), sqlx::Error> {
+        let n = binds.len();
+        let insert = format!(
+            "INSERT INTO replay.backup_rows (run_id, table_name, key, row_data) \
+             SELECT ${}, ${}, s.key, s.row_data FROM ({select_rows}) s",
+            n + 1,
+            n + 2
+        );
+        let query = super::binds::bind_all(sqlx::query(audited(&insert)), binds)
+            .bind(run_id)
+            .bind(table);
+        query.execute(&mut *conn).await?;
+        let (rows, checksum): (i64, String) = sqlx::query_as(
+            "SELECT count(*), coalesce(md5(string_agg(row_data::text, '' ORDER BY key)), '') \
+             FROM replay.backup_rows WHERE run_id = $1 AND table_name = $2",
+        )
+        .bind(run_id)
+        .bind(table)
+        .fetch_one(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO replay.backups (run_id, table_name, key_column, row_count, checksum) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(run_id)
+        .bind(table)
+        .bind(key_column)
+        .bind(rows)
+        .bind(&checksum)
+        .execute(conn)
+        .await?;
+        Ok((rows, checksum))
+    }
+}
+
+/// Rehearsed writes: one outer transaction, a savepoint per batch, everything rolled back at the end.
+pub struct Rehearse {
+    pub outer: Transaction<'static, Postgres>,
+}
+
+impl Rehearse {
+    /// Opens the outer transaction and the temporary selection table (gone with the rollback).
+    pub async fn start(pool: &PgPool) -> Result<Rehearse, sqlx::Error> {
+        let mut outer = pool.begin().await?;
+        sqlx::query(
+            "CREATE TEMP TABLE replay_selection (run_id UUID NOT NULL, seq BIGINT NOT NULL, \
+             event_id TEXT NOT NULL, event_type TEXT NOT NULL, payload JSONB, PRIMARY KEY (run_id, seq)) \
+             ON COMMIT DROP",
+        )
+        .execute(&mut *outer)
+        .await?;
+        Ok(Rehearse { outer })
+    }
+
+    pub async fn finish(self) -> Result<(), sqlx::Error> {
+        self.outer.rollback().await
+    }
+}
+
+impl Writes for Rehearse {
+    fn selection_table(&self) -> &'static str {
+        "pg_temp.replay_selection"
+    }
+
+    async fn begin(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+        self.outer.begin().await
+    }
+
+    async fn checkpoint(
+        _conn: &mut PgConnection,
+        _run_id: uuid::Uuid,
+        _step: &str,
+        _checkpoint: i64,
+        _touched: i64,
+        _done: bool,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    async fn snapshot(
+        conn: &mut PgConnection,
+        _run_id: uuid::Uuid,
+        _table: &str,
+        _key_column: &str,
+        select_rows: &str,
+        binds: &[crate::plan::selection::Bind],
+    ) -> Result<(i64, String), sqlx::Error> {
+        let count = format!("SELECT count(*) FROM ({select_rows}) s");
+        use sqlx::Row;
+        let row = super::binds::bind_all(sqlx::query(audited(&count)), binds)
+            .fetch_one(conn)
+            .await?;
+        Ok((row.try_get::<i64, _>(0)?, String::new()))
+    }
+}
+
+/// The query that lists a backup table's rows as `(key, row_data)`.
+pub fn backup_rows_query(table: &str, key: &str, condition: &str) -> String {
+    format!(
+        "SELECT t.{}::text AS key, to_jsonb(t) AS row_data FROM {} t WHERE {condition}",
+        quote_ident(key),
+        quote_ident(table)
+    )
+}
