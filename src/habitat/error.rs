@@ -21,6 +21,15 @@ pub enum HabitatError {
         table: &'static str,
     },
 
+    /// A name does not fit in an AMQP short string (255 bytes).
+    #[error("use {what} `{name}`: longer than 255 bytes")]
+    NameTooLong {
+        /// What the name is for, e.g. "exchange".
+        what: &'static str,
+        /// The offending name.
+        name: String,
+    },
+
     /// A PostgreSQL statement failed.
     #[error("{context}")]
     Database {
@@ -73,4 +82,15 @@ impl<T> Context<T> for Result<T, lapin::Error> {
             source,
         })
     }
+}
+
+/// Converts `name` to an AMQP short string, refusing instead of panicking when it is too long.
+pub(crate) fn short_string(
+    what: &'static str,
+    name: &str,
+) -> Result<lapin::types::ShortString, HabitatError> {
+    lapin::types::ShortString::try_new(name).map_err(|_| HabitatError::NameTooLong {
+        what,
+        name: name.to_owned(),
+    })
 }

@@ -3,8 +3,13 @@
 mod error;
 mod event_type;
 pub mod generator;
+mod handlers;
+pub mod publisher;
 pub mod schema;
+pub mod worker;
 
 pub use error::HabitatError;
 pub use event_type::EventType;
 pub use generator::{GeneratorConfig, GeneratorReport, generate};
+pub use publisher::{OutgoingEvent, Publisher};
+pub use worker::{FailureMode, Worker, WorkerConfig, WorkerHandle, WorkerStats};
