@@ -1,1 +1,15 @@
 //! The Habitat reference world: schema, data generator and reference worker (test and demo infrastructure).
+
+mod error;
+mod event_type;
+pub mod generator;
+mod handlers;
+pub mod publisher;
+pub mod schema;
+pub mod worker;
+
+pub use error::HabitatError;
+pub use event_type::EventType;
+pub use generator::{GeneratorConfig, GeneratorReport, generate};
+pub use publisher::{OutgoingEvent, Publisher};
+pub use worker::{FailureMode, Worker, WorkerConfig, WorkerHandle, WorkerStats};
