@@ -1,5 +1,130 @@
-//! placeholder
-use super::args::DemoArgs;
-pub fn run(_: &DemoArgs) -> u8 {
-    1
+//! `replay demo`: a scratch Habitat where a buggy handler left failures, fixed end to end by a
+//! shipped plan through `apply --dry-run` and `apply`.
+
+use std::path::PathBuf;
+
+use crate::exit_codes;
+use crate::habitat::{self, GeneratorConfig, Worker, WorkerConfig};
+
+use super::apply;
+use super::args::{ApplyArgs, DemoArgs, OutputFormat};
+
+const DATABASE: &str = "replay_demo";
+
+pub fn run(args: &DemoArgs) -> u8 {
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    else {
+        eprintln!("error: cannot start the async runtime");
+        return exit_codes::FAILURE;
+    };
+    let database_url = with_database(&args.server_url, DATABASE);
+    println!(
+        "== 1. a scratch Habitat in database `{DATABASE}` with {} events, 5% failed by a buggy handler",
+        args.events
+    );
+    let worker = runtime.block_on(async {
+        let server = sqlx::PgPool::connect(&args.server_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"
+        )))
+        .execute(&server)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {DATABASE}")))
+            .execute(&server)
+            .await?;
+        server.close().await;
+        let pool = sqlx::PgPool::connect(&database_url).await?;
+        let config = GeneratorConfig {
+            events: args.events,
+            failed_share: 0.05,
+            stuck_share: 0.0,
+            days: 1,
+            now: chrono::Utc::now(),
+            ..GeneratorConfig::default()
+        };
+        let report = habitat::generate(&pool, &config).await?;
+        println!(
+            "   generated {} events in {:.1}s: {:?}",
+            report.events,
+            report.elapsed.as_secs_f64(),
+            report.by_status
+        );
+        println!(
+            "== 2. the handler is fixed: the reference worker starts (queue `habitat-worker`)"
+        );
+        let worker = Worker::start(pool, &args.amqp_url, WorkerConfig::default()).await?;
+        Ok::<_, anyhow::Error>(worker)
+    });
+    let worker = match worker {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: cannot set up the demo: {e:#}");
+            eprintln!(
+                "hint: PostgreSQL on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672 must be running"
+            );
+            return exit_codes::FAILURE;
+        }
+    };
+    let plan = plan_path("replay-failed-events.yaml");
+    let apply_args = |dry_run| ApplyArgs {
+        plan: plan.clone(),
+        params: vec!["since=24h".into()],
+        dry_run,
+        restart: false,
+        database_url: database_url.clone(),
+        amqp_url: args.amqp_url.clone(),
+        operator: Some("demo".into()),
+        format: OutputFormat::Text,
+    };
+    println!(
+        "== 3. replay apply {} --dry-run --param since=24h",
+        plan.display()
+    );
+    let code = apply::run(&apply_args(true));
+    if code != exit_codes::SUCCESS {
+        let _ = runtime.block_on(worker.stop());
+        return code;
+    }
+    println!("== 4. replay apply {} --param since=24h", plan.display());
+    let code = apply::run(&apply_args(false));
+    let stats = runtime.block_on(worker.stop());
+    if let Ok(stats) = stats {
+        println!("   worker: {stats:?}");
+    }
+    let redacted = crate::engine::redact::redact_url(&database_url);
+    println!("== look further:");
+    println!("   DATABASE_URL={redacted} cargo run -- status");
+    println!("   psql {redacted} -c \"SELECT status, count(*) FROM processed_events GROUP BY 1\"");
+    println!("   psql {redacted} -c \"SELECT * FROM audit_log ORDER BY id DESC LIMIT 5\"");
+    code
+}
+
+fn plan_path(name: &str) -> PathBuf {
+    let local = PathBuf::from("plans").join(name);
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("plans")
+            .join(name)
+    }
+}
+
+/// The same server URL with another database name.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
 }

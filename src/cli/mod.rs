@@ -51,7 +51,7 @@ where
 
 fn init_tracing(format: OutputFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("REPLAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -56,9 +56,7 @@ impl BindScope {
         let table = &self.selection_table;
         let (sql, names) = sql::rewrite_with(text, &|name, index| {
             if name == SELECTED {
-                format!(
-                    "(SELECT coalesce(array_agg(event_id), '{{}}'::text[]) FROM {table} WHERE run_id = ${index})"
-                )
+                format!("ARRAY(SELECT event_id FROM {table} WHERE run_id = ${index})")
             } else {
                 format!("${index}")
             }
