@@ -574,7 +574,7 @@ async fn poll_once(shared: &Shared) -> Result<usize, sqlx::Error> {
     let mut tx = shared.pool.begin().await?;
     let rows: Vec<(i64, String, String, Value)> = sqlx::query_as(
         "SELECT id, event_id, event_type, payload FROM processed_events \
-         WHERE status = 'pending' ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+         WHERE status = 'pending' ORDER BY processed_at NULLS FIRST, id LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind(i64::from(shared.config.poll_batch))
     .fetch_all(&mut *tx)
