@@ -63,7 +63,10 @@ pub fn run(args: &DemoArgs) -> u8 {
             "== 2. the handler is fixed: the reference worker starts (queue `habitat-worker`)"
         );
         // One poller takes pending events in their original order, as dependent handlers expect.
-        let config = WorkerConfig { pollers: 1, ..WorkerConfig::default() };
+        let config = WorkerConfig {
+            pollers: 1,
+            ..WorkerConfig::default()
+        };
         let worker = Worker::start(pool, &args.amqp_url, config).await?;
         Ok::<_, anyhow::Error>(worker)
     });

@@ -1,4 +1,5 @@
 //! Integration tests against the real PostgreSQL and RabbitMQ on this machine.
 
+mod apply;
 mod habitat;
 mod plans;

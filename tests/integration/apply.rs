@@ -1,0 +1,326 @@
+//! End-to-end runs of shipped plans against the reference world on the real services.
+
+use replay::engine::events::Collect;
+use replay::engine::steps::Cancel;
+use replay::engine::{self, ApplyOptions, Connection, Report, RunError};
+use replay::habitat::{self, GeneratorConfig, Worker, WorkerConfig};
+use replay::plan::{self, Plan, Source};
+use sqlx::PgPool;
+
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A world whose contribution handlers failed within the last day.
+async fn broken_world(pool: &PgPool) -> anyhow::Result<()> {
+    let config = GeneratorConfig {
+        events: 3_000,
+        failed_share: 0.05,
+        stuck_share: 0.0,
+        days: 1,
+        now: chrono::Utc::now(),
+        ..GeneratorConfig::default()
+    };
+    habitat::generate(pool, &config).await?;
+    sqlx::query("UPDATE processed_events SET status = 'processed', error_message = NULL WHERE status = 'error' AND event_type NOT LIKE 'contribution.%'")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+async fn connection(pool: &PgPool) -> anyhow::Result<Connection> {
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await?;
+    let server = std::env::var("DATABASE_URL")?;
+    let base = server
+        .rsplit_once('/')
+        .map_or(server.as_str(), |(b, _)| b)
+        .to_string();
+    Ok(Connection {
+        database_url: format!("{base}/{db}"),
+        amqp_url: AMQP.into(),
+        operator: "test".into(),
+    })
+}
+
+fn load(path: &str, edit: impl Fn(String) -> String, params: &[&str]) -> anyhow::Result<Plan> {
+    let text = edit(std::fs::read_to_string(path)?);
+    let validated = plan::validate(Source::from_text(path.into(), text)?);
+    let raw = validated
+        .valid_plan()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("invalid: {:?}", validated.diagnostics))?;
+    Ok(plan::compile(
+        raw,
+        &params.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    )?)
+}
+
+fn unique_worker() -> WorkerConfig {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    WorkerConfig {
+        exchange: format!("test-ex-{id}"),
+        queue: format!("test-q-{id}"),
+        pollers: 1,
+        ..WorkerConfig::default()
+    }
+}
+
+async fn failing(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'error'")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+#[sqlx::test(migrations = false)]
+async fn failed_events_are_reset_and_fixed_by_the_worker(pool: PgPool) -> anyhow::Result<()> {
+    broken_world(&pool).await?;
+    let before = failing(&pool).await?;
+    assert!(before > 0);
+    let worker = Worker::start(pool.clone(), AMQP, unique_worker()).await?;
+    let plan = load("plans/replay-failed-events.yaml", |t| t, &["since=24h"])?;
+    let conn = connection(&pool).await?;
+    let mut report = Report::default();
+    let result = engine::apply(
+        &plan,
+        &conn,
+        &ApplyOptions::default(),
+        &mut Collect::default(),
+        &Cancel::default(),
+        &mut report,
+    )
+    .await;
+    worker.stop().await?;
+    result?;
+    assert_eq!(report.status, "succeeded");
+    assert_eq!(report.selected as i64, before);
+    assert_eq!(failing(&pool).await?, 0);
+    assert!(report.verifications.iter().all(|v| v.passed));
+    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'event_replay' AND details LIKE '%succeeded%'")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(audit, 1);
+    let checkpoint: i64 = sqlx::query_scalar(
+        "SELECT checkpoint FROM replay.step_runs WHERE step_id = 'reset-status'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(checkpoint, before);
+    Ok(())
+}
+
+/// Checksums of every table in the public schema, and whether the executor's schema exists.
+async fn fingerprint(pool: &PgPool) -> anyhow::Result<Vec<(String, String)>> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::new();
+    for t in tables {
+        let sum: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM \"{t}\" t"
+        )))
+        .fetch_one(pool)
+        .await?;
+        out.push((t, sum.unwrap_or_default()));
+    }
+    let schema: Option<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = 'replay'")
+            .fetch_optional(pool)
+            .await?;
+    out.push(("replay schema".into(), schema.unwrap_or_default()));
+    Ok(out)
+}
+
+#[sqlx::test(migrations = false)]
+async fn dry_run_changes_nothing_and_needs_no_executor_schema(pool: PgPool) -> anyhow::Result<()> {
+    broken_world(&pool).await?;
+    let before = fingerprint(&pool).await?;
+    let plan = load("plans/replay-failed-events.yaml", |t| t, &["since=24h"])?;
+    let mut report = Report {
+        mode: "dry-run".into(),
+        ..Report::default()
+    };
+    engine::dry_run(
+        &plan,
+        &connection(&pool).await?,
+        &mut Collect::default(),
+        &mut report,
+    )
+    .await?;
+    assert_eq!(fingerprint(&pool).await?, before);
+    assert_eq!(report.status, "would_run");
+    assert_eq!(report.steps[0].touched, report.selected);
+    assert!(report.selected > 0);
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn dry_run_renders_messages_without_publishing(pool: PgPool) -> anyhow::Result<()> {
+    broken_world(&pool).await?;
+    let event_id: String =
+        sqlx::query_scalar("SELECT event_id FROM processed_events WHERE status = 'error' LIMIT 1")
+            .fetch_one(&pool)
+            .await?;
+    let worker_config = unique_worker();
+    let worker = Worker::start(pool.clone(), AMQP, worker_config.clone()).await?;
+    let exchange = worker_config.exchange.clone();
+    let plan = load(
+        "plans/replay-single-event.yaml",
+        |t| {
+            t.replace(
+                "select:",
+                &format!("target: {{ exchange: {exchange} }}\nselect:"),
+            )
+        },
+        &[&format!("event_id={event_id}")],
+    )?;
+    let mut report = Report::default();
+    engine::dry_run(
+        &plan,
+        &connection(&pool).await?,
+        &mut Collect::default(),
+        &mut report,
+    )
+    .await?;
+    assert_eq!(report.messages.len(), 1);
+    assert_eq!(report.messages[0].message_id, event_id);
+    // Nothing was sent: the event is still failing.
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM processed_events WHERE event_id = $1")
+            .bind(&event_id)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(status, "error");
+    // The real run publishes it and the worker fixes it.
+    let mut report = Report::default();
+    engine::apply(
+        &plan,
+        &connection(&pool).await?,
+        &ApplyOptions::default(),
+        &mut Collect::default(),
+        &Cancel::default(),
+        &mut report,
+    )
+    .await?;
+    worker.stop().await?;
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM processed_events WHERE event_id = $1")
+            .bind(&event_id)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(status, "processed");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn interrupted_run_resumes_and_a_changed_plan_is_refused(pool: PgPool) -> anyhow::Result<()> {
+    broken_world(&pool).await?;
+    let conn = connection(&pool).await?;
+    let plan = load(
+        "plans/reset-stuck-events.yaml",
+        |t| t.replace("status: [processing]", "status: [error]"),
+        &["older_than=1s"],
+    )?;
+    let cancel = Cancel::default();
+    cancel.cancel();
+    let mut report = Report::default();
+    let first = engine::apply(
+        &plan,
+        &conn,
+        &ApplyOptions::default(),
+        &mut Collect::default(),
+        &cancel,
+        &mut report,
+    )
+    .await;
+    assert!(matches!(first, Err(RunError::Interrupted)), "{first:?}");
+    let run_id = report.run_id.clone();
+
+    let changed = load(
+        "plans/reset-stuck-events.yaml",
+        |t| {
+            t.replace("status: [processing]", "status: [error]")
+                .replace("max_events: 100000", "max_events: 90000")
+        },
+        &["older_than=1s"],
+    )?;
+    let refused = engine::apply(
+        &changed,
+        &conn,
+        &ApplyOptions::default(),
+        &mut Collect::default(),
+        &Cancel::default(),
+        &mut Report::default(),
+    )
+    .await;
+    match refused {
+        Err(RunError::Refused(message)) => {
+            assert!(message.contains("the plan changed"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    let worker = Worker::start(pool.clone(), AMQP, unique_worker()).await?;
+    let mut resumed = Report::default();
+    let result = engine::apply(
+        &plan,
+        &conn,
+        &ApplyOptions::default(),
+        &mut Collect::default(),
+        &Cancel::default(),
+        &mut resumed,
+    )
+    .await;
+    worker.stop().await?;
+    result?;
+    assert_eq!(resumed.run_id, run_id, "the same run resumes");
+    assert_eq!(resumed.status, "succeeded");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn missing_table_and_wrong_password_are_clear_errors(pool: PgPool) -> anyhow::Result<()> {
+    let conn = connection(&pool).await?;
+    let plan = load("plans/replay-failed-events.yaml", |t| t, &[])?;
+    let err = engine::apply(
+        &plan,
+        &conn,
+        &ApplyOptions::default(),
+        &mut Collect::default(),
+        &Cancel::default(),
+        &mut Report::default(),
+    )
+    .await
+    .expect_err("no tables");
+    assert_eq!(
+        err.to_string(),
+        "refused: table `processed_events` does not exist in the target database (see `target` in the plan)"
+    );
+
+    let bad = Connection {
+        database_url: "postgres://nobody:s3cret@127.0.0.1:5432/nowhere".into(),
+        ..conn
+    };
+    let err = engine::apply(
+        &plan,
+        &bad,
+        &ApplyOptions::default(),
+        &mut Collect::default(),
+        &Cancel::default(),
+        &mut Report::default(),
+    )
+    .await
+    .expect_err("no such role");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "cannot connect to PostgreSQL at postgres://nobody:***@127.0.0.1:5432/nowhere"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"));
+    Ok(())
+}
