@@ -159,8 +159,15 @@ async fn run_body(
             refused.gate, refused.detail
         )));
     }
-    if plan.raw.backup.as_ref().is_some_and(|b| b.pg_dump.is_some()) {
-        return Err(RunError::Refused("`backup.pg_dump` is not implemented yet; remove it or take the dump by hand".into()));
+    if plan
+        .raw
+        .backup
+        .as_ref()
+        .is_some_and(|b| b.pg_dump.is_some())
+    {
+        return Err(RunError::Refused(
+            "`backup.pg_dump` is not implemented yet; remove it or take the dump by hand".into(),
+        ));
     }
     capture_before(plan, pool, &scope, run.id).await?;
     let already: Vec<String> =

@@ -67,14 +67,54 @@ pub fn analyze(text: &str) -> Result<SqlInfo, SqlError> {
             (delete.selection.is_none().then_some("DELETE"), true, tables)
         }
         Statement::Insert(insert) => (None, true, vec![insert.table.to_string().to_lowercase()]),
-        Statement::Query(_) => (None, false, Vec::new()),
+        Statement::Truncate(truncate) => (
+            Some("TRUNCATE"),
+            true,
+            truncate
+                .table_names
+                .iter()
+                .map(|t| t.name.to_string().to_lowercase())
+                .collect(),
+        ),
+        // A CTE may hide a write (`WITH d AS (DELETE …) SELECT …`): judge by its keywords.
+        Statement::Query(_) => {
+            let writes = has_write_keyword(text);
+            (
+                None,
+                writes,
+                if writes {
+                    vec!["*".to_string()]
+                } else {
+                    Vec::new()
+                },
+            )
+        }
         _ => (None, true, Vec::new()),
     };
     Ok(SqlInfo {
         binds: rewrite(text)?.1,
         unbounded_write,
         writes,
-        written_tables,
+        written_tables: written_tables.iter().map(|t| normalize_table(t)).collect(),
+    })
+}
+
+/// `"public"."processed_events"` and `public.processed_events` both name `processed_events`.
+pub fn normalize_table(name: &str) -> String {
+    let unquoted = name.replace('"', "").to_lowercase();
+    unquoted
+        .strip_prefix("public.")
+        .map(str::to_string)
+        .unwrap_or(unquoted)
+}
+
+fn has_write_keyword(text: &str) -> bool {
+    let dialect = PostgreSqlDialect {};
+    Tokenizer::new(&dialect, text).tokenize().is_ok_and(|tokens| {
+        tokens.iter().any(|t| {
+            matches!(t, Token::Word(w) if w.quote_style.is_none()
+                && ["delete", "update", "insert", "truncate"].contains(&w.value.to_lowercase().as_str()))
+        })
     })
 }
 
@@ -173,7 +213,7 @@ mod tests {
         for (text, expected) in cases {
             match (analyze(text), expected) {
                 (Ok(info), Ok(unbounded)) => assert_eq!(info.unbounded_write, unbounded, "{text}"),
-                (Err(err), Err(message)) if message.is_empty() => {
+                (Err(err), Err("")) => {
                     assert!(matches!(err, SqlError::Syntax(_)), "{text}: {err}")
                 }
                 (Err(err), Err(message)) => assert_eq!(err.to_string(), message, "{text}"),

@@ -340,22 +340,22 @@ fn resolve_plain(text: &str) -> NodeValue {
         _ => {}
     }
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = text.parse::<i64>() {
-            return NodeValue::Int(i);
-        }
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = text.parse::<i64>()
+    {
+        return NodeValue::Int(i);
     }
     let looks_float = digits
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
         && digits.bytes().any(|b| b.is_ascii_digit())
         && digits.contains(['.', 'e', 'E']);
-    if looks_float {
-        if let Ok(f) = text.parse::<f64>() {
-            if f.is_finite() {
-                return NodeValue::Float(f);
-            }
-        }
+    if looks_float
+        && let Ok(f) = text.parse::<f64>()
+        && f.is_finite()
+    {
+        return NodeValue::Float(f);
     }
     NodeValue::Str(text.to_string())
 }

@@ -64,11 +64,6 @@ const KNOWN_BUGS: &[&str] = &[
     "not-allowed-publish-each",
     "not-allowed-acknowledge",
     "out-of-range-items-backup",
-    // `checks/sql.rs` recognises deletes from the events table only as a plain, unqualified `DELETE`.
-    "force-required-truncate",
-    "force-required-schema-qualified",
-    // `sql.rs` classifies any `WITH … SELECT` as read-only, even with a data-modifying CTE.
-    "query-writes-cte",
 ];
 
 /// One run of the binary.

@@ -89,17 +89,17 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
                 ),
             );
         }
-        if let Some(default) = &spec.default {
-            if let Err(reason) = ParamValue::from_default(spec.kind, default) {
-                out.push(Diagnostic::error(
-                    "param-default-type",
-                    here.key("default"),
-                    format!(
-                        "default of `{name}` is not a {}: {reason}",
-                        spec.kind.name()
-                    ),
-                ));
-            }
+        if let Some(default) = &spec.default
+            && let Err(reason) = ParamValue::from_default(spec.kind, default)
+        {
+            out.push(Diagnostic::error(
+                "param-default-type",
+                here.key("default"),
+                format!(
+                    "default of `{name}` is not a {}: {reason}",
+                    spec.kind.name()
+                ),
+            ));
         }
     }
 }

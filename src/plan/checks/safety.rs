@@ -34,14 +34,14 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
                 .with_help("e.g. `UTC`, `Europe/Berlin`, `America/New_York`"),
             );
         }
-        if let Some((from, to)) = window.between.split_once('-') {
-            if from == to {
-                out.push(Diagnostic::error(
-                    "bad-value",
-                    here.key("window").key("between"),
-                    "the window opens and closes at the same minute",
-                ));
-            }
+        if let Some((from, to)) = window.between.split_once('-')
+            && from == to
+        {
+            out.push(Diagnostic::error(
+                "bad-value",
+                here.key("window").key("between"),
+                "the window opens and closes at the same minute",
+            ));
         }
     }
 }

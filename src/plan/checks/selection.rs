@@ -32,24 +32,23 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
     for (location, value) in usage::selection_values(plan) {
         if let Some(name) = param_ref(value) {
             // Declared-ness is the parameter check's; here the type must fit the place.
-            if let Some(spec) = plan.params.get(name) {
-                if let Some(wanted) = wanted_types(&location) {
-                    if !wanted.contains(&spec.kind) {
-                        out.push(Diagnostic::error(
-                            "param-type",
-                            location.clone(),
-                            format!(
-                                "parameter `{name}` is a {} but `{location}` needs a {}",
-                                spec.kind.name(),
-                                wanted
-                                    .iter()
-                                    .map(|k| k.name())
-                                    .collect::<Vec<_>>()
-                                    .join(" or ")
-                            ),
-                        ));
-                    }
-                }
+            if let Some(spec) = plan.params.get(name)
+                && let Some(wanted) = wanted_types(&location)
+                && !wanted.contains(&spec.kind)
+            {
+                out.push(Diagnostic::error(
+                    "param-type",
+                    location.clone(),
+                    format!(
+                        "parameter `{name}` is a {} but `{location}` needs a {}",
+                        spec.kind.name(),
+                        wanted
+                            .iter()
+                            .map(|k| k.name())
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    ),
+                ));
             }
             continue;
         }

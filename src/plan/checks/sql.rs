@@ -6,7 +6,7 @@ use crate::plan::sql::{self, SqlError};
 use crate::plan::usage::{self, SqlRole};
 
 pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
-    let events_table = plan.target.events_table.to_lowercase();
+    let events_table = sql::normalize_table(&plan.target.events_table);
     for text in usage::sql_texts(plan) {
         // A backup filter is a condition; parse it inside the query that will use it.
         let statement = match text.role {
@@ -54,9 +54,10 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
                 continue;
             }
         };
-        if let Some(verb) = info.unbounded_write {
-            if !allow {
-                out.push(
+        if let Some(verb) = info.unbounded_write
+            && !allow
+        {
+            out.push(
                     Diagnostic::error(
                         "unbounded-write",
                         text.location.clone(),
@@ -64,10 +65,15 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
                     )
                     .with_help("add a `WHERE`, or set `allow_without_where: true` on this step if that is intended"),
                 );
-            }
         }
-        let deletes_events = statement.trim_start().to_lowercase().starts_with("delete")
-            && info.written_tables.iter().any(|t| *t == events_table);
+        // Deleting or truncating the events table removes idempotency records.
+        let lowered = statement.to_lowercase();
+        let removes = lowered.contains("delete") || lowered.contains("truncate");
+        let deletes_events = removes
+            && info
+                .written_tables
+                .iter()
+                .any(|t| *t == events_table || (t == "*" && lowered.contains(&events_table)));
         if deletes_events && !plan.safety.force {
             out.push(
                 Diagnostic::error(
