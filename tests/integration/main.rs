@@ -3,3 +3,4 @@
 mod apply;
 mod habitat;
 mod plans;
+mod resilience;

@@ -100,30 +100,30 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
     let total = ctx.total as i64;
     let batch = i64::from(raw.rate_limit.batch_size);
     let selection = writes.selection_table();
-    let (mut done, mut touched) = (checkpoint, touched);
-    while done < total {
+    // `fetched` is how far messages were handed to the broker; `confirmed` how far every message
+    // was confirmed. Only `confirmed` is checkpointed, so a crash republishes at most the messages
+    // that were in flight (the confirm window), never skips one.
+    let (mut fetched, mut confirmed) = (checkpoint, checkpoint);
+    let base_touched = touched - checkpoint;
+    while fetched < total {
         ctx.cancel.check()?;
         throttle(ctx, broker, clock, &step.id).await?;
-        let upto = (done + batch).min(total);
-        clock.pace((upto - done) as u64).await;
+        let upto = (fetched + batch).min(total);
+        clock.pace((upto - fetched) as u64).await;
         let rows: Vec<(i64, String, String, Option<Value>)> = {
-            let mut tx = writes
-                .begin()
-                .await
-                .map_err(|e| ctx.failed(&step.id, done as u64, describe_sqlx(&e)))?;
+            let fail = |e: sqlx::Error| ctx.failed(&step.id, confirmed as u64, describe_sqlx(&e));
+            let mut tx = writes.begin().await.map_err(fail)?;
             let rows = sqlx::query_as(audited(&format!(
                 "SELECT seq, event_id, event_type, payload FROM {selection} \
                  WHERE run_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
             )))
             .bind(ctx.run_id)
-            .bind(done)
+            .bind(fetched)
             .bind(upto)
             .fetch_all(&mut *tx)
             .await
-            .map_err(|e| ctx.failed(&step.id, done as u64, describe_sqlx(&e)))?;
-            tx.commit()
-                .await
-                .map_err(|e| ctx.failed(&step.id, done as u64, describe_sqlx(&e)))?;
+            .map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
             rows
         };
         for (seq, event_id, event_type, payload) in rows {
@@ -133,20 +133,35 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
                 "payload": payload.unwrap_or(Value::Null),
             });
             let message = render(Some(event), seq).map_err(|m| {
-                ctx.failed(&step.id, done as u64, format!("event `{event_id}`: {m}"))
+                ctx.failed(
+                    &step.id,
+                    confirmed as u64,
+                    format!("event `{event_id}`: {m}"),
+                )
             })?;
-            broker.publish(message).await?;
+            let settled = broker.publish(message).await?;
+            confirmed = settled.into_iter().fold(confirmed, i64::max);
         }
-        broker.flush().await?;
-        touched += upto - done;
-        done = upto;
-        record(ctx, writes, &step.id, done, touched, done >= total).await?;
+        fetched = upto;
+        if fetched >= total {
+            confirmed = broker.flush().await?.into_iter().fold(confirmed, i64::max);
+        }
+        record(
+            ctx,
+            writes,
+            &step.id,
+            confirmed,
+            base_touched + confirmed,
+            confirmed >= total,
+        )
+        .await?;
         ctx.emit(RunEvent::Progress {
             step: step.id.clone(),
-            done: done as u64,
+            done: confirmed as u64,
             total: total as u64,
         });
     }
+    let touched = base_touched + confirmed;
     if total == 0 {
         record(ctx, writes, &step.id, 0, 0, true).await?;
     }

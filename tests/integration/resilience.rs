@@ -1,0 +1,411 @@
+//! The `replay` binary under stress: killed, interrupted, contended, failing verification, missing exchange.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Connection as Amqp, ConnectionProperties, ExchangeKind};
+use replay::habitat::{self, GeneratorConfig};
+use sqlx::PgPool;
+
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+async fn world(pool: &PgPool, events: u64) -> anyhow::Result<i64> {
+    let config = GeneratorConfig {
+        events,
+        failed_share: 0.5,
+        stuck_share: 0.0,
+        days: 1,
+        now: chrono::Utc::now(),
+        ..GeneratorConfig::default()
+    };
+    habitat::generate(pool, &config).await?;
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'error'")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+async fn database_url(pool: &PgPool) -> anyhow::Result<String> {
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await?;
+    let server = std::env::var("DATABASE_URL")?;
+    Ok(format!(
+        "{}/{db}",
+        server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b)
+    ))
+}
+
+fn plan_file(dir: &tempfile::TempDir, name: &str, body: &str) -> std::path::PathBuf {
+    let path = dir.path().join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!("version: 1\nname: {name}\nreason: \"resilience test of the executor\"\n{body}"),
+    )
+    .expect("write plan");
+    path
+}
+
+fn replay(args: &[&str], url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_replay"));
+    cmd.args(args)
+        .env("DATABASE_URL", url)
+        .env("AMQP_URL", AMQP)
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(args: &[&str], url: &str) -> Output {
+    replay(args, url).output().expect("run replay")
+}
+
+fn spawn(args: &[&str], url: &str) -> Child {
+    replay(args, url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn replay")
+}
+
+/// The checkpoint of a step once it is between its first and last batch.
+async fn checkpoint_midway(pool: &PgPool, step: &str, total: i64) -> anyhow::Result<i64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let cp: Option<i64> =
+            sqlx::query_scalar("SELECT checkpoint FROM replay.step_runs WHERE step_id = $1")
+                .bind(step)
+                .fetch_optional(pool)
+                .await
+                .unwrap_or(None);
+        if let Some(cp) = cp.filter(|cp| *cp > 0 && *cp < total) {
+            return Ok(cp);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "step `{step}` never got midway");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn selected_pending(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM processed_events e JOIN replay.selection s ON s.event_id = e.event_id WHERE e.status = 'pending'",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+const SLOW_RESET: &str = "select: { status: [error] }\nrate_limit: { per_second: 2000, batch_size: 100 }\nsteps:\n  - { id: reset, kind: reset }\n";
+
+#[sqlx::test(migrations = false)]
+async fn killed_reset_resumes_without_applying_a_batch_twice_or_skipping_one(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let total = world(&pool, 12_000).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "killed-reset", SLOW_RESET);
+    let plan = plan.to_str().unwrap_or_default();
+    let mut child = spawn(&["apply", plan], &url);
+    checkpoint_midway(&pool, "reset", total).await?;
+    child.kill()?; // SIGKILL
+    child.wait()?;
+    // Each batch committed with its checkpoint: exactly the checkpointed events are reset.
+    let cp: i64 =
+        sqlx::query_scalar("SELECT checkpoint FROM replay.step_runs WHERE step_id = 'reset'")
+            .fetch_one(&pool)
+            .await?;
+    assert!(cp > 0 && cp < total, "{cp}");
+    assert_eq!(selected_pending(&pool).await?, cp);
+
+    let out = run(&["apply", plan], &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(selected_pending(&pool).await?, total);
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(runs, 1, "the killed run was resumed, not restarted");
+    let touched: i64 =
+        sqlx::query_scalar("SELECT touched FROM replay.step_runs WHERE step_id = 'reset'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(touched, total);
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn sigint_stops_at_a_batch_boundary_and_prints_the_resume_command(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let total = world(&pool, 12_000).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "interrupted-reset", SLOW_RESET);
+    let plan = plan.to_str().unwrap_or_default();
+    let child = spawn(&["apply", plan], &url);
+    checkpoint_midway(&pool, "reset", total).await?;
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    let out = child.wait_with_output()?;
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("resume with: replay apply {plan}")),
+        "{stdout}"
+    );
+    let (status, cp): (String, i64) = sqlx::query_as("SELECT r.status, s.checkpoint FROM replay.runs r JOIN replay.step_runs s ON s.run_id = r.id")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(status, "interrupted");
+    assert_eq!(selected_pending(&pool).await?, cp);
+    let out = run(&["apply", plan], &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(selected_pending(&pool).await?, total);
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_second_apply_is_refused_naming_the_running_one(pool: PgPool) -> anyhow::Result<()> {
+    let total = world(&pool, 12_000).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "contended", SLOW_RESET);
+    let plan = plan.to_str().unwrap_or_default();
+    let mut first = spawn(&["apply", plan], &url);
+    checkpoint_midway(&pool, "reset", total).await?;
+    let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    let second = run(&["apply", plan], &url);
+    first.kill()?;
+    first.wait()?;
+    assert_eq!(second.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "run `{run_id}` of plan `contended` is already running"
+        )),
+        "{stderr}"
+    );
+    // The holder died: its lock is gone and the run resumes.
+    let out = run(&["apply", plan], &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn failed_verification_rolls_back_to_the_snapshot(pool: PgPool) -> anyhow::Result<()> {
+    world(&pool, 2_000).await?;
+    let url = database_url(&pool).await?;
+    let checksum = "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t";
+    let before: String = sqlx::query_scalar(checksum).fetch_one(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "rolled-back",
+        "select: { status: [error] }\nbackup: { tables: [{ table: processed_events }] }\nsteps:\n  - { id: reset, kind: reset }\n\
+         verify:\n  - name: impossible\n    sql: \"SELECT count(*) FROM processed_events WHERE status = 'pending'\"\n    expect: { equals: 0 }\n\
+         rollback:\n  - { kind: restore_backup, tables: [processed_events] }\n",
+    );
+    let out = run(&["apply", plan.to_str().unwrap_or_default()], &url);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("verify `impossible`: FAIL"), "{stdout}");
+    let after: String = sqlx::query_scalar(checksum).fetch_one(&pool).await?;
+    assert_eq!(after, before, "the snapshotted rows are back exactly");
+    let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(status, "rolled_back");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn unknown_exchange_is_a_clear_error_in_dry_run_and_apply(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 500).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let exchange = format!("no-such-exchange-{}", uuid::Uuid::new_v4().simple());
+    let plan = plan_file(
+        &dir,
+        "unknown-exchange",
+        &format!(
+            "target: {{ exchange: {exchange} }}\nselect: {{ status: [error] }}\nsteps:\n  - {{ id: republish, kind: publish }}\n"
+        ),
+    );
+    let plan = plan.to_str().unwrap_or_default();
+    for args in [vec!["apply", plan, "--dry-run"], vec!["apply", plan]] {
+        let out = run(&args, &url);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("exchange `{exchange}` does not exist")),
+            "{stderr}"
+        );
+    }
+    Ok(())
+}
+
+/// Declares an exchange with a queue bound to `#`; returns a function that drains the queue's message ids.
+async fn bound_queue(name: &str) -> anyhow::Result<Amqp> {
+    let conn = Amqp::connect(AMQP, ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    ch.exchange_declare(
+        name.into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await?;
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await?;
+    ch.queue_bind(
+        name.into(),
+        name.into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    Ok(conn)
+}
+
+async fn drain_ids(
+    conn: &Amqp,
+    queue: &str,
+    expect_at_least: usize,
+) -> anyhow::Result<Vec<String>> {
+    let ch = conn.create_channel().await?;
+    ch.basic_qos(1000, BasicQosOptions::default()).await?;
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "drain".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut ids = Vec::new();
+    loop {
+        let wait = if ids.len() >= expect_at_least {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(20)
+        };
+        match tokio::time::timeout(wait, consumer.next()).await {
+            Ok(Some(delivery)) => {
+                let delivery = delivery?;
+                ids.push(
+                    delivery
+                        .properties
+                        .message_id()
+                        .as_ref()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default(),
+                );
+                delivery.ack(BasicAckOptions::default()).await?;
+            }
+            _ => break,
+        }
+    }
+    ch.queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await?;
+    ch.exchange_delete(queue.into(), ExchangeDeleteOptions::default())
+        .await?;
+    Ok(ids)
+}
+
+#[sqlx::test(migrations = false)]
+async fn killed_publish_resumes_losing_nothing_with_bounded_duplicates(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let total = world(&pool, 12_000).await?;
+    let url = database_url(&pool).await?;
+    let name = format!("test-publish-{}", uuid::Uuid::new_v4().simple());
+    let amqp = bound_queue(&name).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "killed-publish",
+        &format!(
+            "target: {{ exchange: {name} }}\nselect: {{ status: [error] }}\nrate_limit: {{ per_second: 2000, batch_size: 100, confirms_in_flight: 50 }}\nsteps:\n  - {{ id: republish, kind: publish }}\n"
+        ),
+    );
+    let plan = plan.to_str().unwrap_or_default();
+    let mut child = spawn(&["apply", plan], &url);
+    checkpoint_midway(&pool, "republish", total).await?;
+    child.kill()?;
+    child.wait()?;
+    let out = run(&["apply", plan], &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids = drain_ids(&amqp, &name, total as usize).await?;
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(
+        distinct.len() as i64,
+        total,
+        "every selected event was published"
+    );
+    let duplicates = ids.len() - distinct.len();
+    assert!(
+        duplicates <= 100,
+        "at most one batch republished, got {duplicates} duplicates"
+    );
+    let selected: std::collections::BTreeSet<String> =
+        sqlx::query_scalar("SELECT event_id FROM replay.selection")
+            .fetch_all(&pool)
+            .await?
+            .into_iter()
+            .collect();
+    assert_eq!(
+        distinct
+            .into_iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        selected
+    );
+    Ok(())
+}
