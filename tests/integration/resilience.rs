@@ -113,8 +113,7 @@ async fn killed_reset_resumes_without_applying_a_batch_twice_or_skipping_one(
     let plan = plan.to_str().unwrap_or_default();
     let mut child = spawn(&["apply", plan], &url);
     checkpoint_midway(&pool, "reset", total).await?;
-    child.kill()?; // SIGKILL
-    child.wait()?;
+    child.kill()?;
     // Each batch committed with its checkpoint: exactly the checkpointed events are reset.
     let cp: i64 =
         sqlx::query_scalar("SELECT checkpoint FROM replay.step_runs WHERE step_id = 'reset'")
@@ -197,7 +196,6 @@ async fn a_second_apply_is_refused_naming_the_running_one(pool: PgPool) -> anyho
         .await?;
     let second = run(&["apply", plan], &url);
     first.kill()?;
-    first.wait()?;
     assert_eq!(second.status.code(), Some(4));
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(
@@ -375,7 +373,6 @@ async fn killed_publish_resumes_losing_nothing_with_bounded_duplicates(
     let mut child = spawn(&["apply", plan], &url);
     checkpoint_midway(&pool, "republish", total).await?;
     child.kill()?;
-    child.wait()?;
     let out = run(&["apply", plan], &url);
     assert!(
         out.status.success(),
