@@ -66,7 +66,7 @@ fn run(args: &[&str], url: &str) -> Output {
     replay(args, url).output().expect("run replay")
 }
 
-fn spawn(args: &[&str], url: &str) -> Child {
+fn start(args: &[&str], url: &str) -> Child {
     replay(args, url)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -111,7 +111,7 @@ async fn killed_reset_resumes_without_applying_a_batch_twice_or_skipping_one(
     let dir = tempfile::tempdir()?;
     let plan = plan_file(&dir, "killed-reset", SLOW_RESET);
     let plan = plan.to_str().unwrap_or_default();
-    let mut child = spawn(&["apply", plan], &url);
+    let mut child = start(&["apply", plan], &url);
     checkpoint_midway(&pool, "reset", total).await?;
     child.kill()?;
     // Each batch committed with its checkpoint: exactly the checkpointed events are reset.
@@ -150,7 +150,7 @@ async fn sigint_stops_at_a_batch_boundary_and_prints_the_resume_command(
     let dir = tempfile::tempdir()?;
     let plan = plan_file(&dir, "interrupted-reset", SLOW_RESET);
     let plan = plan.to_str().unwrap_or_default();
-    let child = spawn(&["apply", plan], &url);
+    let child = start(&["apply", plan], &url);
     checkpoint_midway(&pool, "reset", total).await?;
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -189,7 +189,7 @@ async fn a_second_apply_is_refused_naming_the_running_one(pool: PgPool) -> anyho
     let dir = tempfile::tempdir()?;
     let plan = plan_file(&dir, "contended", SLOW_RESET);
     let plan = plan.to_str().unwrap_or_default();
-    let mut first = spawn(&["apply", plan], &url);
+    let mut first = start(&["apply", plan], &url);
     checkpoint_midway(&pool, "reset", total).await?;
     let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
         .fetch_one(&pool)
@@ -370,7 +370,7 @@ async fn killed_publish_resumes_losing_nothing_with_bounded_duplicates(
         ),
     );
     let plan = plan.to_str().unwrap_or_default();
-    let mut child = spawn(&["apply", plan], &url);
+    let mut child = start(&["apply", plan], &url);
     checkpoint_midway(&pool, "republish", total).await?;
     child.kill()?;
     let out = run(&["apply", plan], &url);
