@@ -159,17 +159,30 @@ async fn run_body(
             refused.gate, refused.detail
         )));
     }
-    if plan
-        .raw
-        .backup
-        .as_ref()
-        .is_some_and(|b| b.pg_dump.is_some())
-    {
-        return Err(RunError::Refused(
-            "`backup.pg_dump` is not implemented yet; remove it or take the dump by hand".into(),
-        ));
-    }
     capture_before(plan, pool, &scope, run.id).await?;
+    if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref()) {
+        let done: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM replay.run_log WHERE run_id = $1 AND kind = 'pg_dump')",
+        )
+        .bind(run.id)
+        .fetch_one(pool)
+        .await
+        .map_err(RunError::db("reading the run log"))?;
+        if !done {
+            let path =
+                crate::engine::dump::dump(&connection.database_url, &pg_dump.directory, run.id)
+                    .await?;
+            state::log(
+                pool,
+                run.id,
+                "pg_dump",
+                None,
+                json!({"file": path.display().to_string()}),
+            )
+            .await;
+            report.dump_file = Some(path.display().to_string());
+        }
+    }
     let already: Vec<String> =
         sqlx::query_scalar("SELECT table_name FROM replay.backups WHERE run_id = $1")
             .bind(run.id)

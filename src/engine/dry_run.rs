@@ -36,6 +36,9 @@ pub async fn dry_run(
     report.breakdown = freeze::breakdown(&mut writes, run_id, 5).await?;
     reporter.event(&RunEvent::SelectionFrozen { selected });
     report.gates = gates::check(plan, selected, started_at);
+    if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref()) {
+        crate::engine::dump::check(&pg_dump.directory).await?;
+    }
     for snapshot in backup::take(&mut writes, plan, &scope, run_id, &[]).await? {
         report.backups.push(snapshot);
     }

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod binds;
 pub mod broker;
 pub mod dry_run;
+pub mod dump;
 pub mod error;
 pub mod events;
 pub mod freeze;

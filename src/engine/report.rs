@@ -24,6 +24,7 @@ pub struct Report {
     pub breakdown: Breakdown,
     pub gates: Vec<GateResult>,
     pub backups: Vec<Snapshot>,
+    pub dump_file: Option<String>,
     pub steps: Vec<StepReport>,
     pub messages: Vec<OutgoingMessage>,
     pub verifications: Vec<VerificationReport>,
@@ -93,6 +94,9 @@ impl Report {
                     format!(", checksum {}", b.checksum)
                 }
             );
+        }
+        if let Some(file) = &self.dump_file {
+            let _ = writeln!(out, "  pg_dump: {file}");
         }
         for s in &self.steps {
             let verb = match (dry, s.kind.as_str()) {

@@ -324,3 +324,51 @@ async fn missing_table_and_wrong_password_are_clear_errors(pool: PgPool) -> anyh
     assert!(!text.contains("s3cret"));
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn pg_dump_backup_is_written_before_the_first_write(pool: PgPool) -> anyhow::Result<()> {
+    broken_world(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let directory = dir.path().display().to_string();
+    let text = format!(
+        "version: 1\nname: dumped\nreason: \"reset with a pg_dump first\"\nselect: {{ status: [error] }}\n\
+         backup:\n  tables: [{{ table: processed_events }}]\n  pg_dump: {{ directory: \"{directory}\" }}\n\
+         steps:\n  - {{ id: reset, kind: reset }}\n"
+    );
+    let validated = plan::validate(Source::from_text("dumped.yaml".into(), text)?);
+    let raw = validated
+        .valid_plan()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{:?}", validated.diagnostics))?;
+    let plan = plan::compile(raw, &[])?;
+    let mut report = Report::default();
+    let result = engine::apply(
+        &plan,
+        &connection(&pool).await?,
+        &ApplyOptions::default(),
+        &mut Collect::default(),
+        &Cancel::default(),
+        &mut report,
+    )
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    let file = report
+        .dump_file
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no dump in {report:?}"))?;
+    let listing = std::process::Command::new("pg_restore")
+        .arg("--list")
+        .arg(&file)
+        .output()?;
+    assert!(listing.status.success());
+    let toc = String::from_utf8_lossy(&listing.stdout);
+    assert!(toc.contains("TABLE DATA public processed_events"), "{toc}");
+    // The dump was taken before the reset: restored elsewhere, the selected events are still failing.
+    let restored = std::process::Command::new("pg_restore")
+        .args(["--data-only", "--table=processed_events", "-f", "-"])
+        .arg(&file)
+        .output()?;
+    let data = String::from_utf8_lossy(&restored.stdout);
+    assert!(data.lines().filter(|l| l.contains("\terror\t")).count() as u64 >= report.selected);
+    Ok(())
+}
