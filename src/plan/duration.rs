@@ -2,20 +2,20 @@
 
 use std::time::Duration;
 
+const EXAMPLES: &str = "write e.g. `30s`, `5m`, `24h`, `7d`, `1h30m`";
+
 /// Parses a duration; the message says what was wrong.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty duration; write e.g. `30s`, `5m`, `24h`, `7d`".into());
+        return Err(format!("empty duration; {EXAMPLES}"));
     }
     let mut total: u128 = 0;
     let mut rest = text;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(format!(
-                "`{text}` is not a duration; write e.g. `30s`, `5m`, `24h`, `7d`, `1h30m`"
-            ));
+            return Err(format!("`{text}` is not a duration; {EXAMPLES}"));
         }
         let number: u128 = rest[..digits]
             .parse()
@@ -28,7 +28,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
-            "" => return Err(format!("`{text}` needs a unit (ms, s, m, h, d)")),
+            // A bare number (`5`) lacks only its unit; `5 minutes` or `1.5h` is another notation.
+            "" if rest.is_empty() => {
+                return Err(format!("`{text}` needs a unit (ms, s, m, h, d)"));
+            }
+            "" => return Err(format!("`{text}` is not a duration; {EXAMPLES}")),
             unit => {
                 return Err(format!(
                     "unknown unit `{unit}` in `{text}`; use ms, s, m, h or d"
@@ -95,5 +99,34 @@ mod tests {
             );
         }
         assert_eq!(format(Duration::from_millis(5_400_000)), "1h30m");
+    }
+
+    #[test]
+    fn messages_say_what_is_wrong() {
+        let not_a_duration = |text: &str| {
+            format!("`{text}` is not a duration; write e.g. `30s`, `5m`, `24h`, `7d`, `1h30m`")
+        };
+        let cases = [
+            ("5", "`5` needs a unit (ms, s, m, h, d)".to_string()),
+            ("5 minutes", not_a_duration("5 minutes")),
+            ("1.5h", not_a_duration("1.5h")),
+            ("5m 30s", not_a_duration("5m 30s")),
+            ("h", not_a_duration("h")),
+            (
+                "5y",
+                "unknown unit `y` in `5y`; use ms, s, m, h or d".to_string(),
+            ),
+            (
+                "5minutes",
+                "unknown unit `minutes` in `5minutes`; use ms, s, m, h or d".to_string(),
+            ),
+            (
+                "",
+                "empty duration; write e.g. `30s`, `5m`, `24h`, `7d`, `1h30m`".to_string(),
+            ),
+        ];
+        for (text, message) in cases {
+            assert_eq!(parse(text), Err(message), "{text:?}");
+        }
     }
 }

@@ -40,30 +40,37 @@ pub fn validate_file(path: &Path) -> Result<Validated, LoadError> {
 pub fn validate(source: Source) -> Validated {
     let document = source.root.to_json();
     let mut diagnostics = schema::check(&document, &source.root);
-    if !diagnostics.is_empty() {
-        return Validated {
-            source,
-            plan: None,
-            diagnostics,
-        };
-    }
-    let plan = match serde_json::from_value::<RawPlan>(document) {
-        Ok(plan) => plan,
-        Err(err) => {
-            diagnostics.push(Diagnostic::error(
-                "schema",
-                Location::root(),
-                err.to_string(),
-            ));
-            return Validated {
-                source,
-                plan: None,
-                diagnostics,
-            };
+    let plan = if diagnostics.is_empty() {
+        match serde_json::from_value::<RawPlan>(document) {
+            Ok(plan) => Some(plan),
+            // The schema accepted what the types reject: the two disagree, and serde's error
+            // carries no path, so this can only point at the document.
+            Err(err) => {
+                diagnostics.push(
+                    Diagnostic::error("schema", Location::root(), err.to_string()).with_help(
+                        "the schema accepted this plan but its types do not: a bug in replay; \
+                         please report it with the plan",
+                    ),
+                );
+                None
+            }
         }
+    } else {
+        None
     };
-    diagnostics.extend(checks::run(&plan));
-    // Errors first, then by place, so the most important finding is on top.
+    if let Some(plan) = &plan {
+        diagnostics.extend(checks::run(plan));
+    }
+    sort(&mut diagnostics, &source);
+    Validated {
+        source,
+        plan,
+        diagnostics,
+    }
+}
+
+/// Errors first, then by place, so the most important finding is on top.
+fn sort(diagnostics: &mut [Diagnostic], source: &Source) {
     diagnostics.sort_by_key(|d| {
         let pos = source.position(&d.location);
         (
@@ -72,9 +79,41 @@ pub fn validate(source: Source) -> Validated {
             pos.col,
         )
     });
-    Validated {
-        source,
-        plan: Some(plan),
-        diagnostics,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_errors_are_sorted_by_place() {
+        let text = "version: 1
+colour: blue
+name: Replay Period Close
+reason: short
+select:
+  status: [error]
+rate_limit:
+  per_second: 0
+steps:
+  - kind: reset
+";
+        let validated = validate(Source::from_text("plan.yaml".into(), text.into()).unwrap());
+        let found: Vec<(usize, &str)> = validated
+            .diagnostics
+            .iter()
+            .map(|d| (validated.source.position(&d.location).line, d.code))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (2, "unknown-key"),
+                (3, "bad-format"),
+                (4, "out-of-range"),
+                (8, "out-of-range"),
+                (10, "missing-key"),
+            ]
+        );
+        assert!(validated.plan.is_none());
     }
 }

@@ -26,7 +26,7 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
                         text.location.clone(),
                         format!("template calls unknown helper `{helper}`"),
                     )
-                    .with_help("available: json, if, unless, each, with, lookup, eq, ne, gt, lt, and, or, not, len"),
+                    .with_help("available: json, if, unless, each, with, lookup, eq, ne, gt, gte, lt, lte, and, or, not, len"),
                 );
             }
         }
