@@ -101,11 +101,15 @@ pub struct WorkerConfig {
     pub queue: String,
     /// Fixed or buggy.
     pub failing: FailureMode,
-    /// Unacked deliveries the broker may push ahead.
+    /// Unacked deliveries the broker may push ahead; also the most events committed together.
     pub prefetch: u16,
     /// Pause between polls of `pending` rows when the last poll found less than a batch.
     pub poll_interval: Duration,
-    /// Rows claimed per poll.
+    /// Rows claimed per poll, all committed together.
+    ///
+    /// Each event runs behind its own savepoint; past 64 of them in one transaction
+    /// PostgreSQL's per-backend subtransaction cache overflows and slows every other
+    /// session's snapshots, so batches (and `prefetch`) should stay at or below 64.
     pub poll_batch: u32,
     /// Concurrent pollers; `FOR UPDATE SKIP LOCKED` lets them share the table.
     pub pollers: usize,
@@ -119,7 +123,7 @@ impl Default for WorkerConfig {
             failing: FailureMode::None,
             prefetch: 64,
             poll_interval: Duration::from_millis(500),
-            poll_batch: 500,
+            poll_batch: 64,
             pollers: 2,
         }
     }
