@@ -85,11 +85,15 @@ CREATE INDEX IF NOT EXISTS processed_events_status_processed_at_idx
 -- Date-range replays select one event type at a time.
 CREATE INDEX IF NOT EXISTS processed_events_event_type_idx
     ON processed_events (event_type);
+-- The worker polls `pending` rows in id order; without this every poll sorts all of them.
+CREATE INDEX IF NOT EXISTS processed_events_pending_idx
+    ON processed_events (id) WHERE status = 'pending';
 "#;
 
 /// Drops what [`EVENT_INDEXES`] creates.
 pub(crate) const DROP_EVENT_INDEXES: &str = "DROP INDEX IF EXISTS \
-     processed_events_status_processed_at_idx, processed_events_event_type_idx";
+     processed_events_status_processed_at_idx, processed_events_event_type_idx, \
+     processed_events_pending_idx";
 
 /// Creates the Habitat tables and indexes in the `public` schema; safe to call repeatedly.
 pub async fn apply(pool: &PgPool) -> Result<(), sqlx::Error> {

@@ -85,6 +85,7 @@ async fn generator_counts_match_the_config(pool: PgPool) -> anyhow::Result<()> {
         [
             "processed_events_event_id_key",
             "processed_events_event_type_idx",
+            "processed_events_pending_idx",
             "processed_events_pkey",
             "processed_events_status_processed_at_idx",
         ]
