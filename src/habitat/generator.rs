@@ -1,9 +1,9 @@
 //! Deterministic, set-based generator of a Habitat world: periods, contributions, allocations,
 //! payments and the `processed_events` rows their handlers would have logged.
 //!
-//! Everything is computed inside PostgreSQL from `generate_series` and `md5` of the seed and a
-//! row number, so a million events take seconds and the same seed always yields the same
-//! rows, uuids included. The event stream is laid out in three segments, in this order:
+//! Everything is computed inside PostgreSQL from `generate_series`, `hashint8extended` (for
+//! pseudo-random numbers) and `md5` (for uuids) of the seed and a row number, so a million
+//! events take seconds and the same seed always yields the same rows, uuids included. The event stream is laid out in three segments, in this order:
 //! period events, allocation lifecycles (`allocation.calculated`, `allocation.distributed`,
 //! `payment.initiated`, `payment.completed`), then contribution lifecycles
 //! (`contribution.submitted`, then `approved` or `rejected`). Statuses are dealt by a
