@@ -89,10 +89,9 @@ async fn bench(pool: &PgPool, amqp_url: &str) -> anyhow::Result<()> {
         exchange: format!("habitat-bench-{suffix}"),
         queue: format!("habitat-bench-worker-{suffix}"),
         failing: FailureMode::None,
-        prefetch: 256,
         poll_interval: Duration::from_millis(10),
-        poll_batch: 500,
         pollers: 4,
+        ..WorkerConfig::default()
     };
     let worker = Worker::start(pool.clone(), amqp_url, worker_config.clone()).await?;
     let publisher = Publisher::connect(amqp_url, &worker_config.exchange).await?;

@@ -1,9 +1,9 @@
 //! Deterministic, set-based generator of a Habitat world: periods, contributions, allocations,
 //! payments and the `processed_events` rows their handlers would have logged.
 //!
-//! Everything is computed inside PostgreSQL from `generate_series` and `md5` of the seed and a
-//! row number, so a million events take seconds and the same seed always yields the same
-//! rows, uuids included. The event stream is laid out in three segments, in this order:
+//! Everything is computed inside PostgreSQL from `generate_series`, `hashint8extended` (for
+//! pseudo-random numbers) and `md5` (for uuids) of the seed and a row number, so a million
+//! events take seconds and the same seed always yields the same rows, uuids included. The event stream is laid out in three segments, in this order:
 //! period events, allocation lifecycles (`allocation.calculated`, `allocation.distributed`,
 //! `payment.initiated`, `payment.completed`), then contribution lifecycles
 //! (`contribution.submitted`, then `approved` or `rejected`). Statuses are dealt by a
@@ -249,12 +249,42 @@ impl Layout {
         )
     }
 
+    /// A stable pseudo-random non-negative 31-bit integer for row `n` and purpose `kind`.
+    ///
+    /// `hashint8extended` is what hash partitioning uses, so PostgreSQL keeps it stable across
+    /// versions; it is an order of magnitude cheaper than `md5`.
+    fn rand(&self, kind: Rand, n: &str) -> String {
+        let salt = self
+            .seed
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(kind as u64) as i64;
+        format!("(hashint8extended(({n})::bigint, {salt}) & 2147483647)")
+    }
+
+    /// A uuid for entity `n` of `kind`, e.g. contribution 42.
     fn uuid(&self, kind: &str, n: &str) -> String {
         format!("md5('{}:{kind}:' || ({n}))::uuid", self.seed)
     }
 
-    fn md5(&self, kind: &str, n: &str) -> String {
-        format!("md5('{}:{kind}:' || ({n}))", self.seed)
+    /// The uuid of member `m`, from an array built once per statement: members recur in every
+    /// row, so hashing them per row would dominate the cost.
+    fn member_uuid(&self, m: &str) -> String {
+        format!(
+            "((SELECT array_agg({uuid} ORDER BY i) FROM generate_series(0::bigint, {last}) AS i))\
+             [({m}) + 1]",
+            uuid = self.uuid("member", "i"),
+            last = self.members - 1,
+        )
+    }
+
+    /// The uuid of period `p`, like [`Layout::member_uuid`].
+    fn period_uuid(&self, p: &str) -> String {
+        format!(
+            "((SELECT array_agg({uuid} ORDER BY i) FROM generate_series(0::bigint, {last}) AS i))\
+             [({p}) + 1]",
+            uuid = self.uuid("period", "i"),
+            last = self.periods - 1,
+        )
     }
 
     /// `window_start + secs`, as a timestamptz.
@@ -269,83 +299,80 @@ impl Layout {
         format!("LEAST({ts}, timestamptz '{}')", self.now)
     }
 
-    /// Columns of period `p`: `period_id`, `starts`, `ends`, `start_date`, `end_date`.
+    /// Columns of period `p` (alias `pb`): `period_id`, `starts`, `ends`, `start_date`, `end_date`.
+    ///
+    /// Every derived table here ends in `OFFSET 0`, which stops PostgreSQL from inlining it:
+    /// inlined, each reference to a column would recompute its expression.
     fn period_from(&self, p: &str) -> String {
         format!(
-            "LATERAL (SELECT {id} AS period_id, {starts} AS starts, {ends} AS ends) AS pb, \
-             LATERAL (SELECT (pb.starts AT TIME ZONE 'UTC')::date AS start_date, \
-                             ((pb.ends AT TIME ZONE 'UTC')::date - 1) AS end_date) AS pd",
+            "LATERAL (SELECT {id} AS period_id, {starts} AS starts, {ends} AS ends OFFSET 0) AS pb0, \
+             LATERAL (SELECT pb0.*, (pb0.starts AT TIME ZONE 'UTC')::date AS start_date, \
+                 ((pb0.ends AT TIME ZONE 'UTC')::date - 1) AS end_date OFFSET 0) AS pb",
             id = self.uuid("period", p),
             starts = self.at(&format!("({p}) * {}", self.period_secs)),
             ends = self.at(&format!("(({p}) + 1) * {}", self.period_secs)),
         )
     }
 
-    /// Columns of contribution `c` (alias `cv`): ids, `ctype`, `amount`, `approved`,
-    /// `created_at`, `decided_at`.
+    /// Columns of contribution `c` (alias `cv`): `contribution_id`, `member_id`, `period_id`,
+    /// `ctype`, `amount`, `approved`, `created_at`, `decided_at`.
     fn contribution_from(&self, c: &str) -> String {
-        let h = |part: u32| hash_part("ch.h", part);
-        let h2 = |part: u32| hash_part("ch.h2", part);
         format!(
-            "LATERAL (SELECT {hh} AS h, {hh2} AS h2) AS ch, \
-             LATERAL (SELECT {h0} % {members} AS m, {h1} % {periods} AS p) AS cp, \
+            "LATERAL (SELECT {m} % {members} AS m, {p} % {periods} AS p OFFSET 0) AS cp, \
              LATERAL (SELECT {cid} AS contribution_id, {mid} AS member_id, {pid} AS period_id, \
-                 (ARRAY['labor', 'capital', 'property', 'expertise'])[1 + {h3} % 4] AS ctype, \
-                 round((100 + {h2_2} % 49900)::numeric / 100, 2) AS amount, \
-                 {h2_3} % 100 < 85 AS approved, \
-                 {created} AS created_at) AS cv0, \
-             LATERAL (SELECT {decided} AS decided_at) AS cv",
-            hh = self.md5("contribution", c),
-            hh2 = self.md5("contribution-r", c),
-            h0 = h(0),
-            h1 = h(1),
-            h3 = h(3),
-            h2_2 = h2(2),
-            h2_3 = h2(3),
+                 (ARRAY['labor', 'capital', 'property', 'expertise'])[1 + {t} % 4] AS ctype, \
+                 round((100 + {a} % 49900)::numeric / 100, 2) AS amount, \
+                 {ok} % 100 < 85 AS approved, \
+                 {created} AS created_at OFFSET 0) AS cv0, \
+             LATERAL (SELECT cv0.*, {decided} AS decided_at OFFSET 0) AS cv",
+            m = self.rand(Rand::ContributionMember, c),
+            p = self.rand(Rand::ContributionPeriod, c),
+            t = self.rand(Rand::ContributionType, c),
+            a = self.rand(Rand::ContributionAmount, c),
+            ok = self.rand(Rand::ContributionApproved, c),
             members = self.members,
             periods = self.periods,
-            cid = self.uuid("contribution-id", c),
-            mid = self.uuid("member", "cp.m"),
-            pid = self.uuid("period", "cp.p"),
+            cid = self.uuid("contribution", c),
+            mid = self.member_uuid("cp.m"),
+            pid = self.period_uuid("cp.p"),
             created = self.capped(&self.at(&format!(
-                "(cp.p + {f} / 4294967296.0) * {len}",
-                f = h2(0),
+                "(cp.p + {f} / 2147483648.0) * {len}",
+                f = self.rand(Rand::ContributionCreated, c),
                 len = self.period_secs
             ))),
             decided = self.capped(&format!(
                 "cv0.created_at + make_interval(hours => (1 + {} % 72)::int)",
-                h2(1)
+                self.rand(Rand::ContributionDecided, c)
             )),
         )
     }
 
-    /// Columns of allocation `a` (alias `av`): ids, `amount`, `calculated_at`.
+    /// Columns of allocation `a` (alias `av`): `allocation_id`, `payment_id`, `period_id`,
+    /// `member_id`, `amount`, `calculated_at`.
     fn allocation_from(&self, a: &str) -> String {
         let closed = (self.periods - 1).max(1);
         format!(
-            "LATERAL (SELECT {hh} AS h) AS ah, \
-             LATERAL (SELECT ({a}) % {closed} AS p, (({a}) / {closed}) % {members} AS m) AS am, \
+            "LATERAL (SELECT ({a}) % {closed} AS p, (({a}) / {closed}) % {members} AS m OFFSET 0) AS am, \
              LATERAL (SELECT {aid} AS allocation_id, {pay} AS payment_id, {pid} AS period_id, \
                  {mid} AS member_id, \
-                 round((5000 + {h0} % 495000)::numeric / 100, 2) AS amount, \
-                 {calculated} AS calculated_at) AS av",
-            hh = self.md5("allocation", a),
+                 round((5000 + {amount} % 495000)::numeric / 100, 2) AS amount, \
+                 {calculated} AS calculated_at OFFSET 0) AS av",
             members = self.members,
-            aid = self.uuid("allocation-id", a),
-            pay = self.uuid("payment-id", a),
-            pid = self.uuid("period", "am.p"),
-            mid = self.uuid("member", "am.m"),
-            h0 = hash_part("ah.h", 0),
+            aid = self.uuid("allocation", a),
+            pay = self.uuid("payment", a),
+            pid = self.period_uuid("am.p"),
+            mid = self.member_uuid("am.m"),
+            amount = self.rand(Rand::AllocationAmount, a),
             calculated = self.capped(&format!(
-                "{ends} + make_interval(secs => (7200 + {h1} % 7200)::double precision)",
+                "{ends} + make_interval(secs => (7200 + {delay} % 7200)::double precision)",
                 ends = self.at(&format!("(am.p + 1) * {}", self.period_secs)),
-                h1 = hash_part("ah.h", 1)
+                delay = self.rand(Rand::AllocationDelay, a)
             )),
         )
     }
 
-    /// Wraps a segment yielding `(n, event_type, payload, at)` into the `processed_events`
-    /// insert, dealing status, id, retries and error message from `n`.
+    /// Wraps a segment yielding `(n, event_type, payload, at)` in ascending `n` into the
+    /// `processed_events` insert, dealing id, status, retries and error message from `n`.
     fn insert_events(&self, segment: &str) -> String {
         let messages = ERROR_MESSAGES
             .iter()
@@ -355,18 +382,21 @@ impl Layout {
         format!(
             "INSERT INTO processed_events \
                  (event_type, event_id, payload, status, retry_count, error_message, processed_at) \
-             SELECT ev.event_type, 'evt_' || substr(eh.h, 1, 24), ev.payload, st.status, \
-                 CASE WHEN st.status = 'error' THEN 1 + {h3} % 5 ELSE 0 END, \
+             SELECT ev.event_type, \
+                 'evt_' || lpad(to_hex({id}), 16, '0') || lpad(to_hex(ev.n), 8, '0'), \
+                 ev.payload, st.status, \
+                 CASE WHEN st.status = 'error' THEN 1 + {retries} % 5 ELSE 0 END, \
                  CASE WHEN st.status = 'error' \
-                     THEN (ARRAY[{messages}])[1 + {h2} % {count}] END, \
+                     THEN (ARRAY[{messages}])[1 + {message} % {count}] END, \
                  ev.at \
              FROM ({segment}) AS ev, \
-             LATERAL (SELECT {eh} AS h) AS eh, \
-             LATERAL (SELECT {status} AS status) AS st",
-            h2 = hash_part("eh.h", 2),
-            h3 = hash_part("eh.h", 3),
+             LATERAL (SELECT {status} AS status OFFSET 0) AS st",
+            // The hash makes ids look like Habitat's random ones; the event number appended in
+            // fixed width keeps them unique.
+            id = self.rand(Rand::EventId, "ev.n"),
+            retries = self.rand(Rand::EventRetries, "ev.n"),
+            message = self.rand(Rand::EventMessage, "ev.n"),
             count = ERROR_MESSAGES.len(),
-            eh = self.md5("event", "ev.n"),
             status = self.status("ev.n"),
         )
     }
@@ -376,14 +406,14 @@ impl Layout {
         self.insert_events(&format!(
             "SELECT i AS n, \
                  CASE WHEN i < {p} THEN 'period.opened' ELSE 'period.closed' END AS event_type, \
-                 jsonb_build_object('period_id', pb.period_id, 'start_date', pd.start_date, \
-                     'end_date', pd.end_date, 'occurred_at', pt.at) AS payload, \
+                 jsonb_build_object('period_id', pb.period_id, 'start_date', pb.start_date, \
+                     'end_date', pb.end_date, 'occurred_at', pt.at) AS payload, \
                  pt.at \
              FROM generate_series(0::bigint, {last}) AS i, \
-             LATERAL (SELECT CASE WHEN i < {p} THEN i ELSE i - {p} END AS p) AS q, \
+             LATERAL (SELECT CASE WHEN i < {p} THEN i ELSE i - {p} END AS p OFFSET 0) AS q, \
              {period}, \
              LATERAL (SELECT CASE WHEN i < {p} THEN pb.starts \
-                 ELSE {closed_at} END AS at) AS pt",
+                 ELSE {closed_at} END AS at OFFSET 0) AS pt",
             last = self.period_events as i64 - 1,
             period = self.period_from("q.p"),
             closed_at = self.capped("pb.ends + interval '1 hour'"),
@@ -391,51 +421,61 @@ impl Layout {
     }
 
     fn allocation_events_sql(&self) -> String {
+        // One allocation computed once, fanned out into its four events.
         self.insert_events(&format!(
-            "SELECT {base} + j AS n, \
-                 (ARRAY['allocation.calculated', 'allocation.distributed', 'payment.initiated', \
-                     'payment.completed'])[1 + j % 4] AS event_type, \
-                 CASE WHEN j % 4 < 2 \
+            "SELECT {base} + 4 * a + s.step AS n, s.event_type, \
+                 CASE WHEN s.step < 2 \
                      THEN jsonb_build_object('allocation_id', av.allocation_id, \
-                         'period_id', av.period_id, 'member_id', av.member_id) \
+                         'period_id', av.period_id, 'member_id', av.member_id, \
+                         'amount', av.amount, 'occurred_at', t.at) \
                      ELSE jsonb_build_object('payment_id', av.payment_id, \
-                         'allocation_id', av.allocation_id, 'member_id', av.member_id) END \
-                     || jsonb_build_object('amount', av.amount, 'occurred_at', at.at) AS payload, \
-                 at.at \
-             FROM generate_series(0::bigint, {last}) AS j, \
+                         'allocation_id', av.allocation_id, 'member_id', av.member_id, \
+                         'amount', av.amount, 'occurred_at', t.at) END AS payload, \
+                 t.at \
+             FROM generate_series(0::bigint, {last}) AS a, \
              {allocation}, \
-             LATERAL (SELECT {at} AS at) AS at",
+             LATERAL (VALUES (0, 'allocation.calculated', av.calculated_at), \
+                     (1, 'allocation.distributed', av.calculated_at + interval '1 day'), \
+                     (2, 'payment.initiated', av.calculated_at + interval '1 day 1 hour'), \
+                     (3, 'payment.completed', av.calculated_at + interval '2 days')) \
+                 AS s(step, event_type, due), \
+             LATERAL (SELECT {at} AS at OFFSET 0) AS t",
             base = self.allocation_base(),
-            last = (4 * self.allocations) as i64 - 1,
-            allocation = self.allocation_from("j / 4"),
+            last = self.allocations as i64 - 1,
+            allocation = self.allocation_from("a"),
             at = self.capped(&format!(
-                "av.calculated_at + (ARRAY[interval '0', interval '1 day', \
-                 interval '1 day 1 hour', interval '2 days'])[1 + j % 4] \
-                 + make_interval(secs => (CASE WHEN j % 4 = 3 THEN {h} % 86400 ELSE 0 END)::double precision)",
-                h = hash_part("ah.h", 2)
+                "s.due + make_interval(secs => \
+                 (CASE WHEN s.step = 3 THEN {settle} % 86400 ELSE 0 END)::double precision)",
+                settle = self.rand(Rand::PaymentSettled, "a")
             )),
         ))
     }
 
     fn contribution_events_sql(&self) -> String {
+        // One contribution computed once, fanned out into its submission and its decision.
         self.insert_events(&format!(
-            "SELECT {base} + j AS n, \
-                 CASE WHEN j % 2 = 0 THEN 'contribution.submitted' \
-                     WHEN cv0.approved THEN 'contribution.approved' \
+            "SELECT {base} + 2 * c + s.step AS n, \
+                 CASE WHEN s.step = 0 THEN 'contribution.submitted' \
+                     WHEN cv.approved THEN 'contribution.approved' \
                      ELSE 'contribution.rejected' END AS event_type, \
-                 jsonb_build_object('contribution_id', cv0.contribution_id, \
-                     'member_id', cv0.member_id, 'period_id', cv0.period_id, \
-                     'type', cv0.ctype, 'amount', cv0.amount, \
-                     'occurred_at', CASE WHEN j % 2 = 0 THEN cv0.created_at ELSE cv.decided_at END) \
-                 || CASE WHEN j % 2 = 1 AND NOT cv0.approved \
-                     THEN jsonb_build_object('reason', 'insufficient evidence') \
-                     ELSE '{{}}'::jsonb END AS payload, \
-                 CASE WHEN j % 2 = 0 THEN cv0.created_at ELSE cv.decided_at END AS at \
-             FROM generate_series(0::bigint, {last}) AS j, \
-             {contribution}",
+                 CASE WHEN s.step = 1 AND NOT cv.approved \
+                     THEN jsonb_build_object('contribution_id', cv.contribution_id, \
+                         'member_id', cv.member_id, 'period_id', cv.period_id, \
+                         'type', cv.ctype, 'amount', cv.amount, 'occurred_at', s.at, \
+                         'reason', 'insufficient evidence') \
+                     ELSE jsonb_build_object('contribution_id', cv.contribution_id, \
+                         'member_id', cv.member_id, 'period_id', cv.period_id, \
+                         'type', cv.ctype, 'amount', cv.amount, 'occurred_at', s.at) \
+                     END AS payload, \
+                 s.at \
+             FROM generate_series(0::bigint, {last}) AS c, \
+             {contribution}, \
+             LATERAL (VALUES (0, cv.created_at), (1, cv.decided_at)) AS s(step, at) \
+             WHERE 2 * c + s.step < {events}",
             base = self.contribution_base(),
-            last = self.contribution_events as i64 - 1,
-            contribution = self.contribution_from("j / 2"),
+            last = self.contributions() as i64 - 1,
+            contribution = self.contribution_from("c"),
+            events = self.contribution_events,
         ))
     }
 
@@ -444,7 +484,7 @@ impl Layout {
         format!(
             "INSERT INTO allocation_periods (id, status, start_date, end_date, closed_at) \
              SELECT pb.period_id, CASE WHEN c.closed THEN 'closed' ELSE 'open' END, \
-                 pd.start_date, pd.end_date, \
+                 pb.start_date, pb.end_date, \
                  CASE WHEN c.closed THEN {closed_at} END \
              FROM generate_series(0::bigint, {last}) AS p, \
              {period}, \
@@ -465,10 +505,10 @@ impl Layout {
         );
         format!(
             "INSERT INTO contributions (id, member_id, period_id, type, amount, status, created_at) \
-             SELECT cv0.contribution_id, cv0.member_id, cv0.period_id, cv0.ctype, cv0.amount, \
+             SELECT cv.contribution_id, cv.member_id, cv.period_id, cv.ctype, cv.amount, \
                  CASE WHEN NOT ({decided}) THEN 'pending' \
-                     WHEN cv0.approved THEN 'approved' ELSE 'rejected' END, \
-                 cv0.created_at \
+                     WHEN cv.approved THEN 'approved' ELSE 'rejected' END, \
+                 cv.created_at \
              FROM generate_series(0::bigint, {last}) AS c, \
              {contribution}",
             last = self.contributions() as i64 - 1,
@@ -512,12 +552,23 @@ impl Layout {
     }
 }
 
-/// 32 pseudo-random bits (as a non-negative bigint) from the `part`-th eighth of an md5 hex digest.
-fn hash_part(digest: &str, part: u32) -> String {
-    format!(
-        "(('x' || substr({digest}, {start}, 8))::bit(32)::bigint)",
-        start = part * 8 + 1
-    )
+/// What a pseudo-random number is for; each purpose hashes with its own salt so that, say,
+/// a contribution's member and its amount are independent.
+#[derive(Clone, Copy)]
+enum Rand {
+    ContributionMember = 1,
+    ContributionPeriod,
+    ContributionType,
+    ContributionAmount,
+    ContributionApproved,
+    ContributionCreated,
+    ContributionDecided,
+    AllocationAmount,
+    AllocationDelay,
+    PaymentSettled,
+    EventId,
+    EventRetries,
+    EventMessage,
 }
 
 /// Creates the schema if needed and fills the (empty) Habitat tables with the world `config`
@@ -546,11 +597,34 @@ pub async fn generate(
             return Err(HabitatError::NotEmpty { table });
         }
     }
-    // One commit at the end; nothing is lost by not flushing intermediate WAL.
+    // JIT compilation costs more than it saves on these one-pass statements, and the index
+    // builds at the end want memory.
+    for setting in [
+        "SET LOCAL jit = off",
+        "SET LOCAL maintenance_work_mem = '256MB'",
+    ] {
+        exec(&mut tx, setting.into(), "tune the generator session").await?;
+    }
+    // Building the secondary indexes once at the end is several times faster than
+    // maintaining them row by row; the table is empty and locked by this transaction, so
+    // nobody sees it without them.
+    let rebuild_unique: bool =
+        sqlx::query_scalar("SELECT to_regclass('processed_events_event_id_key') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await
+            .context("look up the `event_id` constraint")?;
+    if rebuild_unique {
+        exec(
+            &mut tx,
+            "ALTER TABLE processed_events DROP CONSTRAINT processed_events_event_id_key".into(),
+            "drop the `event_id` constraint for the bulk load",
+        )
+        .await?;
+    }
     exec(
         &mut tx,
-        "SET LOCAL synchronous_commit = off".into(),
-        "tune the session",
+        schema::DROP_EVENT_INDEXES.into(),
+        "drop the event indexes for the bulk load",
     )
     .await?;
 
@@ -592,6 +666,20 @@ pub async fn generate(
             exec(&mut tx, sql, what).await?;
         }
     }
+    if rebuild_unique {
+        exec(
+            &mut tx,
+            "ALTER TABLE processed_events \
+             ADD CONSTRAINT processed_events_event_id_key UNIQUE (event_id)"
+                .into(),
+            "rebuild the `event_id` constraint",
+        )
+        .await?;
+    }
+    sqlx::raw_sql(schema::EVENT_INDEXES)
+        .execute(&mut *tx)
+        .await
+        .context("rebuild the event indexes")?;
     sqlx::query(
         "INSERT INTO audit_log (action, details, performed_by, created_at) VALUES ($1, $2, $3, $4)",
     )

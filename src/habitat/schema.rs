@@ -26,12 +26,6 @@ CREATE TABLE IF NOT EXISTS processed_events (
     error_message TEXT,
     processed_at  TIMESTAMPTZ
 );
--- "Find failed events in the last 24 hours" and the stuck-event reset filter on both.
-CREATE INDEX IF NOT EXISTS processed_events_status_processed_at_idx
-    ON processed_events (status, processed_at);
--- Date-range replays select one event type at a time.
-CREATE INDEX IF NOT EXISTS processed_events_event_type_idx
-    ON processed_events (event_type);
 
 CREATE TABLE IF NOT EXISTS contributions (
     id         UUID PRIMARY KEY,
@@ -82,6 +76,25 @@ CREATE TABLE IF NOT EXISTS audit_log (
 );
 "#;
 
+/// Secondary indexes of `processed_events`, kept apart so the generator can build them after
+/// its bulk load.
+pub(crate) const EVENT_INDEXES: &str = r#"
+-- "Find failed events in the last 24 hours" and the stuck-event reset filter on both.
+CREATE INDEX IF NOT EXISTS processed_events_status_processed_at_idx
+    ON processed_events (status, processed_at);
+-- Date-range replays select one event type at a time.
+CREATE INDEX IF NOT EXISTS processed_events_event_type_idx
+    ON processed_events (event_type);
+-- The worker polls `pending` rows in id order; without this every poll sorts all of them.
+CREATE INDEX IF NOT EXISTS processed_events_pending_idx
+    ON processed_events (id) WHERE status = 'pending';
+"#;
+
+/// Drops what [`EVENT_INDEXES`] creates.
+pub(crate) const DROP_EVENT_INDEXES: &str = "DROP INDEX IF EXISTS \
+     processed_events_status_processed_at_idx, processed_events_event_type_idx, \
+     processed_events_pending_idx";
+
 /// Creates the Habitat tables and indexes in the `public` schema; safe to call repeatedly.
 pub async fn apply(pool: &PgPool) -> Result<(), sqlx::Error> {
     // Concurrent `CREATE ... IF NOT EXISTS` can still race on the catalog, so callers that
@@ -91,6 +104,7 @@ pub async fn apply(pool: &PgPool) -> Result<(), sqlx::Error> {
         .execute(&mut *tx)
         .await?;
     sqlx::raw_sql(DDL).execute(&mut *tx).await?;
+    sqlx::raw_sql(EVENT_INDEXES).execute(&mut *tx).await?;
     tx.commit().await
 }
 

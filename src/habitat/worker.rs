@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -101,11 +101,15 @@ pub struct WorkerConfig {
     pub queue: String,
     /// Fixed or buggy.
     pub failing: FailureMode,
-    /// Unacked deliveries the broker may push ahead.
+    /// Unacked deliveries the broker may push ahead; also the most events committed together.
     pub prefetch: u16,
     /// Pause between polls of `pending` rows when the last poll found less than a batch.
     pub poll_interval: Duration,
-    /// Rows claimed per poll.
+    /// Rows claimed per poll, all committed together.
+    ///
+    /// Each event runs behind its own savepoint; past 64 of them in one transaction
+    /// PostgreSQL's per-backend subtransaction cache overflows and slows every other
+    /// session's snapshots, so batches (and `prefetch`) should stay at or below 64.
     pub poll_batch: u32,
     /// Concurrent pollers; `FOR UPDATE SKIP LOCKED` lets them share the table.
     pub pollers: usize,
@@ -119,7 +123,7 @@ impl Default for WorkerConfig {
             failing: FailureMode::None,
             prefetch: 64,
             poll_interval: Duration::from_millis(500),
-            poll_batch: 500,
+            poll_batch: 64,
             pollers: 2,
         }
     }
@@ -345,72 +349,123 @@ async fn consume(
     mut consumer: lapin::Consumer,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let limit = usize::from(shared.config.prefetch.max(1));
     loop {
-        let delivery = tokio::select! {
+        let first = tokio::select! {
             _ = shutdown.changed() => break,
             next = consumer.next() => next,
         };
-        match delivery {
-            None => break,
+        let mut batch = Vec::new();
+        let mut ended = false;
+        match first {
+            Some(Ok(delivery)) => batch.push(delivery),
             Some(Err(error)) => {
                 tracing::error!(%error, "consumer failed");
                 break;
             }
-            Some(Ok(delivery)) => handle_delivery(&shared, delivery).await,
+            None => break,
+        }
+        // Take what the broker has already pushed, without waiting for more: one commit per
+        // batch instead of per event is what lets the consumer keep up with a replay.
+        while batch.len() < limit {
+            match consumer.next().now_or_never() {
+                Some(Some(Ok(delivery))) => batch.push(delivery),
+                Some(Some(Err(error))) => {
+                    tracing::error!(%error, "consumer failed");
+                    ended = true;
+                    break;
+                }
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        handle_deliveries(&shared, batch).await;
+        if ended {
+            break;
         }
     }
 }
 
-async fn handle_delivery(shared: &Shared, delivery: Delivery) {
-    let payload: Value = serde_json::from_slice(&delivery.data).unwrap_or_else(|_| {
-        // Keep what arrived; the handler will reject it and the row shows why.
-        serde_json::json!({ "raw": String::from_utf8_lossy(&delivery.data) })
-    });
-    let event_type = if delivery.routing_key.as_str().is_empty() {
-        delivery
-            .properties
-            .kind()
-            .as_ref()
-            .map(|k| k.as_str().to_owned())
-            .unwrap_or_default()
-    } else {
-        delivery.routing_key.as_str().to_owned()
-    };
-    let event_id = delivery
-        .properties
-        .message_id()
-        .as_ref()
-        .map(|id| id.as_str().to_owned())
-        .or_else(|| {
-            payload
-                .get("event_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        // A hand-published message (the runbook's `rabbitmqadmin publish`) has no id: it is
-        // a new event, so it gets a fresh one rather than one derived from its content, which
-        // would make a deliberate second `period.close` a duplicate.
-        .unwrap_or_else(|| format!("evt_{}", Uuid::new_v4().simple()));
+/// What a delivery says about its event.
+struct Delivered {
+    event_id: String,
+    event_type: String,
+    payload: Value,
+}
 
-    match process_delivered(shared, &event_id, &event_type, &payload).await {
-        Ok(outcome) => {
-            log_outcome(&event_id, &event_type, &outcome);
-            if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
-                // The commit stands; a redelivery will be skipped as a duplicate.
-                tracing::warn!(%error, event_id, "ack failed");
+impl Delivered {
+    fn read(delivery: &Delivery) -> Delivered {
+        let payload: Value = serde_json::from_slice(&delivery.data).unwrap_or_else(|_| {
+            // Keep what arrived; the handler will reject it and the row shows why.
+            serde_json::json!({ "raw": String::from_utf8_lossy(&delivery.data) })
+        });
+        let event_type = if delivery.routing_key.as_str().is_empty() {
+            delivery
+                .properties
+                .kind()
+                .as_ref()
+                .map(|k| k.as_str().to_owned())
+                .unwrap_or_default()
+        } else {
+            delivery.routing_key.as_str().to_owned()
+        };
+        let event_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.as_str().to_owned())
+            .or_else(|| {
+                payload
+                    .get("event_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            // A hand-published message (the runbook's `rabbitmqadmin publish`) has no id: it
+            // is a new event, so it gets a fresh id rather than one derived from its content,
+            // which would turn a deliberate second `period.close` into a duplicate.
+            .unwrap_or_else(|| format!("evt_{}", Uuid::new_v4().simple()));
+        Delivered {
+            event_id,
+            event_type,
+            payload,
+        }
+    }
+}
+
+/// Runs a batch of deliveries in one transaction and acks them after the commit, or
+/// requeues them all if the batch could not be recorded.
+async fn handle_deliveries(shared: &Shared, batch: Vec<Delivery>) {
+    let events: Vec<Delivered> = batch.iter().map(Delivered::read).collect();
+    let Some(last) = batch.last() else {
+        return;
+    };
+    match process_delivered(shared, &events).await {
+        Ok(outcomes) => {
+            // Acking the last tag with `multiple` acks the whole batch: deliveries on this
+            // channel are handled strictly in order.
+            let all = BasicAckOptions { multiple: true };
+            if let Err(error) = last.ack(all).await {
+                // The commit stands; redeliveries will be skipped as duplicates.
+                tracing::warn!(%error, "ack failed");
             }
-            shared.counters.record(&outcome);
+            for (event, outcome) in events.iter().zip(&outcomes) {
+                log_outcome(&event.event_id, &event.event_type, outcome);
+                shared.counters.record(outcome);
+            }
         }
         Err(error) => {
-            tracing::error!(%error, event_id, event_type, "event not recorded, requeueing");
+            tracing::error!(%error, events = events.len(), "events not recorded, requeueing");
             // Back off so a database outage does not turn into a hot redelivery loop.
             tokio::time::sleep(shared.config.poll_interval).await;
             let requeue = BasicNackOptions {
+                multiple: true,
                 requeue: true,
-                ..BasicNackOptions::default()
             };
-            if let Err(error) = delivery.nack(requeue).await {
-                tracing::warn!(%error, event_id, "nack failed");
+            if let Err(error) = last.nack(requeue).await {
+                tracing::warn!(%error, "nack failed");
             }
         }
     }
@@ -428,57 +483,74 @@ fn log_outcome(event_id: &str, event_type: &str, outcome: &Outcome) {
     }
 }
 
-/// Claims the row for a delivered event and runs it, in one transaction.
+/// Claims and runs delivered events in one transaction; each event's claim, side effects
+/// and status commit together.
 async fn process_delivered(
     shared: &Shared,
-    event_id: &str,
-    event_type: &str,
-    payload: &Value,
-) -> Result<Outcome, sqlx::Error> {
+    events: &[Delivered],
+) -> Result<Vec<Outcome>, sqlx::Error> {
     let mut tx = shared.pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        let outcome = match claim(&mut tx, event).await? {
+            Some(row_id) => {
+                run_claimed(
+                    shared,
+                    &mut tx,
+                    row_id,
+                    &event.event_id,
+                    &event.event_type,
+                    &event.payload,
+                )
+                .await?
+            }
+            None => Outcome::Duplicate,
+        };
+        outcomes.push(outcome);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Locks the event's `processed_events` row, inserting it if new; `None` when the event was
+/// already processed (including earlier in the same batch).
+async fn claim(conn: &mut PgConnection, event: &Delivered) -> Result<Option<i64>, sqlx::Error> {
     // Inserting first makes concurrent deliveries of a new event serialise on the unique
     // index: the loser waits for the winner's commit and then finds the row.
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO processed_events (event_type, event_id, payload, status) \
          VALUES ($1, $2, $3, 'processing') ON CONFLICT (event_id) DO NOTHING RETURNING id",
     )
-    .bind(event_type)
-    .bind(event_id)
-    .bind(payload)
-    .fetch_optional(&mut *tx)
+    .bind(&event.event_type)
+    .bind(&event.event_id)
+    .bind(&event.payload)
+    .fetch_optional(&mut *conn)
     .await?;
-    let row_id = match inserted {
-        Some(id) => id,
-        None => {
-            let existing: Option<(i64, String)> = sqlx::query_as(
-                "SELECT id, status FROM processed_events WHERE event_id = $1 FOR UPDATE",
-            )
-            .bind(event_id)
-            .fetch_optional(&mut *tx)
+    if inserted.is_some() {
+        return Ok(inserted);
+    }
+    let existing: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, status FROM processed_events WHERE event_id = $1 FOR UPDATE")
+            .bind(&event.event_id)
+            .fetch_optional(&mut *conn)
             .await?;
-            let Some((id, status)) = existing else {
-                // Deleted between our insert attempt and the lock (a force replay racing us);
-                // let the broker redeliver it into the now-free slot.
-                return Err(sqlx::Error::RowNotFound);
-            };
-            if status == "processed" {
-                tx.commit().await?;
-                return Ok(Outcome::Duplicate);
-            }
-            // `pending`, `error` or a stuck `processing`: the delivery is a retry of an event
-            // that never took effect, so it is run now, with the payload it carries.
-            sqlx::query("UPDATE processed_events SET event_type = $2, payload = $3 WHERE id = $1")
-                .bind(id)
-                .bind(event_type)
-                .bind(payload)
-                .execute(&mut *tx)
-                .await?;
-            id
-        }
+    let Some((id, status)) = existing else {
+        // Deleted between the insert attempt and the lock (a force replay racing us); the
+        // batch is requeued and the redelivery takes the now-free slot.
+        return Err(sqlx::Error::RowNotFound);
     };
-    let outcome = run_claimed(shared, &mut tx, row_id, event_id, event_type, payload).await?;
-    tx.commit().await?;
-    Ok(outcome)
+    if status == "processed" {
+        return Ok(None);
+    }
+    // `pending`, `error` or a stuck `processing`: the delivery is a retry of an event that
+    // never took effect, so it runs now, with the payload it carries.
+    sqlx::query("UPDATE processed_events SET event_type = $2, payload = $3 WHERE id = $1")
+        .bind(id)
+        .bind(&event.event_type)
+        .bind(&event.payload)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(id))
 }
 
 /// Applies a claimed event and records its status; the caller commits.

@@ -73,6 +73,23 @@ async fn generator_counts_match_the_config(pool: PgPool) -> anyhow::Result<()> {
     .await?;
     assert!(open_newest);
     assert!(report.contributions > 0 && report.allocations > 0 && report.payments > 0);
+
+    // The bulk load rebuilt every index it dropped.
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes WHERE tablename = 'processed_events' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        indexes,
+        [
+            "processed_events_event_id_key",
+            "processed_events_event_type_idx",
+            "processed_events_pending_idx",
+            "processed_events_pkey",
+            "processed_events_status_processed_at_idx",
+        ]
+    );
     Ok(())
 }
 
