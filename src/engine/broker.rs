@@ -26,6 +26,14 @@ pub struct OutgoingMessage {
     pub body: String,
 }
 
+/// What is kept of a message until its confirm arrives (not its body).
+struct InFlight {
+    seq: i64,
+    message_id: String,
+    exchange: String,
+    routing_key: String,
+}
+
 /// A message sink with publisher confirms.
 pub trait Broker {
     /// Checks that an exchange exists without creating it.
@@ -46,7 +54,7 @@ pub struct Amqp {
     connection: Connection,
     channel: Channel,
     window: usize,
-    in_flight: VecDeque<(OutgoingMessage, PublisherConfirm)>,
+    in_flight: VecDeque<(InFlight, PublisherConfirm)>,
     run_id: String,
     plan_name: String,
 }
@@ -173,7 +181,22 @@ impl Broker for Amqp {
                 message_id: message.message_id.clone(),
                 source,
             })?;
-        self.in_flight.push_back((message, confirm));
+        let OutgoingMessage {
+            seq,
+            message_id,
+            exchange,
+            routing_key,
+            ..
+        } = message;
+        self.in_flight.push_back((
+            InFlight {
+                seq,
+                message_id,
+                exchange,
+                routing_key,
+            },
+            confirm,
+        ));
         Ok(confirmed)
     }
 

@@ -20,17 +20,25 @@ pub async fn freeze<W: Writes>(
     let q = &plan.selection;
     let n = q.binds.len();
     let limit = q.limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
+    // Payloads are copied only when a step publishes them (a force replay deletes the rows).
+    let publishes = plan.raw.steps.iter().any(|s| {
+        matches!(s, crate::plan::model::Step::Publish(p) if p.each == crate::plan::model::PublishEach::Event)
+    });
+    let payload = if publishes {
+        format!("{}::jsonb", quote_ident(&c.payload))
+    } else {
+        "NULL::jsonb".into()
+    };
     let sql = format!(
         "INSERT INTO {selection} (run_id, seq, event_id, event_type, payload) \
          SELECT ${run}, row_number() OVER (ORDER BY processed_at NULLS FIRST, event_id), event_id, event_type, payload \
-         FROM (SELECT {event_id} AS event_id, {event_type} AS event_type, {payload}::jsonb AS payload, \
+         FROM (SELECT {event_id} AS event_id, {event_type} AS event_type, {payload} AS payload, \
                {processed_at} AS processed_at FROM {table} WHERE {conditions} \
                ORDER BY {processed_at} NULLS FIRST, {event_id}{limit}) picked",
         selection = writes.selection_table(),
         run = n + 1,
         event_id = quote_ident(&c.event_id),
         event_type = quote_ident(&c.event_type),
-        payload = quote_ident(&c.payload),
         processed_at = quote_ident(&c.processed_at),
         table = quote_ident(&target.events_table),
         conditions = q.where_clause(),

@@ -94,6 +94,12 @@ impl Reporter for Progress {
             }
             other => tracing::info!(event = ?other, "run"),
         }
-        self.events.push(event.clone());
+        // Per-batch events are not kept: memory stays flat however long the run.
+        if !matches!(
+            event,
+            RunEvent::Progress { .. } | RunEvent::Waiting { .. } | RunEvent::Throttled { .. }
+        ) {
+            self.events.push(event.clone());
+        }
     }
 }

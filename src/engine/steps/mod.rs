@@ -4,6 +4,7 @@
 mod context;
 mod publish;
 mod purge;
+mod render;
 mod reset;
 mod sql;
 mod wait;

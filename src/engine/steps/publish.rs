@@ -2,17 +2,16 @@
 //! The checkpoint advances only over confirmed messages.
 
 use crate::engine::binds::audited;
-use serde_json::{Value, json};
 
-use crate::engine::broker::{Broker, OutgoingMessage};
+use crate::engine::broker::Broker;
 use crate::engine::error::{RunError, describe_sqlx};
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
 use crate::engine::writes::Writes;
 use crate::plan::model::{PublishEach, PublishStep};
-use crate::plan::template;
 
 use super::StepContext;
+use super::render::{EventRow, Renderer};
 
 #[allow(clippy::too_many_arguments)]
 pub async fn run<W: Writes, B: Broker, C: Clock>(
@@ -25,71 +24,15 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
     touched: i64,
 ) -> Result<u64, RunError> {
     let raw = &ctx.plan.raw;
-    let exchange = step
-        .exchange
-        .clone()
-        .unwrap_or_else(|| raw.target.exchange.clone());
-    broker.check_exchange(&exchange).await?;
-    let mut registry = template::registry();
-    let default_id = match step.each {
-        PublishEach::Event => "{{ event.event_id }}".to_string(),
-        PublishEach::Once => "{{ run.id }}:{{ step.id }}".to_string(),
-    };
-    let mut templates = vec![
-        ("routing_key".to_string(), step.routing_key.clone()),
-        ("payload".to_string(), step.payload.clone()),
-        (
-            "message_id".to_string(),
-            step.message_id.clone().unwrap_or(default_id),
-        ),
-    ];
-    templates.extend(
-        step.headers
-            .iter()
-            .map(|(k, v)| (format!("header:{k}"), v.clone())),
-    );
-    for (name, text) in &templates {
-        registry.register_template_string(name, text).map_err(|e| {
-            ctx.failed(
-                &step.id,
-                0,
-                format!("template `{name}` does not compile: {e}"),
-            )
-        })?;
-    }
-    let base = json!({
-        "params": ctx.plan.params_json(),
-        "run": { "id": ctx.run_id.to_string(), "started_at": ctx.started_at.to_rfc3339() },
-        "plan": { "name": raw.name, "hash": ctx.plan.hash },
-        "step": { "id": step.id },
-    });
-    let render = |event: Option<Value>, seq: i64| -> Result<OutgoingMessage, String> {
-        let mut data = base.clone();
-        if let Some(event) = event {
-            data["event"] = event;
-        }
-        let r = |name: &str| {
-            registry
-                .render(name, &data)
-                .map_err(|e| format!("cannot render `{name}`: {e}"))
-        };
-        Ok(OutgoingMessage {
-            seq,
-            exchange: exchange.clone(),
-            routing_key: r("routing_key")?,
-            message_id: r("message_id")?,
-            headers: step
-                .headers
-                .keys()
-                .map(|k| Ok((k.clone(), r(&format!("header:{k}"))?)))
-                .collect::<Result<_, String>>()?,
-            body: r("payload")?,
-        })
-    };
+    let mut renderer = Renderer::new(ctx.plan, step, ctx.run_id, ctx.started_at)
+        .map_err(|m| ctx.failed(&step.id, 0, m))?;
+    broker.check_exchange(renderer.exchange()).await?;
 
     if step.each == PublishEach::Once {
         if checkpoint == 0 {
-            let message = render(None, 1).map_err(|m| ctx.failed(&step.id, 0, m))?;
+            let message = renderer
+                .render(None)
+                .map_err(|m| ctx.failed(&step.id, 0, m))?;
             broker.publish(message).await?;
             broker.flush().await?;
         }
@@ -110,11 +53,11 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
         throttle(ctx, broker, clock, &step.id).await?;
         let upto = (fetched + batch).min(total);
         clock.pace((upto - fetched) as u64).await;
-        let rows: Vec<(i64, String, String, Option<Value>)> = {
+        let rows: Vec<(i64, String, String, Option<String>)> = {
             let fail = |e: sqlx::Error| ctx.failed(&step.id, confirmed as u64, describe_sqlx(&e));
             let mut tx = writes.begin().await.map_err(fail)?;
             let rows = sqlx::query_as(audited(&format!(
-                "SELECT seq, event_id, event_type, payload FROM {selection} \
+                "SELECT seq, event_id, event_type, payload::text FROM {selection} \
                  WHERE run_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
             )))
             .bind(ctx.run_id)
@@ -127,16 +70,17 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
             rows
         };
         for (seq, event_id, event_type, payload) in rows {
-            let event = json!({
-                "event_id": event_id,
-                "event_type": event_type,
-                "payload": payload.unwrap_or(Value::Null),
-            });
-            let message = render(Some(event), seq).map_err(|m| {
+            let row = EventRow {
+                seq,
+                event_id,
+                event_type,
+                payload,
+            };
+            let message = renderer.render(Some(&row)).map_err(|m| {
                 ctx.failed(
                     &step.id,
                     confirmed as u64,
-                    format!("event `{event_id}`: {m}"),
+                    format!("event `{}`: {m}", row.event_id),
                 )
             })?;
             let settled = broker.publish(message).await?;
