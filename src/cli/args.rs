@@ -59,6 +59,9 @@ pub struct ApplyArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Log format on standard error (progress lines, step events).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub log_format: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -90,6 +90,7 @@ pub fn run(args: &DemoArgs) -> u8 {
         amqp_url: args.amqp_url.clone(),
         operator: Some("demo".into()),
         format: OutputFormat::Text,
+        log_format: OutputFormat::Text,
     };
     println!(
         "== 3. replay apply {} --dry-run --param since=24h",

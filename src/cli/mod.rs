@@ -37,7 +37,7 @@ where
         Command::Schema(args) => schema::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Apply(args) => {
-            init_tracing(args.format);
+            init_tracing(args.log_format);
             apply::run(&args)
         }
         Command::Status(args) => status::run(&args),

@@ -100,7 +100,13 @@ pub async fn apply(
         Err(_) => "failed",
     };
     let message = result.as_ref().err().map(|e| e.to_string());
-    state::set_status(&pool, run.id, status, message.as_deref()).await?;
+    // With the database gone the status cannot be recorded; the run stays `running`, its lock is
+    // released with the connection, and the next apply resumes it. The original error is the news.
+    if let Err(e) = state::set_status(&pool, run.id, status, message.as_deref()).await {
+        tracing::error!(error = %e, "cannot record the run's status");
+        report.status = status.to_string();
+        return result;
+    }
     state::log(
         &pool,
         run.id,

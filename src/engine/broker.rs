@@ -26,6 +26,9 @@ pub struct OutgoingMessage {
     pub body: String,
 }
 
+/// How long a publisher confirm may take before the broker is considered gone.
+const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What is kept of a message until its confirm arrives (not its body).
 struct InFlight {
     seq: i64,
@@ -90,15 +93,27 @@ impl Amqp {
         })
     }
 
+    /// Closes politely; a connection that is already gone is not waited for.
     pub async fn close(self) {
-        let _ = self.connection.close(200, "replay done".into()).await;
+        let closing = self.connection.close(200, "replay done".into());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), closing).await;
     }
 
     async fn settle_one(&mut self) -> Result<Option<i64>, BrokerError> {
         let Some((message, confirm)) = self.in_flight.pop_front() else {
             return Ok(None);
         };
-        match confirm.await {
+        // A broker that vanished may never answer; a confirm this late means the link is gone.
+        let confirm = match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+            Ok(confirm) => confirm,
+            Err(_) => {
+                return Err(BrokerError::NoConfirm {
+                    message_id: message.message_id,
+                    seconds: CONFIRM_TIMEOUT.as_secs(),
+                });
+            }
+        };
+        match confirm {
             Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(Some(message.seq)),
             Ok(Confirmation::Ack(Some(_))) => Err(BrokerError::Unroutable {
                 message_id: message.message_id,
@@ -164,23 +179,28 @@ impl Broker for Amqp {
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
             .with_headers(headers);
-        let confirm = self
-            .channel
-            .basic_publish(
-                message.exchange.clone().into(),
-                message.routing_key.clone().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                message.body.as_bytes(),
-                properties,
-            )
-            .await
-            .map_err(|source| BrokerError::Lost {
+        let publishing = self.channel.basic_publish(
+            message.exchange.clone().into(),
+            message.routing_key.clone().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            message.body.as_bytes(),
+            properties,
+        );
+        let confirm = match tokio::time::timeout(CONFIRM_TIMEOUT, publishing).await {
+            Ok(sent) => sent.map_err(|source| BrokerError::Lost {
                 message_id: message.message_id.clone(),
                 source,
-            })?;
+            })?,
+            Err(_) => {
+                return Err(BrokerError::NoConfirm {
+                    message_id: message.message_id,
+                    seconds: CONFIRM_TIMEOUT.as_secs(),
+                });
+            }
+        };
         let OutgoingMessage {
             seq,
             message_id,

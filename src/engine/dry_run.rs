@@ -33,7 +33,7 @@ pub async fn dry_run(
     let scope = BindScope::new(plan, run_id, started_at, writes.selection_table());
     let selected = freeze::freeze(&mut writes, plan, run_id).await?;
     report.selected = selected;
-    report.breakdown = freeze::breakdown(&mut writes, run_id, 5).await?;
+    report.breakdown = freeze::breakdown(&mut writes, plan, run_id, 5).await?;
     reporter.event(&RunEvent::SelectionFrozen { selected });
     report.gates = gates::check(plan, selected, started_at);
     if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref()) {

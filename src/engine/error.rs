@@ -33,6 +33,8 @@ pub enum BrokerError {
         #[source]
         source: lapin::Error,
     },
+    #[error("no confirm for message `{message_id}` within {seconds}s: the broker is unreachable")]
+    NoConfirm { message_id: String, seconds: u64 },
     #[error("cannot purge queue `{queue}`")]
     Purge {
         queue: String,

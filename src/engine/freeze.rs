@@ -65,9 +65,11 @@ pub async fn freeze<W: Writes>(
 /// Counts of the frozen selection by event type and by day, and a few events, for reports.
 pub async fn breakdown<W: Writes>(
     writes: &mut W,
+    plan: &Plan,
     run_id: uuid::Uuid,
     sample: i64,
 ) -> Result<Breakdown, RunError> {
+    let target = &plan.raw.target;
     let table = writes.selection_table();
     let plan_table = table;
     let mut tx = writes
@@ -81,6 +83,21 @@ pub async fn breakdown<W: Writes>(
     .fetch_all(&mut *tx)
     .await
     .map_err(RunError::db("summarising the selection"))?
+    .iter()
+    .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
+    .collect();
+    let by_day = sqlx::query(audited(&format!(
+        "SELECT coalesce(to_char(e.{processed_at}, 'YYYY-MM-DD'), '(none)'), count(*) \
+         FROM {table} s JOIN {events} e ON e.{event_id} = s.event_id WHERE s.run_id = $1 \
+         GROUP BY 1 ORDER BY 1 DESC LIMIT 60",
+        processed_at = quote_ident(&target.columns.processed_at),
+        events = quote_ident(&target.events_table),
+        event_id = quote_ident(&target.columns.event_id),
+    )))
+    .bind(run_id)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(RunError::db("summarising the selection by day"))?
     .iter()
     .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
     .collect();
@@ -98,12 +115,18 @@ pub async fn breakdown<W: Writes>(
     tx.commit()
         .await
         .map_err(RunError::db("summarising the selection"))?;
-    Ok(Breakdown { by_type, sample })
+    Ok(Breakdown {
+        by_type,
+        by_day,
+        sample,
+    })
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Breakdown {
     pub by_type: Vec<(String, i64)>,
+    /// Newest day first, at most 60 days.
+    pub by_day: Vec<(String, i64)>,
     /// `(event_id, event_type, payload)`.
     pub sample: Vec<(String, String, String)>,
 }

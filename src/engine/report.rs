@@ -70,6 +70,26 @@ impl Report {
         for (t, n) in &self.breakdown.by_type {
             let _ = writeln!(out, "    {t}: {n}");
         }
+        if !self.breakdown.by_day.is_empty() {
+            let days: Vec<String> = self
+                .breakdown
+                .by_day
+                .iter()
+                .take(10)
+                .map(|(d, n)| format!("{d}: {n}"))
+                .collect();
+            let more = self.breakdown.by_day.len().saturating_sub(10);
+            let _ = writeln!(
+                out,
+                "    by day: {}{}",
+                days.join(", "),
+                if more > 0 {
+                    format!(" (+{more} more days)")
+                } else {
+                    String::new()
+                }
+            );
+        }
         for (id, t, payload) in &self.breakdown.sample {
             let _ = writeln!(out, "    sample: {id} {t} {}", truncate(payload, 100));
         }

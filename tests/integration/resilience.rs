@@ -70,12 +70,45 @@ fn run(args: &[&str], url: &str) -> Output {
     replay(args, url).output().expect("run replay")
 }
 
-fn start(args: &[&str], url: &str) -> Child {
-    replay(args, url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn replay")
+/// A running `replay`; killed and reaped if a test ends early.
+struct Running(Option<Child>);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGKILL, as a crash would, and reap.
+    fn kill(&mut self) -> std::io::Result<()> {
+        if let Some(mut child) = self.0.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    fn wait_with_output(mut self) -> std::io::Result<Output> {
+        match self.0.take() {
+            Some(child) => child.wait_with_output(),
+            None => Err(std::io::Error::other("already reaped")),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+fn start(args: &[&str], url: &str) -> Running {
+    Running(Some(
+        replay(args, url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn replay"),
+    ))
 }
 
 /// The checkpoint of a step once it is between its first and last batch.
@@ -312,11 +345,9 @@ async fn bound_queue(name: &str) -> anyhow::Result<Amqp> {
     Ok(conn)
 }
 
-async fn drain_ids(
-    conn: &Amqp,
-    queue: &str,
-    expect_at_least: usize,
-) -> anyhow::Result<Vec<String>> {
+async fn drain_ids(queue: &str, expect_at_least: usize) -> anyhow::Result<Vec<String>> {
+    // A fresh connection: the run may have taken long enough for an idle one to be dropped.
+    let conn = Amqp::connect(AMQP, ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
     ch.basic_qos(1000, BasicQosOptions::default()).await?;
     let mut consumer = ch
@@ -364,7 +395,7 @@ async fn killed_publish_resumes_losing_nothing_with_bounded_duplicates(
     let total = world(&pool, 12_000).await?;
     let url = database_url(&pool).await?;
     let name = format!("test-publish-{}", uuid::Uuid::new_v4().simple());
-    let amqp = bound_queue(&name).await?;
+    let _topology = bound_queue(&name).await?;
     let dir = tempfile::tempdir()?;
     let plan = plan_file(
         &dir,
@@ -383,7 +414,7 @@ async fn killed_publish_resumes_losing_nothing_with_bounded_duplicates(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ids = drain_ids(&amqp, &name, total as usize).await?;
+    let ids = drain_ids(&name, total as usize).await?;
     let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
     assert_eq!(
         distinct.len() as i64,
@@ -408,5 +439,150 @@ async fn killed_publish_resumes_losing_nothing_with_bounded_duplicates(
             .collect::<std::collections::BTreeSet<_>>(),
         selected
     );
+    Ok(())
+}
+
+/// A TCP proxy to a local service that can be cut, as if the service went away.
+struct Proxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn to(upstream: u16) -> anyhow::Result<Proxy> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let mut stop = watch.clone();
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = stop.wait_for(|c| *c) => return,
+                };
+                let Ok((mut client, _)) = accepted else {
+                    return;
+                };
+                let mut stop = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = stop.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        Ok(Proxy { port, cut })
+    }
+
+    fn cut(&self) {
+        let _ = self.cut.send(true);
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn broker_going_away_stops_the_step_and_the_next_apply_resumes(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let total = world(&pool, 12_000).await?;
+    let url = database_url(&pool).await?;
+    let name = format!("test-broker-gone-{}", uuid::Uuid::new_v4().simple());
+    let _topology = bound_queue(&name).await?;
+    let proxy = Proxy::to(5672).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "broker-gone",
+        &format!(
+            "target: {{ exchange: {name} }}\nselect: {{ status: [error] }}\nrate_limit: {{ per_second: 2000, batch_size: 100, confirms_in_flight: 50 }}\nsteps:\n  - {{ id: republish, kind: publish }}\n"
+        ),
+    );
+    let plan = plan.to_str().unwrap_or_default();
+    let mut cmd = replay(&["apply", plan], &url);
+    cmd.env(
+        "AMQP_URL",
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port),
+    );
+    let child = Running(Some(
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?,
+    ));
+    checkpoint_midway(&pool, "republish", total).await?;
+    proxy.cut();
+    let out = child.wait_with_output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lost the broker") || stderr.contains("the broker is unreachable"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("guest:guest"), "no password in output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("resume with: replay apply"), "{stdout}");
+    let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(status, "failed");
+
+    let out = run(&["apply", plan], &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids = drain_ids(&name, total as usize).await?;
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(
+        distinct.len() as i64,
+        total,
+        "nothing selected is left unpublished"
+    );
+    assert!(
+        ids.len() - distinct.len() <= 100,
+        "duplicates bounded by the window"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn database_going_away_leaves_a_consistent_checkpoint(pool: PgPool) -> anyhow::Result<()> {
+    let total = world(&pool, 12_000).await?;
+    let url = database_url(&pool).await?;
+    let proxy = Proxy::to(5432).await?;
+    let proxied = url.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port), 1);
+    anyhow::ensure!(
+        proxied != url,
+        "DATABASE_URL must name 127.0.0.1:5432 for this test"
+    );
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "database-gone", SLOW_RESET);
+    let plan = plan.to_str().unwrap_or_default();
+    let child = start(&["apply", plan], &proxied);
+    checkpoint_midway(&pool, "reset", total).await?;
+    proxy.cut();
+    let out = child.wait_with_output()?;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Whatever was committed carries its checkpoint, and nothing else was written.
+    let cp: i64 =
+        sqlx::query_scalar("SELECT checkpoint FROM replay.step_runs WHERE step_id = 'reset'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(selected_pending(&pool).await?, cp);
+    let out = run(&["apply", plan], &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(selected_pending(&pool).await?, total);
     Ok(())
 }
