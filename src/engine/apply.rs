@@ -153,6 +153,7 @@ async fn run_body(
         }
     };
     report.selected = selected;
+    report.resumed = resumed;
     reporter.event(&RunEvent::RunStarted {
         run_id: run.id.to_string(),
         resumed,
@@ -301,6 +302,14 @@ async fn run_steps(
             total: ctx.total,
             done: checkpoint as u64,
         });
+        state::log(
+            &writes.pool,
+            ctx.run_id,
+            "step_started",
+            Some(step.id()),
+            json!({"checkpoint": checkpoint}),
+        )
+        .await;
         let no_broker =
             || RunError::Refused("this step needs RabbitMQ, which is not connected".into());
         let touched = match step {
@@ -323,6 +332,15 @@ async fn run_steps(
             step: step.id().into(),
             touched,
         });
+        state::log(
+            &writes.pool,
+            ctx.run_id,
+            "step_finished",
+            Some(step.id()),
+            json!({"touched": touched}),
+        )
+        .await;
+
         report.steps.push(StepReport {
             id: step.id().into(),
             kind: step.kind().into(),

@@ -18,6 +18,8 @@ pub struct Report {
     pub params: serde_json::Value,
     pub target: String,
     pub run_id: Option<String>,
+    /// Whether this apply resumed an unfinished run.
+    pub resumed: bool,
     pub status: String,
     pub error: Option<String>,
     pub selected: u64,
@@ -64,7 +66,11 @@ impl Report {
             self.target
         );
         if let Some(id) = &self.run_id {
-            let _ = writeln!(out, "  run id: {id}");
+            let _ = writeln!(
+                out,
+                "  run id: {id}{}",
+                if self.resumed { " (resumed)" } else { "" }
+            );
         }
         let _ = writeln!(out, "  selected events: {}", self.selected);
         for (t, n) in &self.breakdown.by_type {

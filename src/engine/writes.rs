@@ -67,12 +67,8 @@ impl Writes for Commit {
         .bind(checkpoint)
         .bind(touched)
         .bind(done)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
-        sqlx::query("UPDATE replay.runs SET updated_at = now() WHERE id = $1")
-            .bind(run_id)
-            .execute(conn)
-            .await?;
         Ok(())
     }
 

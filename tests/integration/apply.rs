@@ -372,3 +372,275 @@ async fn pg_dump_backup_is_written_before_the_first_write(pool: PgPool) -> anyho
     assert!(data.lines().filter(|l| l.contains("\terror\t")).count() as u64 >= report.selected);
     Ok(())
 }
+
+/// Runs a plan written inline; returns the result and the report.
+async fn apply_text(
+    pool: &PgPool,
+    body: &str,
+    options: &ApplyOptions,
+    reporter: &mut Collect,
+) -> anyhow::Result<(Result<(), RunError>, Report)> {
+    let text = format!("version: 1\nname: inline\nreason: \"an inline plan for a test\"\n{body}");
+    let validated = plan::validate(Source::from_text("inline.yaml".into(), text)?);
+    let raw = validated
+        .valid_plan()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{:?}", validated.diagnostics))?;
+    let plan = plan::compile(raw, &[])?;
+    let mut report = Report::default();
+    let result = engine::apply(
+        &plan,
+        &connection(pool).await?,
+        options,
+        reporter,
+        &Cancel::default(),
+        &mut report,
+    )
+    .await;
+    Ok((result, report))
+}
+
+async fn declare(exchange: &str, queue: Option<&str>) -> anyhow::Result<lapin::Channel> {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    let conn = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    ch.exchange_declare(
+        exchange.into(),
+        lapin::ExchangeKind::Topic,
+        ExchangeDeclareOptions::default(),
+        lapin::types::FieldTable::default(),
+    )
+    .await?;
+    if let Some(q) = queue {
+        ch.queue_declare(
+            q.into(),
+            QueueDeclareOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await?;
+        ch.queue_bind(
+            q.into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await?;
+    }
+    Ok(ch)
+}
+
+#[sqlx::test(migrations = false)]
+async fn unroutable_message_fails_the_step_naming_the_event_and_rolls_back(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    broken_world(&pool).await?;
+    let exchange = format!("test-unroutable-{}", uuid::Uuid::new_v4().simple());
+    let ch = declare(&exchange, None).await?;
+    let (result, report) = apply_text(
+        &pool,
+        &format!("target: {{ exchange: {exchange} }}\nselect: {{ status: [error] }}\nsteps:\n  - {{ id: republish, kind: publish }}\n"),
+        &ApplyOptions::default(),
+        &mut Collect::default(),
+    )
+    .await?;
+    ch.exchange_delete(
+        exchange.as_str().into(),
+        lapin::options::ExchangeDeleteOptions::default(),
+    )
+    .await?;
+    let message = result.expect_err("no queue is bound").to_string();
+    assert!(
+        message.starts_with("step `republish` failed after 0 of"),
+        "{message}"
+    );
+    assert!(
+        message.contains("was returned unroutable by exchange"),
+        "{message}"
+    );
+    assert!(message.contains("message `evt_"), "{message}");
+    assert_eq!(report.status, "rolled_back");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn publishing_pauses_while_the_queue_is_too_deep(pool: PgPool) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    broken_world(&pool).await?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (exchange, queue) = (format!("test-throttle-{id}"), format!("test-throttle-{id}"));
+    let ch = declare(&exchange, Some(&queue)).await?;
+    // The run fills the queue past its bound; a consumer that starts a second later drains it.
+    let (result, events) = {
+        let drain_ch = ch.clone();
+        let q = queue.clone();
+        let drainer = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let mut consumer = drain_ch
+                .basic_consume(
+                    q.as_str().into(),
+                    "drain".into(),
+                    lapin::options::BasicConsumeOptions {
+                        no_ack: true,
+                        ..Default::default()
+                    },
+                    lapin::types::FieldTable::default(),
+                )
+                .await?;
+            while let Some(d) = consumer.next().await {
+                d?;
+            }
+            Ok::<_, anyhow::Error>(())
+        });
+        let mut collect = Collect::default();
+        let (result, _) = apply_text(
+            &pool,
+            &format!(
+                "target: {{ exchange: {exchange} }}\nselect: {{ status: [error] }}\n\
+                 rate_limit: {{ per_second: 5000, batch_size: 20, pause_when_queue_depth_above: 10, queue: {queue} }}\n\
+                 steps:\n  - {{ id: republish, kind: publish }}\n"
+            ),
+            &ApplyOptions::default(),
+            &mut collect,
+        )
+        .await?;
+        drainer.abort();
+        (result, collect.events)
+    };
+    ch.queue_delete(
+        queue.as_str().into(),
+        lapin::options::QueueDeleteOptions::default(),
+    )
+    .await?;
+    ch.exchange_delete(
+        exchange.as_str().into(),
+        lapin::options::ExchangeDeleteOptions::default(),
+    )
+    .await?;
+    result?;
+    let throttled = events
+        .iter()
+        .filter(|e| matches!(e, replay::engine::events::RunEvent::Throttled { .. }))
+        .count();
+    assert!(throttled > 0, "publishing never paused");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn restart_abandons_a_changed_run_and_starts_anew(pool: PgPool) -> anyhow::Result<()> {
+    broken_world(&pool).await?;
+    let conn = connection(&pool).await?;
+    let body = "select: { status: [error] }\nsteps:\n  - { id: reset, kind: reset }\n";
+    let plan = |text: &str| -> anyhow::Result<Plan> {
+        let validated = plan::validate(Source::from_text(
+            "p.yaml".into(),
+            format!("version: 1\nname: restartable\nreason: \"{text}\"\n{body}"),
+        )?);
+        Ok(plan::compile(
+            validated
+                .valid_plan()
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("invalid"))?,
+            &[],
+        )?)
+    };
+    let cancel = Cancel::default();
+    cancel.cancel();
+    let first = engine::apply(
+        &plan("the first reason")?,
+        &conn,
+        &ApplyOptions::default(),
+        &mut Collect::default(),
+        &cancel,
+        &mut Report::default(),
+    )
+    .await;
+    assert!(matches!(first, Err(RunError::Interrupted)));
+    let mut report = Report::default();
+    engine::apply(
+        &plan("a changed reason")?,
+        &conn,
+        &ApplyOptions { restart: true },
+        &mut Collect::default(),
+        &Cancel::default(),
+        &mut report,
+    )
+    .await?;
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM replay.runs ORDER BY started_at")
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(statuses, ["abandoned", "succeeded"]);
+    assert!(!report.resumed);
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn dry_run_of_a_publish_leaves_tables_and_queues_as_they_were(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    broken_world(&pool).await?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (exchange, queue) = (format!("test-dry-{id}"), format!("test-dry-{id}"));
+    let ch = declare(&exchange, Some(&queue)).await?;
+    let depth = |ch: lapin::Channel, q: String| async move {
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        anyhow::Ok(
+            ch.queue_declare(
+                q.as_str().into(),
+                passive,
+                lapin::types::FieldTable::default(),
+            )
+            .await?
+            .message_count(),
+        )
+    };
+    let before = (
+        fingerprint(&pool).await?,
+        depth(ch.clone(), queue.clone()).await?,
+    );
+    let text = format!(
+        "version: 1\nname: dry-publish\nreason: \"dry-run of a publish\"\ntarget: {{ exchange: {exchange} }}\n\
+         select: {{ status: [error] }}\nsteps:\n  - {{ id: reset, kind: reset }}\n  - {{ id: republish, kind: publish }}\n"
+    );
+    let validated = plan::validate(Source::from_text("dry.yaml".into(), text)?);
+    let plan = plan::compile(
+        validated
+            .valid_plan()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("invalid"))?,
+        &[],
+    )?;
+    let mut report = Report::default();
+    engine::dry_run(
+        &plan,
+        &connection(&pool).await?,
+        &mut Collect::default(),
+        &mut report,
+    )
+    .await?;
+    let after = (
+        fingerprint(&pool).await?,
+        depth(ch.clone(), queue.clone()).await?,
+    );
+    ch.queue_delete(
+        queue.as_str().into(),
+        lapin::options::QueueDeleteOptions::default(),
+    )
+    .await?;
+    ch.exchange_delete(
+        exchange.as_str().into(),
+        lapin::options::ExchangeDeleteOptions::default(),
+    )
+    .await?;
+    assert_eq!(after, before);
+    assert_eq!(
+        report.steps[1].touched, report.selected,
+        "every message rendered"
+    );
+    assert_eq!(report.messages.len(), 3, "a sample of the messages");
+    Ok(())
+}

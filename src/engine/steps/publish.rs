@@ -4,7 +4,7 @@
 use crate::engine::binds::audited;
 
 use crate::engine::broker::Broker;
-use crate::engine::error::{RunError, describe_sqlx};
+use crate::engine::error::{BrokerError, RunError, describe_sqlx};
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
 use crate::engine::writes::Writes;
@@ -33,8 +33,14 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
             let message = renderer
                 .render(None)
                 .map_err(|m| ctx.failed(&step.id, 0, m))?;
-            broker.publish(message).await?;
-            broker.flush().await?;
+            broker
+                .publish(message)
+                .await
+                .map_err(|e| refused_or_lost(ctx, &step.id, 0, e))?;
+            broker
+                .flush()
+                .await
+                .map_err(|e| refused_or_lost(ctx, &step.id, 0, e))?;
         }
         record(ctx, writes, &step.id, 1, 1, true).await?;
         return Ok(1);
@@ -83,12 +89,20 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
                     format!("event `{}`: {m}", row.event_id),
                 )
             })?;
-            let settled = broker.publish(message).await?;
+            let settled = broker
+                .publish(message)
+                .await
+                .map_err(|e| refused_or_lost(ctx, &step.id, confirmed, e))?;
             confirmed = settled.into_iter().fold(confirmed, i64::max);
         }
         fetched = upto;
         if fetched >= total {
-            confirmed = broker.flush().await?.into_iter().fold(confirmed, i64::max);
+            confirmed = broker
+                .flush()
+                .await
+                .map_err(|e| refused_or_lost(ctx, &step.id, confirmed, e))?
+                .into_iter()
+                .fold(confirmed, i64::max);
         }
         record(
             ctx,
@@ -110,6 +124,17 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
         record(ctx, writes, &step.id, 0, 0, true).await?;
     }
     Ok(touched as u64)
+}
+
+/// A message the broker refused or could not route fails the step (and triggers the rollback); a
+/// lost broker stops the run resumably.
+fn refused_or_lost(ctx: &StepContext<'_>, step: &str, confirmed: i64, e: BrokerError) -> RunError {
+    match e {
+        BrokerError::Unroutable { .. } | BrokerError::Nacked { .. } => {
+            ctx.failed(step, confirmed as u64, e.to_string())
+        }
+        other => RunError::Broker(other),
+    }
 }
 
 async fn record<W: Writes>(
