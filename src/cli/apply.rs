@@ -127,6 +127,7 @@ pub fn run(args: &ApplyArgs) -> u8 {
             serde_json::to_string_pretty(&report).unwrap_or_default()
         ),
         OutputFormat::Text => print!("{}", report.to_text()),
+        OutputFormat::Markdown => print!("{}", crate::engine::markdown::render(&report)),
     }
     match &result {
         Ok(()) => exit_codes::SUCCESS,

@@ -26,6 +26,54 @@ pub enum Command {
     Init(InitArgs),
     /// Create a scratch Habitat, break it, and fix it with a shipped plan (end to end).
     Demo(DemoArgs),
+    /// Look at events before planning (read-only): counts, a sample, queue depths; `--emit-plan`.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Statuses to select (repeatable), e.g. `--status error`.
+    #[arg(long)]
+    pub status: Vec<String>,
+    /// Event type patterns with `*` (repeatable).
+    #[arg(long = "type")]
+    pub event_types: Vec<String>,
+    /// Event ids (repeatable).
+    #[arg(long = "event-id")]
+    pub event_ids: Vec<String>,
+    /// Processed within this duration (`24h`).
+    #[arg(long)]
+    pub within: Option<String>,
+    /// Processed longer ago than this duration (`5m`).
+    #[arg(long)]
+    pub older_than: Option<String>,
+    /// Payload field equality, `field=value` (repeatable).
+    #[arg(long = "payload", value_name = "FIELD=VALUE")]
+    pub payload: Vec<String>,
+    /// Queues whose depth to show (repeatable).
+    #[arg(long = "queue")]
+    pub queues: Vec<String>,
+    /// Events in the sample.
+    #[arg(long, default_value_t = 10)]
+    pub sample: i64,
+    /// Write a plan skeleton with exactly this selection to this file.
+    #[arg(long)]
+    pub emit_plan: Option<PathBuf>,
+    /// PostgreSQL URL of the target.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// RabbitMQ URL of the target.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        hide_env_values = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_default_value = true
+    )]
+    pub amqp_url: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +169,8 @@ pub struct ValidateArgs {
 pub enum OutputFormat {
     Text,
     Json,
+    /// A pull-request comment (reports only).
+    Markdown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

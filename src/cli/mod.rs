@@ -4,6 +4,7 @@ mod apply;
 mod args;
 mod demo;
 mod init;
+mod inspect;
 mod schema;
 mod status;
 mod validate;
@@ -42,6 +43,7 @@ where
         }
         Command::Status(args) => status::run(&args),
         Command::Init(args) => init::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
         Command::Demo(args) => {
             init_tracing(OutputFormat::Text);
             demo::run(&args)
@@ -57,6 +59,6 @@ fn init_tracing(format: OutputFormat) {
         .with_writer(std::io::stderr);
     let _ = match format {
         OutputFormat::Json => builder.json().try_init(),
-        OutputFormat::Text => builder.with_target(false).try_init(),
+        OutputFormat::Text | OutputFormat::Markdown => builder.with_target(false).try_init(),
     };
 }

@@ -76,7 +76,7 @@ pub fn run(args: &ValidateArgs) -> u8 {
                 serde_json::to_string_pretty(&report).unwrap_or_default()
             );
         }
-        OutputFormat::Text => {
+        OutputFormat::Text | OutputFormat::Markdown => {
             let count = |s| {
                 files
                     .iter()

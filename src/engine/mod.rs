@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod freeze;
 pub mod gates;
+pub mod markdown;
 pub mod pace;
 pub mod progress;
 pub mod redact;
