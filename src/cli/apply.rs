@@ -56,6 +56,7 @@ pub fn run(args: &ApplyArgs) -> u8 {
         },
         plan: compiled.raw.name.clone(),
         plan_hash: compiled.hash.clone(),
+        reason: compiled.raw.reason.clone(),
         params: compiled.params_json(),
         target: target_identity(&args.database_url),
         ..Report::default()
@@ -158,7 +159,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn operator() -> String {
+pub fn operator() -> String {
     std::env::var("REPLAY_OPERATOR")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".into())

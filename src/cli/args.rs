@@ -26,6 +26,12 @@ pub enum Command {
     Init(InitArgs),
     /// Create a scratch Habitat, break it, and fix it with a shipped plan (end to end).
     Demo(DemoArgs),
+    /// Ask a running apply to stop at its next batch boundary (from any machine).
+    Stop(StopArgs),
+    /// Undo a finished or stopped run: its rollback actions and exact-row restores.
+    Rollback(RollbackArgs),
+    /// Every apply, stop, rollback and override, with operator, reason, plan hash and outcome.
+    Audit(AuditArgs),
     /// Look at events before planning (read-only): counts, a sample, queue depths; `--emit-plan`.
     Inspect(InspectArgs),
 }
@@ -178,4 +184,44 @@ pub enum Snippets {
     Auto,
     Always,
     Never,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// The run to stop.
+    pub run: uuid::Uuid,
+    /// Return at once instead of waiting for the run to stop.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Seconds to wait for the run to stop.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// PostgreSQL URL of the target.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The run to undo.
+    pub run: uuid::Uuid,
+    /// Restore rows even where they changed after the run ended.
+    #[arg(long)]
+    pub force: bool,
+    /// Who rolls back (recorded); defaults to `$REPLAY_OPERATOR` or `$USER`.
+    #[arg(long)]
+    pub operator: Option<String>,
+    /// PostgreSQL URL of the target.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// How many runs to list, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    /// PostgreSQL URL of the target.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
 }

@@ -2,11 +2,15 @@
 
 mod apply;
 mod args;
+mod audit;
 mod demo;
 mod init;
 mod inspect;
+mod rollback;
+mod runtime;
 mod schema;
 mod status;
+mod stop;
 mod validate;
 
 use std::ffi::OsString;
@@ -44,6 +48,12 @@ where
         Command::Status(args) => status::run(&args),
         Command::Init(args) => init::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Stop(args) => stop::run(&args),
+        Command::Rollback(args) => {
+            init_tracing(OutputFormat::Text);
+            rollback::run(&args)
+        }
+        Command::Audit(args) => audit::run(&args),
         Command::Demo(args) => {
             init_tracing(OutputFormat::Text);
             demo::run(&args)

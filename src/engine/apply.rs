@@ -17,7 +17,7 @@ use crate::engine::steps::{self, Cancel, StepContext};
 use crate::engine::writes::{Commit, Writes};
 use crate::engine::{backup, freeze, gates, state, verify};
 use crate::plan::Plan;
-use crate::plan::model::{RollbackStep, Step, WaitStep};
+use crate::plan::model::{Step, WaitStep};
 use crate::plan::selection::quote_ident;
 
 /// How to reach the target, and who runs.
@@ -86,13 +86,31 @@ pub async fn apply(
         None => state::create_run(&pool, plan, &connection.operator).await?,
     };
     report.run_id = Some(run.id.to_string());
+    if run.status != "running" {
+        sqlx::query(
+            "UPDATE replay.runs SET status = 'running', stop_requested = false, error = NULL WHERE id = $1",
+        )
+        .bind(run.id)
+        .execute(&pool)
+        .await
+        .map_err(RunError::db("resuming the run"))?;
+    }
     let resumed = run.selected.is_some();
+    let stop_watch = watch_stop_requests(pool.clone(), run.id, cancel.clone());
     let result = run_body(
         plan, connection, &pool, &run, resumed, reporter, cancel, report,
     )
     .await;
+    stop_watch.abort();
+    let stopped_by_request: bool =
+        sqlx::query_scalar("SELECT stop_requested FROM replay.runs WHERE id = $1")
+            .bind(run.id)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(false);
     let status = match &result {
         Ok(()) => "succeeded",
+        Err(RunError::Interrupted) if stopped_by_request => "stopped",
         Err(RunError::Interrupted) => "interrupted",
         Err(RunError::VerificationFailed { .. }) => "rolled_back",
         Err(RunError::Step { .. }) if report.rolled_back => "rolled_back",
@@ -115,7 +133,10 @@ pub async fn apply(
         json!({"status": status, "error": message}),
     )
     .await;
-    if status != "interrupted" && status != "failed" {
+    if let Err(e) = crate::engine::rollback::record_after_hashes(&pool, run.id).await {
+        tracing::warn!(error = %e, "cannot record the rows' state after the run; a later rollback will ask for --force");
+    }
+    if !matches!(status, "interrupted" | "failed" | "stopped") {
         audit(&pool, plan, connection, run.id, status).await?;
     }
     report.status = status.to_string();
@@ -260,14 +281,16 @@ async fn run_body(
                 step: step_of(&e),
                 error: e.to_string(),
             });
-            rollback(plan, pool, &scope, run.id, ctx.reporter, report).await?;
+            crate::engine::rollback::run_actions(plan, pool, &scope, run.id, ctx.reporter, report)
+                .await?;
             return Err(e);
         }
         Err(e) => return Err(e),
     }
     let failed = verify_all(plan, pool, &scope, run.id, ctx.reporter, report).await?;
     if failed > 0 {
-        rollback(plan, pool, &scope, run.id, ctx.reporter, report).await?;
+        crate::engine::rollback::run_actions(plan, pool, &scope, run.id, ctx.reporter, report)
+            .await?;
         return Err(RunError::VerificationFailed { failed });
     }
     Ok(())
@@ -472,54 +495,6 @@ async fn verify_all(
     Ok(failed)
 }
 
-/// Runs the plan's rollback actions in one transaction.
-async fn rollback(
-    plan: &Plan,
-    pool: &PgPool,
-    scope: &BindScope,
-    run_id: uuid::Uuid,
-    reporter: &mut dyn Reporter,
-    report: &mut Report,
-) -> Result<(), RunError> {
-    let mut tx = pool.begin().await.map_err(RunError::db("rolling back"))?;
-    for action in &plan.raw.rollback {
-        let (label, rows) = match action {
-            RollbackStep::Sql(s) => {
-                let (text, binds) = scope.prepare(&s.sql).map_err(RunError::Refused)?;
-                let rows = crate::engine::binds::bind_all(sqlx::query(audited(&text)), &binds)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(RunError::db("running a rollback statement"))?
-                    .rows_affected();
-                (s.description.clone().unwrap_or_else(|| "sql".into()), rows)
-            }
-            RollbackStep::RestoreBackup(r) => {
-                let mut total = 0;
-                for table in &r.tables {
-                    total += backup::restore(&mut tx, run_id, table).await?;
-                }
-                (format!("restore {}", r.tables.join(", ")), total)
-            }
-        };
-        reporter.event(&RunEvent::RolledBack {
-            action: label.clone(),
-            rows,
-        });
-        report.rollback.push((label, rows));
-    }
-    tx.commit().await.map_err(RunError::db("rolling back"))?;
-    report.rolled_back = true;
-    state::log(
-        pool,
-        run_id,
-        "rolled_back",
-        None,
-        json!({"actions": report.rollback.len()}),
-    )
-    .await;
-    Ok(())
-}
-
 /// Refuses early, with the table's name, when the events or audit table is missing.
 pub async fn check_tables(pool: &PgPool, plan: &Plan) -> Result<(), RunError> {
     let target = &plan.raw.target;
@@ -543,7 +518,7 @@ pub async fn check_tables(pool: &PgPool, plan: &Plan) -> Result<(), RunError> {
 }
 
 /// One row in the target's audit table per finished run.
-async fn audit(
+pub(crate) async fn audit(
     pool: &PgPool,
     plan: &Plan,
     connection: &Connection,
@@ -571,4 +546,27 @@ async fn audit(
     .await
     .map_err(RunError::db("writing the audit log"))?;
     Ok(())
+}
+
+/// `replay stop` sets `stop_requested`; the run notices within a second and stops at the next batch.
+fn watch_stop_requests(
+    pool: PgPool,
+    run_id: uuid::Uuid,
+    cancel: Cancel,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let requested: Result<bool, _> =
+                sqlx::query_scalar("SELECT stop_requested FROM replay.runs WHERE id = $1")
+                    .bind(run_id)
+                    .fetch_one(&pool)
+                    .await;
+            if matches!(requested, Ok(true)) {
+                tracing::warn!(run = %run_id, "stop requested by `replay stop`: finishing the batch in flight");
+                cancel.cancel();
+                return;
+            }
+        }
+    })
 }

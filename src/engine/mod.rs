@@ -15,6 +15,7 @@ pub mod pace;
 pub mod progress;
 pub mod redact;
 pub mod report;
+pub mod rollback;
 pub mod state;
 pub mod steps;
 pub mod verify;

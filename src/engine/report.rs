@@ -15,6 +15,7 @@ pub struct Report {
     pub mode: String,
     pub plan: String,
     pub plan_hash: String,
+    pub reason: String,
     pub params: serde_json::Value,
     pub target: String,
     pub run_id: Option<String>,

@@ -586,3 +586,111 @@ async fn database_going_away_leaves_a_consistent_checkpoint(pool: PgPool) -> any
     assert_eq!(selected_pending(&pool).await?, total);
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn replay_stop_from_another_process_stops_the_run_at_a_batch_boundary(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let total = world(&pool, 12_000).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "stoppable", SLOW_RESET);
+    let plan = plan.to_str().unwrap_or_default();
+    let child = start(&["apply", plan], &url);
+    checkpoint_midway(&pool, "reset", total).await?;
+    let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    let stop = run(&["stop", &run_id.to_string()], &url);
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    assert!(String::from_utf8_lossy(&stop.stdout).contains("is stopped"));
+    let out = child.wait_with_output()?;
+    assert_eq!(out.status.code(), Some(130));
+    let (status, cp): (String, i64) = sqlx::query_as("SELECT r.status, s.checkpoint FROM replay.runs r JOIN replay.step_runs s ON s.run_id = r.id")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(status, "stopped");
+    assert!(cp < total, "stopped before the end");
+    assert_eq!(
+        selected_pending(&pool).await?,
+        cp,
+        "stopped at a batch boundary"
+    );
+    let out = run(&["apply", plan], &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(selected_pending(&pool).await?, total);
+    let audit = run(&["audit"], &url);
+    assert!(
+        String::from_utf8_lossy(&audit.stdout).contains("stop_requested"),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+    Ok(())
+}
+
+const REVERSIBLE: &str = "select: { status: [error] }\nbackup: { tables: [{ table: processed_events }] }\n\
+    steps:\n  - { id: reset, kind: reset }\nrollback:\n  - { kind: restore_backup, tables: [processed_events] }\n";
+
+#[sqlx::test(migrations = false)]
+async fn replay_rollback_restores_the_rows_and_refuses_when_they_changed_since(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 2_000).await?;
+    let url = database_url(&pool).await?;
+    let checksum = "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t";
+    let before: String = sqlx::query_scalar(checksum).fetch_one(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "reversible", REVERSIBLE);
+    let plan = plan.to_str().unwrap_or_default();
+    let out = run(&["apply", plan], &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    let changed: String = sqlx::query_scalar(checksum).fetch_one(&pool).await?;
+    assert_ne!(changed, before);
+
+    // Someone touches one of the reset rows after the run.
+    let touched: String = sqlx::query_scalar("UPDATE processed_events SET error_message = 'later' WHERE id = (SELECT min(e.id) FROM processed_events e JOIN replay.selection s ON s.event_id = e.event_id) RETURNING event_id")
+        .fetch_one(&pool)
+        .await?;
+    let refused = run(&["rollback", &run_id.to_string()], &url);
+    assert_eq!(refused.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("rows changed since run") && stderr.contains(&touched),
+        "{stderr}"
+    );
+
+    let forced = run(&["rollback", &run_id.to_string(), "--force"], &url);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    let after: String = sqlx::query_scalar(checksum).fetch_one(&pool).await?;
+    assert_eq!(after, before, "every snapshotted row is back as it was");
+    let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(status, "rolled_back");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE details LIKE '%rolled_back_by_operator%'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(audited, 1);
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! `replay rollback RUN`: undo a finished or stopped run as far as its plan allows.
+
+use crate::engine::progress::Progress;
+use crate::engine::{Connection, Report, rollback};
+use crate::exit_codes;
+
+use super::apply::exit_code;
+use super::args::RollbackArgs;
+use super::runtime::block_on;
+
+pub fn run(args: &RollbackArgs) -> u8 {
+    let connection = Connection {
+        database_url: args.database_url.clone(),
+        amqp_url: String::new(),
+        operator: args.operator.clone().unwrap_or_else(super::apply::operator),
+    };
+    let mut report = Report {
+        version: 1,
+        mode: "rollback".into(),
+        ..Report::default()
+    };
+    let mut progress = Progress::new(false);
+    let result = block_on(rollback::rollback_run(
+        &connection,
+        args.run,
+        args.force,
+        &mut progress,
+        &mut report,
+    ));
+    match result {
+        Ok(Ok(())) => {
+            for (action, rows) in &report.rollback {
+                println!("rollback {action}: {rows} row(s)");
+            }
+            println!("run `{}` is rolled back", args.run);
+            exit_codes::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            exit_code(&e)
+        }
+        Err(code) => code,
+    }
+}

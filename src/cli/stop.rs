@@ -1,0 +1,59 @@
+//! `replay stop RUN`: the emergency stop, from any machine that reaches the database.
+
+use std::time::{Duration, Instant};
+
+use crate::engine::{Connection, RunError, rollback, state};
+use crate::exit_codes;
+
+use super::apply::exit_code;
+use super::args::StopArgs;
+use super::runtime::block_on;
+
+pub fn run(args: &StopArgs) -> u8 {
+    let connection = Connection {
+        database_url: args.database_url.clone(),
+        amqp_url: String::new(),
+        operator: super::apply::operator(),
+    };
+    let result = block_on(async {
+        let plan = rollback::request_stop(&connection, args.run).await?;
+        println!(
+            "stop requested: run `{}` of plan `{plan}` stops at its next batch boundary",
+            args.run
+        );
+        if args.no_wait {
+            return Ok(());
+        }
+        let pool = state::connect(&connection.database_url).await?;
+        let deadline = Instant::now() + Duration::from_secs(args.timeout);
+        loop {
+            let status: String = sqlx::query_scalar("SELECT status FROM replay.runs WHERE id = $1")
+                .bind(args.run)
+                .fetch_one(&pool)
+                .await
+                .map_err(RunError::db("reading the run"))?;
+            if status != "running" {
+                println!(
+                    "run `{}` is {status}; `replay apply` with the same plan and parameters resumes it",
+                    args.run
+                );
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(RunError::Refused(format!(
+                    "run `{}` has not stopped within {}s; it will stop at its next batch boundary",
+                    args.run, args.timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    match result {
+        Ok(Ok(())) => exit_codes::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            exit_code(&e)
+        }
+        Err(code) => code,
+    }
+}
