@@ -492,6 +492,7 @@ impl Bench {
         let mut command = tokio::process::Command::new(&self.binary);
         command
             .arg("apply")
+            .arg("--yes")
             .arg(plan)
             .arg("--database-url")
             .arg(&self.database_url)

@@ -35,6 +35,34 @@ pub fn run(args: &ApplyArgs) -> u8 {
         );
         return exit_codes::INVALID_PLAN;
     };
+    if let Some(bad) = args
+        .overrides
+        .iter()
+        .find(|g| !engine::gates::GATES.contains(&g.as_str()))
+    {
+        eprintln!(
+            "error: `--override {bad}`: no such gate; gates are {}",
+            engine::gates::GATES.join(", ")
+        );
+        return exit_codes::INVALID_PLAN;
+    }
+    if !args.overrides.is_empty() && args.because.as_deref().is_none_or(|b| b.trim().len() < 10) {
+        eprintln!(
+            "error: `--override` needs `--because \"…\"` with the reason (at least 10 characters); it is recorded"
+        );
+        return exit_codes::INVALID_PLAN;
+    }
+    let interactive = std::io::stdin().is_terminal();
+    if !args.dry_run && !args.yes && !interactive {
+        eprintln!(
+            "error: standard input is not a terminal, so nobody can confirm: pass `--yes` to apply without asking"
+        );
+        return exit_codes::REFUSED;
+    }
+    let overrides = engine::gates::Overrides {
+        gates: args.overrides.clone(),
+        because: args.because.clone(),
+    };
     let compiled = match plan::compile(raw, &args.params) {
         Ok(p) => p,
         Err(e) => {
@@ -83,10 +111,19 @@ pub fn run(args: &ApplyArgs) -> u8 {
             signals.cancel();
         });
         if args.dry_run {
-            engine::dry_run(&compiled, &connection, &mut progress, &mut report).await
+            engine::dry_run(
+                &compiled,
+                &connection,
+                &overrides,
+                &mut progress,
+                &mut report,
+            )
+            .await
         } else {
             let options = ApplyOptions {
                 restart: args.restart,
+                overrides: overrides.clone(),
+                confirm: (!args.yes).then_some(ask as fn(&Report) -> bool),
             };
             engine::apply(
                 &compiled,
@@ -193,4 +230,31 @@ async fn wait_for_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// Asks the person at the terminal to type the plan name.
+fn ask(report: &Report) -> bool {
+    use std::io::Write;
+    let mut err = std::io::stderr();
+    let _ = writeln!(
+        err,
+        "\nAbout to apply plan `{}` to {}: {} selected event(s).",
+        report.plan, report.target, report.selected
+    );
+    for g in &report.gates {
+        let _ = writeln!(
+            err,
+            "  gate {}: {}{}",
+            g.gate,
+            g.detail,
+            g.overridden
+                .as_ref()
+                .map(|b| format!(" (overridden: {b})"))
+                .unwrap_or_default()
+        );
+    }
+    let _ = write!(err, "Type the plan name to confirm: ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == report.plan
 }

@@ -95,6 +95,15 @@ pub struct ApplyArgs {
     /// Abandon an unfinished run of this plan whose plan or parameters changed, and start anew.
     #[arg(long)]
     pub restart: bool,
+    /// Do not ask for confirmation (required when standard input is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Let a failing safety gate pass (max_events, unfiltered, window, backup, force); needs `--because`.
+    #[arg(long = "override", value_name = "GATE")]
+    pub overrides: Vec<String>,
+    /// Why the gates are overridden (recorded in the run log and the audit row).
+    #[arg(long)]
+    pub because: Option<String>,
     /// PostgreSQL URL of the target.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,

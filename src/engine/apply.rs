@@ -32,6 +32,11 @@ pub struct Connection {
 pub struct ApplyOptions {
     /// Abandon an unfinished run whose plan or parameters differ, and start anew.
     pub restart: bool,
+    /// Gates the operator overrides, with the reason (recorded).
+    pub overrides: gates::Overrides,
+    /// Asked once the selection is frozen and the gates passed, before the first write;
+    /// `None` means confirmed (`--yes`, or a caller that is not a person).
+    pub confirm: Option<fn(&Report) -> bool>,
 }
 
 /// Runs the plan; the report is filled as far as the run went, also on error.
@@ -98,7 +103,7 @@ pub async fn apply(
     let resumed = run.selected.is_some();
     let stop_watch = watch_stop_requests(pool.clone(), run.id, cancel.clone());
     let result = run_body(
-        plan, connection, &pool, &run, resumed, reporter, cancel, report,
+        plan, connection, options, &pool, &run, resumed, reporter, cancel, report,
     )
     .await;
     stop_watch.abort();
@@ -150,6 +155,7 @@ pub async fn apply(
 async fn run_body(
     plan: &Plan,
     connection: &Connection,
+    options: &ApplyOptions,
     pool: &PgPool,
     run: &state::OpenRun,
     resumed: bool,
@@ -181,11 +187,21 @@ async fn run_body(
         selected,
     });
     report.gates = gates::check(plan, selected, chrono::Utc::now());
-    if let Some(refused) = report.gates.iter().find(|g| !g.passed) {
-        return Err(RunError::Refused(format!(
-            "safety gate `{}`: {}",
-            refused.gate, refused.detail
-        )));
+    options.overrides.apply(&mut report.gates);
+    if let Some(refusal) = gates::refusal(&report.gates) {
+        return Err(RunError::Refused(refusal));
+    }
+    for g in report.gates.iter().filter(|g| g.overridden.is_some()) {
+        state::log(pool, run.id, "override", None, json!({"gate": g.gate, "because": g.overridden, "operator": connection.operator, "detail": g.detail})).await;
+    }
+    if !resumed {
+        if let Some(confirm) = options.confirm {
+            if !confirm(report) {
+                return Err(RunError::Refused(
+                    "not confirmed; nothing was written".into(),
+                ));
+            }
+        }
     }
     capture_before(plan, pool, &scope, run.id).await?;
     if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref()) {
@@ -528,6 +544,14 @@ pub(crate) async fn audit(
     if plan.raw.target.audit_table.is_empty() {
         return Ok(());
     }
+    // Overrides given for this run are part of its record.
+    let overrides: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT detail FROM replay.run_log WHERE run_id = $1 AND kind = 'override' ORDER BY id",
+    )
+    .bind(run_id)
+    .fetch_all(pool)
+    .await
+    .map_err(RunError::db("reading overrides"))?;
     let details = json!({
         "plan": plan.raw.name,
         "plan_hash": plan.hash,
@@ -535,6 +559,7 @@ pub(crate) async fn audit(
         "params": plan.params_json(),
         "run_id": run_id.to_string(),
         "outcome": outcome,
+        "overrides": overrides,
     });
     sqlx::query(audited(&format!(
         "INSERT INTO {} (action, details, performed_by) VALUES ('event_replay', $1, $2)",

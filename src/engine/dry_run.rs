@@ -20,6 +20,7 @@ const SAMPLE: usize = 3;
 pub async fn dry_run(
     plan: &Plan,
     connection: &Connection,
+    overrides: &gates::Overrides,
     reporter: &mut dyn Reporter,
     report: &mut Report,
 ) -> Result<(), RunError> {
@@ -36,6 +37,7 @@ pub async fn dry_run(
     report.breakdown = freeze::breakdown(&mut writes, plan, run_id, 5).await?;
     reporter.event(&RunEvent::SelectionFrozen { selected });
     report.gates = gates::check(plan, selected, started_at);
+    overrides.apply(&mut report.gates);
     if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref()) {
         crate::engine::dump::check(&pg_dump.directory).await?;
     }
@@ -133,11 +135,8 @@ pub async fn dry_run(
         (Err(_), _) => "would_fail".into(),
     };
     result?;
-    if let Some(refused) = report.gates.iter().find(|g| !g.passed) {
-        return Err(RunError::Refused(format!(
-            "safety gate `{}`: {}",
-            refused.gate, refused.detail
-        )));
+    if let Some(refusal) = gates::refusal(&report.gates) {
+        return Err(RunError::Refused(refusal));
     }
     Ok(())
 }

@@ -11,34 +11,92 @@ pub struct GateResult {
     pub gate: &'static str,
     pub passed: bool,
     pub detail: String,
+    /// The reason given with `--override`, when the gate failed and was overridden.
+    pub overridden: Option<String>,
+}
+
+/// Gate names, as `--override` takes them.
+pub const GATES: &[&str] = &["max_events", "unfiltered", "window", "backup", "force"];
+
+/// An operator's `--override GATE --because "…"`.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub gates: Vec<String>,
+    pub because: Option<String>,
+}
+
+impl Overrides {
+    /// Marks failed gates that are overridden as passed, keeping the reason.
+    pub fn apply(&self, results: &mut [GateResult]) {
+        for g in results.iter_mut().filter(|g| !g.passed) {
+            if self.gates.iter().any(|o| o == g.gate) {
+                g.passed = true;
+                g.overridden = self.because.clone();
+            }
+        }
+    }
+}
+
+/// The first gate that refuses, as an error message.
+pub fn refusal(results: &[GateResult]) -> Option<String> {
+    results.iter().find(|g| !g.passed).map(|g| {
+        format!(
+            "safety gate `{}`: {} (override with `--override {} --because \"…\"`)",
+            g.gate, g.detail, g.gate
+        )
+    })
 }
 
 /// The gates that depend on the selection size and the clock.
 pub fn check(plan: &Plan, selected: u64, now: chrono::DateTime<chrono::Utc>) -> Vec<GateResult> {
     let safety = &plan.raw.safety;
-    let mut out = vec![GateResult {
-        gate: "max_events",
-        passed: selected <= safety.max_events,
-        detail: format!(
+    let gate = |gate, passed, detail: String| GateResult {
+        gate,
+        passed,
+        detail,
+        overridden: None,
+    };
+    let mut out = vec![gate(
+        "max_events",
+        selected <= safety.max_events,
+        format!(
             "{selected} selected; the plan allows at most {}",
             safety.max_events
         ),
-    }];
+    )];
+    if plan.raw.select.all {
+        out.push(gate(
+            "unfiltered",
+            false,
+            "the selection has no filter (`all: true`): every event would be replayed".into(),
+        ));
+    }
     if let Some(window) = &safety.window {
         let (passed, detail) = window_open(window, now);
-        out.push(GateResult {
-            gate: "window",
-            passed,
-            detail,
-        });
+        out.push(gate("window", passed, detail));
+    }
+    if safety.require_backup {
+        let backed_up = plan
+            .raw
+            .backup
+            .as_ref()
+            .is_some_and(|b| !b.tables.is_empty() || b.pg_dump.is_some());
+        out.push(gate(
+            "backup",
+            backed_up,
+            if backed_up {
+                "the run takes a backup before its first write".into()
+            } else {
+                "the plan requires a backup but `backup` takes none".into()
+            },
+        ));
     }
     if safety.force {
-        out.push(GateResult {
-            gate: "force",
-            passed: safety.acknowledge.is_some(),
-            detail: "WARNING: idempotency is bypassed; side effects (emails, payments) may repeat"
-                .into(),
-        });
+        out.push(gate(
+            "force",
+            safety.acknowledge.is_some(),
+            "WARNING: idempotency is bypassed; side effects (emails, payments) may repeat".into(),
+        ));
     }
     out
 }

@@ -146,6 +146,7 @@ async fn dry_run_changes_nothing_and_needs_no_executor_schema(pool: PgPool) -> a
     engine::dry_run(
         &plan,
         &connection(&pool).await?,
+        &Default::default(),
         &mut Collect::default(),
         &mut report,
     )
@@ -181,6 +182,7 @@ async fn dry_run_renders_messages_without_publishing(pool: PgPool) -> anyhow::Re
     engine::dry_run(
         &plan,
         &connection(&pool).await?,
+        &Default::default(),
         &mut Collect::default(),
         &mut report,
     )
@@ -560,7 +562,10 @@ async fn restart_abandons_a_changed_run_and_starts_anew(pool: PgPool) -> anyhow:
     engine::apply(
         &plan("a changed reason")?,
         &conn,
-        &ApplyOptions { restart: true },
+        &ApplyOptions {
+            restart: true,
+            ..ApplyOptions::default()
+        },
         &mut Collect::default(),
         &Cancel::default(),
         &mut report,
@@ -618,6 +623,7 @@ async fn dry_run_of_a_publish_leaves_tables_and_queues_as_they_were(
     engine::dry_run(
         &plan,
         &connection(&pool).await?,
+        &Default::default(),
         &mut Collect::default(),
         &mut report,
     )

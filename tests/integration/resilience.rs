@@ -59,7 +59,14 @@ fn plan_file(dir: &tempfile::TempDir, name: &str, body: &str) -> std::path::Path
 
 fn replay(args: &[&str], url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_replay"));
+    // Nobody is at a terminal to confirm an apply.
+    let yes: &[&str] = if args.first() == Some(&"apply") && !args.contains(&"--dry-run") {
+        &["--yes"]
+    } else {
+        &[]
+    };
     cmd.args(args)
+        .args(yes)
         .env("DATABASE_URL", url)
         .env("AMQP_URL", AMQP)
         .stdin(Stdio::null());

@@ -20,6 +20,9 @@ pub struct Safety {
     /// Written acknowledgement required by `force: true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acknowledge: Option<Acknowledgement>,
+    /// Refuse to run unless the plan takes a backup (`backup.tables` or `backup.pg_dump`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub require_backup: bool,
 }
 
 impl Default for Safety {
@@ -29,6 +32,7 @@ impl Default for Safety {
             window: None,
             force: false,
             acknowledge: None,
+            require_backup: false,
         }
     }
 }

@@ -1,0 +1,216 @@
+//! Safety gates: each refuses with exit 4 and its own message, and each override passes and is recorded.
+
+use std::process::{Command, Stdio};
+
+use replay::habitat::{self, GeneratorConfig};
+use sqlx::PgPool;
+
+const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+async fn database_url(pool: &PgPool) -> anyhow::Result<String> {
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await?;
+    let server = std::env::var("DATABASE_URL")?;
+    Ok(format!(
+        "{}/{db}",
+        server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b)
+    ))
+}
+
+struct Case {
+    name: &'static str,
+    body: String,
+    args: &'static [&'static str],
+    exit: i32,
+    says: &'static str,
+}
+
+fn case(
+    name: &'static str,
+    body: impl Into<String>,
+    args: &'static [&'static str],
+    exit: i32,
+    says: &'static str,
+) -> Case {
+    Case {
+        name,
+        body: body.into(),
+        args,
+        exit,
+        says,
+    }
+}
+
+/// A window that is closed now: it opens two hours from now, for one hour.
+fn closed_window() -> String {
+    use chrono::Timelike;
+    let h = (chrono::Utc::now().hour() + 2) % 24;
+    format!(
+        "window: {{ between: \"{h:02}:00-{:02}:00\", timezone: UTC }}",
+        (h + 1) % 24
+    )
+}
+
+#[sqlx::test(migrations = false)]
+async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyhow::Result<()> {
+    let config = GeneratorConfig {
+        events: 1_000,
+        failed_share: 0.1,
+        stuck_share: 0.0,
+        days: 1,
+        now: chrono::Utc::now(),
+        ..GeneratorConfig::default()
+    };
+    habitat::generate(&pool, &config).await?;
+    let url = database_url(&pool).await?;
+    let reset = "steps:\n  - { id: reset, kind: reset }\n";
+    let cases = [
+        case(
+            "max-events",
+            format!("select: {{ status: [error] }}\nsafety: {{ max_events: 5 }}\n{reset}"),
+            &["--yes"],
+            4,
+            "safety gate `max_events`: 100 selected; the plan allows at most 5",
+        ),
+        case(
+            "max-events-overridden",
+            format!("select: {{ status: [error] }}\nsafety: {{ max_events: 5 }}\n{reset}"),
+            &[
+                "--yes",
+                "--override",
+                "max_events",
+                "--because",
+                "incident 42: the whole backlog",
+            ],
+            0,
+            "gate max_events: pass",
+        ),
+        case(
+            "window",
+            format!(
+                "select: {{ status: [error] }}\nsafety: {{ {} }}\n{reset}",
+                closed_window()
+            ),
+            &["--yes"],
+            4,
+            "safety gate `window`",
+        ),
+        case(
+            "window-overridden",
+            format!(
+                "select: {{ status: [error] }}\nsafety: {{ {} }}\n{reset}",
+                closed_window()
+            ),
+            &[
+                "--yes",
+                "--override",
+                "window",
+                "--because",
+                "customer escalation, approved by ops lead",
+            ],
+            0,
+            "outcome: succeeded",
+        ),
+        case(
+            "unfiltered",
+            format!("select: {{ all: true, limit: 10 }}\n{reset}"),
+            &["--yes"],
+            4,
+            "safety gate `unfiltered`",
+        ),
+        case(
+            "backup",
+            format!("select: {{ status: [error] }}\nsafety: {{ require_backup: true }}\n{reset}"),
+            &["--yes"],
+            4,
+            "safety gate `backup`: the plan requires a backup but `backup` takes none",
+        ),
+        case(
+            "backup-taken",
+            format!(
+                "select: {{ status: [processed] }}\nsafety: {{ require_backup: true }}\nbackup: {{ tables: [{{ table: processed_events }}] }}\n{reset}"
+            ),
+            &["--yes"],
+            0,
+            "gate backup: pass",
+        ),
+        case(
+            "override-without-reason",
+            format!("select: {{ status: [error] }}\n{reset}"),
+            &["--yes", "--override", "window"],
+            2,
+            "`--override` needs `--because",
+        ),
+        case(
+            "override-unknown-gate",
+            format!("select: {{ status: [error] }}\n{reset}"),
+            &[
+                "--yes",
+                "--override",
+                "speed",
+                "--because",
+                "no such gate here",
+            ],
+            2,
+            "no such gate",
+        ),
+        case(
+            "no-terminal-no-yes",
+            format!("select: {{ status: [error] }}\n{reset}"),
+            &[],
+            4,
+            "pass `--yes`",
+        ),
+        case(
+            "force-dry-run",
+            format!(
+                "select: {{ status: [error] }}\nsafety: {{ force: true, acknowledge: duplicate-side-effects }}\n{reset}"
+            ),
+            &["--dry-run"],
+            0,
+            "WARNING: idempotency is bypassed",
+        ),
+    ];
+    let dir = tempfile::tempdir()?;
+    for c in cases {
+        let path = dir.path().join(format!("{}.yaml", c.name));
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\nname: gate-{}\nreason: \"testing the safety gates\"\n{}",
+                c.name, c.body
+            ),
+        )?;
+        let out = Command::new(env!("CARGO_BIN_EXE_replay"))
+            .arg("apply")
+            .arg(&path)
+            .args(c.args)
+            .env("DATABASE_URL", &url)
+            .env("AMQP_URL", AMQP)
+            .stdin(Stdio::null())
+            .output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(c.exit), "{}: {text}", c.name);
+        assert!(
+            text.contains(c.says),
+            "{}: expected {:?} in:\n{text}",
+            c.name,
+            c.says
+        );
+    }
+    // Overrides are in the audit row and the run log.
+    let audited: Vec<String> = sqlx::query_scalar(
+        "SELECT details FROM audit_log WHERE details LIKE '%\"overrides\":[{%' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(audited.len(), 2, "{audited:?}");
+    assert!(audited[0].contains("incident 42: the whole backlog"));
+    assert!(audited[1].contains("customer escalation"));
+    Ok(())
+}
