@@ -194,14 +194,12 @@ async fn run_body(
     for g in report.gates.iter().filter(|g| g.overridden.is_some()) {
         state::log(pool, run.id, "override", None, json!({"gate": g.gate, "because": g.overridden, "operator": connection.operator, "detail": g.detail})).await;
     }
-    if !resumed {
-        if let Some(confirm) = options.confirm {
-            if !confirm(report) {
-                return Err(RunError::Refused(
-                    "not confirmed; nothing was written".into(),
-                ));
-            }
-        }
+    if let Some(confirm) = options.confirm.filter(|_| !resumed)
+        && !confirm(report)
+    {
+        return Err(RunError::Refused(
+            "not confirmed; nothing was written".into(),
+        ));
     }
     capture_before(plan, pool, &scope, run.id).await?;
     if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref()) {
