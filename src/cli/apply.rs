@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 
+use crate::engine::pinned::PinnedPlan;
 use crate::engine::progress::Progress;
 use crate::engine::steps::Cancel;
 use crate::engine::{self, ApplyOptions, Connection, Report, RunError};
@@ -11,7 +12,39 @@ use crate::plan::{self, Rendered};
 use super::args::{ApplyArgs, OutputFormat};
 
 pub fn run(args: &ApplyArgs) -> u8 {
-    let validated = match plan::validate_file(&args.plan) {
+    // `replay apply PINNED.json` runs the pinned plan file with its parameters.
+    let pinned_arg = match (
+        &args.pinned,
+        args.plan.extension().is_some_and(|e| e == "json"),
+    ) {
+        (Some(path), _) => Some(path.clone()),
+        (None, true) => Some(args.plan.clone()),
+        (None, false) => None,
+    };
+    let pinned = match pinned_arg.as_deref().map(PinnedPlan::read).transpose() {
+        Ok(p) => p,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let plan_path = match (&pinned, args.plan.extension().is_some_and(|e| e == "json")) {
+        (Some(p), true) => std::path::PathBuf::from(&p.plan_path),
+        _ => args.plan.clone(),
+    };
+    let params: Vec<String> = match (&pinned, args.params.is_empty()) {
+        (Some(p), true) => p
+            .params
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", plan::params::json_to_arg(v)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => args.params.clone(),
+    };
+    let validated = match plan::validate_file(&plan_path) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
@@ -63,12 +96,32 @@ pub fn run(args: &ApplyArgs) -> u8 {
         gates: args.overrides.clone(),
         because: args.because.clone(),
     };
-    let compiled = match plan::compile(raw, &args.params) {
+    let compiled = match plan::compile(raw, &params) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
             return exit_codes::INVALID_PLAN;
         }
+    };
+    if let Some(p) = &pinned {
+        let differences = p.differences(&compiled);
+        if !differences.is_empty() {
+            eprintln!(
+                "error: refused: this is not the plan that was pinned in `{}`:",
+                pinned_arg
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+            for d in differences {
+                eprintln!("  - {d}");
+            }
+            return exit_codes::REFUSED;
+        }
+    }
+    let pin = engine::pinned::Pin {
+        pinned: pinned.clone(),
+        tolerance: args.tolerance,
     };
     let connection = Connection {
         database_url: args.database_url.clone(),
@@ -115,6 +168,7 @@ pub fn run(args: &ApplyArgs) -> u8 {
                 &compiled,
                 &connection,
                 &overrides,
+                &pin,
                 &mut progress,
                 &mut report,
             )
@@ -124,6 +178,7 @@ pub fn run(args: &ApplyArgs) -> u8 {
                 restart: args.restart,
                 overrides: overrides.clone(),
                 confirm: (!args.yes).then_some(ask as fn(&Report) -> bool),
+                pin: pin.clone(),
             };
             engine::apply(
                 &compiled,
@@ -138,9 +193,23 @@ pub fn run(args: &ApplyArgs) -> u8 {
     });
     let command = format!(
         "replay apply {}{}",
-        args.plan.display(),
+        plan_path.display(),
         compiled.param_args()
     );
+    if let (Some(out), Ok(())) = (&args.out, &result) {
+        let pinned = PinnedPlan::from_report(&compiled, &plan_path.display().to_string(), &report);
+        let written = serde_json::to_string_pretty(&pinned)
+            .map_err(|e| e.to_string())
+            .and_then(|t| std::fs::write(out, t + "\n").map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => report.next.push(format!(
+                "pinned: {} (apply exactly this with `replay apply {}`)",
+                out.display(),
+                out.display()
+            )),
+            Err(e) => eprintln!("warning: cannot write `{}`: {e}", out.display()),
+        }
+    }
     if let Err(e) = &result {
         report.error = Some(error_chain(e));
         match e {

@@ -104,6 +104,16 @@ pub struct ApplyArgs {
     /// Why the gates are overridden (recorded in the run log and the audit row).
     #[arg(long)]
     pub because: Option<String>,
+    /// Save what this dry-run (or run) saw as a pinned plan: hash, parameters, target, selection digest.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Hold the run to a pinned plan (refuse if the plan, parameters or selection changed); also the
+    /// staging proof for plans with `safety.rehearsal`. `replay apply FILE.json` does the same.
+    #[arg(long, value_name = "FILE")]
+    pub pinned: Option<PathBuf>,
+    /// Events by which the selection may differ from the pinned one.
+    #[arg(long, default_value_t = 0)]
+    pub tolerance: u64,
     /// PostgreSQL URL of the target.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,

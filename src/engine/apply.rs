@@ -37,6 +37,8 @@ pub struct ApplyOptions {
     /// Asked once the selection is frozen and the gates passed, before the first write;
     /// `None` means confirmed (`--yes`, or a caller that is not a person).
     pub confirm: Option<fn(&Report) -> bool>,
+    /// A pinned plan to hold the run to, and the staging proof it carries.
+    pub pin: crate::engine::pinned::Pin,
 }
 
 /// Runs the plan; the report is filled as far as the run went, also on error.
@@ -186,7 +188,16 @@ async fn run_body(
         resumed,
         selected,
     });
+    let (_, digest) = freeze::digest(&mut writes, run.id).await?;
+    report.selection_digest = digest;
+    options
+        .pin
+        .check_selection(&report.target, selected, &report.selection_digest)
+        .map_err(RunError::Refused)?;
     report.gates = gates::check(plan, selected, chrono::Utc::now());
+    report
+        .gates
+        .extend(options.pin.rehearsal_gate(plan, &report.target, false));
     options.overrides.apply(&mut report.gates);
     if let Some(refusal) = gates::refusal(&report.gates) {
         return Err(RunError::Refused(refusal));

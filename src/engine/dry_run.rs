@@ -21,6 +21,7 @@ pub async fn dry_run(
     plan: &Plan,
     connection: &Connection,
     overrides: &gates::Overrides,
+    pin: &crate::engine::pinned::Pin,
     reporter: &mut dyn Reporter,
     report: &mut Report,
 ) -> Result<(), RunError> {
@@ -36,7 +37,11 @@ pub async fn dry_run(
     report.selected = selected;
     report.breakdown = freeze::breakdown(&mut writes, plan, run_id, 5).await?;
     reporter.event(&RunEvent::SelectionFrozen { selected });
+    report.selection_digest = freeze::digest(&mut writes, run_id).await?.1;
     report.gates = gates::check(plan, selected, started_at);
+    report
+        .gates
+        .extend(pin.rehearsal_gate(plan, &report.target, true));
     overrides.apply(&mut report.gates);
     if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref()) {
         crate::engine::dump::check(&pg_dump.directory).await?;

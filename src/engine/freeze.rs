@@ -130,3 +130,26 @@ pub struct Breakdown {
     /// `(event_id, event_type, payload)`.
     pub sample: Vec<(String, String, String)>,
 }
+
+/// The frozen selection's size and a digest of its keys (for pinned plans).
+pub async fn digest<W: Writes>(
+    writes: &mut W,
+    run_id: uuid::Uuid,
+) -> Result<(u64, String), RunError> {
+    let table = writes.selection_table();
+    let mut tx = writes
+        .begin()
+        .await
+        .map_err(RunError::db("digesting the selection"))?;
+    let row = sqlx::query(audited(&format!(
+        "SELECT count(*), coalesce(md5(string_agg(event_id, ',' ORDER BY seq)), '') FROM {table} WHERE run_id = $1"
+    )))
+    .bind(run_id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(RunError::db("digesting the selection"))?;
+    tx.commit()
+        .await
+        .map_err(RunError::db("digesting the selection"))?;
+    Ok((row.get::<i64, _>(0) as u64, row.get::<String, _>(1)))
+}

@@ -16,7 +16,14 @@ pub struct GateResult {
 }
 
 /// Gate names, as `--override` takes them.
-pub const GATES: &[&str] = &["max_events", "unfiltered", "window", "backup", "force"];
+pub const GATES: &[&str] = &[
+    "max_events",
+    "unfiltered",
+    "window",
+    "backup",
+    "force",
+    "rehearsal",
+];
 
 /// An operator's `--override GATE --because "…"`.
 #[derive(Debug, Clone, Default)]

@@ -12,6 +12,7 @@ pub mod freeze;
 pub mod gates;
 pub mod markdown;
 pub mod pace;
+pub mod pinned;
 pub mod progress;
 pub mod redact;
 pub mod report;

@@ -24,6 +24,8 @@ pub struct Report {
     pub status: String,
     pub error: Option<String>,
     pub selected: u64,
+    /// MD5 of the selected event ids in order (what a pinned plan compares).
+    pub selection_digest: String,
     pub breakdown: Breakdown,
     pub gates: Vec<GateResult>,
     pub backups: Vec<Snapshot>,

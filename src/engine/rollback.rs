@@ -157,7 +157,11 @@ pub async fn rollback_run(
     let params: serde_json::Value = row.get(3);
     let args: Vec<String> = params
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", arg(v))).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", plan::params::json_to_arg(v)))
+                .collect()
+        })
         .unwrap_or_default();
     let plan = plan::compile(raw, &args)
         .map_err(|e| RunError::Refused(format!("the run's parameters: {e}")))?;
@@ -219,14 +223,6 @@ pub async fn rollback_run(
         .await?;
     report.status = "rolled_back".into();
     Ok(())
-}
-
-fn arg(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(items) => items.iter().map(arg).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
-    }
 }
 
 /// `replay stop RUN`: asks the run to stop at its next batch boundary.

@@ -99,6 +99,15 @@ impl ParamValue {
     }
 }
 
+/// A parameter value recorded as JSON, written back as a `--param` value.
+pub fn json_to_arg(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(json_to_arg).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
 /// Parses RFC 3339 (`2026-11-01T00:00:00Z`) or a date (`2026-11-01`, midnight UTC).
 pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
     let text = text.trim();

@@ -3,5 +3,6 @@
 mod apply;
 mod gates;
 mod habitat;
+mod pinned;
 mod plans;
 mod resilience;

@@ -23,6 +23,20 @@ pub struct Safety {
     /// Refuse to run unless the plan takes a backup (`backup.tables` or `backup.pg_dump`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub require_backup: bool,
+    /// Refuse to run unless the same plan (same hash) was rehearsed on another target (staging),
+    /// proven by the pinned file that rehearsal wrote (`--out`), given as `--pinned`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rehearsal: Option<Rehearsal>,
+}
+
+/// What a staging rehearsal must have been.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Rehearsal {
+    /// A dry-run that said the plan would run.
+    DryRun,
+    /// A real run that succeeded.
+    Apply,
 }
 
 impl Default for Safety {
@@ -33,6 +47,7 @@ impl Default for Safety {
             force: false,
             acknowledge: None,
             require_backup: false,
+            rehearsal: None,
         }
     }
 }

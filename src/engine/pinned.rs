@@ -1,0 +1,172 @@
+//! Pinned plans: what a dry-run (or a staging run) showed, saved with `--out`, so that `apply
+//! --pinned` runs exactly that or refuses, like Terraform's saved plan. The same file carries the
+//! proof of a staging rehearsal from staging to production (commit it with the plan's PR).
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::report::Report;
+use crate::plan::Plan;
+
+pub const KIND: &str = "replay-pinned-plan";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PinnedPlan {
+    pub kind: String,
+    pub version: u32,
+    pub plan: String,
+    /// The plan file as given to the dry-run, for `replay apply PINNED.json`.
+    pub plan_path: String,
+    pub plan_hash: String,
+    pub params: serde_json::Value,
+    pub params_hash: String,
+    /// `host:port/database` the dry-run or run saw (never a password).
+    pub target: String,
+    pub selected: u64,
+    pub selection_digest: String,
+    /// `dry-run` or `apply`.
+    pub mode: String,
+    /// `would_run`, `succeeded`, …
+    pub outcome: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl PinnedPlan {
+    pub fn from_report(plan: &Plan, plan_path: &str, report: &Report) -> PinnedPlan {
+        PinnedPlan {
+            kind: KIND.into(),
+            version: 1,
+            plan: plan.raw.name.clone(),
+            plan_path: plan_path.to_string(),
+            plan_hash: plan.hash.clone(),
+            params: plan.params_json(),
+            params_hash: plan.params_hash.clone(),
+            target: report.target.clone(),
+            selected: report.selected,
+            selection_digest: report.selection_digest.clone(),
+            mode: report.mode.clone(),
+            outcome: report.status.clone(),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    pub fn read(path: &std::path::Path) -> Result<PinnedPlan, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let pinned: PinnedPlan = serde_json::from_str(&text)
+            .map_err(|e| format!("`{}` is not a pinned plan: {e}", path.display()))?;
+        if pinned.kind != KIND || pinned.version != 1 {
+            return Err(format!(
+                "`{}` is not a version 1 pinned plan",
+                path.display()
+            ));
+        }
+        Ok(pinned)
+    }
+
+    /// Why this plan, with these parameters, is not what was pinned (empty when it is).
+    pub fn differences(&self, plan: &Plan) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.plan_hash != plan.hash {
+            out.push(format!(
+                "the plan changed since it was pinned (hash {} then, {} now)",
+                &self.plan_hash[..12.min(self.plan_hash.len())],
+                plan.short_hash()
+            ));
+        }
+        if self.params_hash != plan.params_hash {
+            out.push(format!(
+                "the parameters differ: pinned {}, given {}",
+                self.params,
+                plan.params_json()
+            ));
+        }
+        out
+    }
+
+    /// Whether it proves a rehearsal of `required` mode on another target.
+    pub fn proves_rehearsal(
+        &self,
+        required: crate::plan::model::Rehearsal,
+        target: &str,
+    ) -> Result<(), String> {
+        use crate::plan::model::Rehearsal;
+        let (mode, outcome) = match required {
+            Rehearsal::DryRun => ("dry-run", "would_run"),
+            Rehearsal::Apply => ("apply", "succeeded"),
+        };
+        let accepted = self.mode == mode && self.outcome == outcome
+            || (required == Rehearsal::DryRun
+                && self.mode == "apply"
+                && self.outcome == "succeeded");
+        if !accepted {
+            return Err(format!(
+                "the pinned file records a {} with outcome `{}`; the plan requires a {mode} that ended `{outcome}`",
+                self.mode, self.outcome
+            ));
+        }
+        if self.target == target {
+            return Err(format!(
+                "the rehearsal ran on this same target ({target}), not on staging"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The pinned-plan and rehearsal conditions an apply must meet.
+#[derive(Debug, Clone, Default)]
+pub struct Pin {
+    pub pinned: Option<PinnedPlan>,
+    /// How many events the selection may differ by (size) before the pin is stale.
+    pub tolerance: u64,
+}
+
+impl Pin {
+    /// On the pinned target, the frozen selection must be what was reviewed.
+    pub fn check_selection(&self, target: &str, selected: u64, digest: &str) -> Result<(), String> {
+        let Some(p) = self.pinned.as_ref().filter(|p| p.target == target) else {
+            return Ok(());
+        };
+        let drift = p.selected.abs_diff(selected);
+        if drift > self.tolerance || (self.tolerance == 0 && p.selection_digest != digest) {
+            return Err(format!(
+                "the selection drifted since the plan was pinned: {} event(s) then, {selected} now{}; \
+                 review a new dry-run, or allow a drift with `--tolerance N`",
+                p.selected,
+                if drift == 0 {
+                    " (same size, different events)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `rehearsal` gate: the plan's required staging proof.
+    pub fn rehearsal_gate(
+        &self,
+        plan: &Plan,
+        target: &str,
+        dry_run: bool,
+    ) -> Option<crate::engine::gates::GateResult> {
+        let required = plan.raw.safety.rehearsal?;
+        let (passed, detail) = match (&self.pinned, dry_run) {
+            (Some(p), _) => match p.proves_rehearsal(required, target) {
+                Ok(()) => (true, format!("rehearsed on {} ({} ended `{}`)", p.target, p.mode, p.outcome)),
+                Err(why) => (false, why),
+            },
+            (None, true) => (true, "apply will need `--pinned FILE` from a rehearsal on staging".into()),
+            (None, false) => (
+                false,
+                "no staging rehearsal: run the plan on staging with `--out FILE` and apply with `--pinned FILE`".into(),
+            ),
+        };
+        Some(crate::engine::gates::GateResult {
+            gate: "rehearsal",
+            passed,
+            detail,
+            overridden: None,
+        })
+    }
+}
