@@ -2,5 +2,6 @@
 
 mod apply;
 mod habitat;
+mod inspect;
 mod plans;
 mod resilience;
