@@ -521,7 +521,12 @@ impl Inspection {
             "Events in `{}` on {}: {}",
             self.events_table, self.target, self.filters
         );
-        let _ = writeln!(out, "  total: {}", self.total);
+        let none = if self.total == 0 {
+            " (no event matches)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  total: {}{none}", self.total);
         if let (Some(oldest), Some(newest)) = (self.oldest_processed_at, self.newest_processed_at) {
             let _ = writeln!(
                 out,
