@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod freeze;
 pub mod gates;
+pub mod inspect;
 pub mod markdown;
 pub mod pace;
 pub mod pinned;

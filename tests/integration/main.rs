@@ -3,6 +3,7 @@
 mod apply;
 mod gates;
 mod habitat;
+mod inspect;
 mod pinned;
 mod plans;
 mod resilience;
