@@ -231,7 +231,20 @@ async fn emitted_plan_validates_and_selects_what_inspect_counted(
             amqp_url: AMQP.into(),
             operator: "test".into(),
         };
-        engine::dry_run(&compiled, &connection, &mut Collect::default(), &mut report).await?;
+        // A plan of everything passes only with its gate overridden, as an operator would.
+        let overrides = replay::engine::gates::Overrides {
+            gates: vec!["unfiltered".into()],
+            because: Some("test: inspect emitted a selection of all events".into()),
+        };
+        engine::dry_run(
+            &compiled,
+            &connection,
+            &overrides,
+            &Default::default(),
+            &mut Collect::default(),
+            &mut report,
+        )
+        .await?;
         assert_eq!(report.status, "would_run", "{flags:?}");
         assert_eq!(report.selected, counted, "{flags:?}");
         assert!(counted > 0, "{flags:?}: the world should have such events");
