@@ -4,11 +4,12 @@
 pub const SUCCESS: u8 = 0;
 /// A runtime failure: a file that cannot be read, a database or broker error, a failed step.
 pub const FAILURE: u8 = 1;
-/// A plan (or its parameters) is invalid.
+/// A plan, its parameters, or the command's arguments are invalid.
 pub const INVALID_PLAN: u8 = 2;
 /// A verification failed and the rollback ran.
 pub const VERIFICATION_FAILED: u8 = 3;
-/// Refused before writing: a safety gate, a changed plan, or another run holding the lock.
+/// Refused before writing: a safety gate, a changed or stale pinned plan, a missing table, no
+/// confirmation, or another run holding the lock.
 pub const REFUSED: u8 = 4;
-/// Interrupted by SIGINT/SIGTERM or `replay stop`; `replay apply` resumes.
+/// Interrupted by SIGINT/SIGTERM or stopped by `replay stop`; `replay apply` resumes.
 pub const INTERRUPTED: u8 = 130;

@@ -34,7 +34,8 @@ where
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     exit_codes::SUCCESS
                 }
-                _ => exit_codes::FAILURE,
+                // Bad arguments are bad input, like a bad plan.
+                _ => exit_codes::INVALID_PLAN,
             };
         }
     };
