@@ -473,7 +473,7 @@ async fn handle_deliveries(shared: &Shared, batch: Vec<Delivery>) {
 
 fn log_outcome(event_id: &str, event_type: &str, outcome: &Outcome) {
     match outcome {
-        Outcome::Processed => tracing::info!(event_id, event_type, "Event processed"),
+        Outcome::Processed => tracing::debug!(event_id, event_type, "Event processed"),
         Outcome::Failed(message) => {
             tracing::warn!(event_id, event_type, error = %message, "Event failed")
         }

@@ -1,13 +1,12 @@
 //! End-to-end runs of shipped plans against the reference world on the real services.
 
+use super::support::*;
 use replay::engine::events::Collect;
 use replay::engine::steps::Cancel;
 use replay::engine::{self, ApplyOptions, Connection, Report, RunError};
 use replay::habitat::{self, GeneratorConfig, Worker, WorkerConfig};
 use replay::plan::{self, Plan, Source};
 use sqlx::PgPool;
-
-const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// A world whose contribution handlers failed within the last day.
 async fn broken_world(pool: &PgPool) -> anyhow::Result<()> {
@@ -108,30 +107,6 @@ async fn failed_events_are_reset_and_fixed_by_the_worker(pool: PgPool) -> anyhow
     .await?;
     assert_eq!(checkpoint, before);
     Ok(())
-}
-
-/// Checksums of every table in the public schema, and whether the executor's schema exists.
-async fn fingerprint(pool: &PgPool) -> anyhow::Result<Vec<(String, String)>> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut out = Vec::new();
-    for t in tables {
-        let sum: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM \"{t}\" t"
-        )))
-        .fetch_one(pool)
-        .await?;
-        out.push((t, sum.unwrap_or_default()));
-    }
-    let schema: Option<String> =
-        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = 'replay'")
-            .fetch_optional(pool)
-            .await?;
-    out.push(("replay schema".into(), schema.unwrap_or_default()));
-    Ok(out)
 }
 
 #[sqlx::test(migrations = false)]

@@ -1,22 +1,10 @@
 //! Safety gates: each refuses with exit 4 and its own message, and each override passes and is recorded.
 
+use super::support::*;
 use std::process::{Command, Stdio};
 
 use replay::habitat::{self, GeneratorConfig};
 use sqlx::PgPool;
-
-const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-async fn database_url(pool: &PgPool) -> anyhow::Result<String> {
-    let db: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(pool)
-        .await?;
-    let server = std::env::var("DATABASE_URL")?;
-    Ok(format!(
-        "{}/{db}",
-        server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b)
-    ))
-}
 
 struct Case {
     name: &'static str,

@@ -1,6 +1,7 @@
 //! `replay inspect` against a generated Habitat: its counts are the database's, it writes nothing,
 //! and the plan it emits validates and selects what it counted.
 
+use super::support::*;
 use std::process::Command;
 
 use replay::engine::events::Collect;
@@ -9,7 +10,6 @@ use replay::habitat::{self, GeneratorConfig};
 use replay::plan::{self, Source};
 use sqlx::PgPool;
 
-const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Nothing listens here: connections are refused at once.
 const NOWHERE_AMQP: &str = "amqp://guest:guest@127.0.0.1:1/%2f";
 
@@ -25,15 +25,6 @@ async fn world(pool: &PgPool, now: chrono::DateTime<chrono::Utc>) -> anyhow::Res
     };
     habitat::generate(pool, &config).await?;
     Ok(())
-}
-
-async fn database_url(pool: &PgPool) -> anyhow::Result<String> {
-    let db: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(pool)
-        .await?;
-    let server = std::env::var("DATABASE_URL")?;
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-    Ok(format!("{base}/{db}"))
 }
 
 struct Run {
@@ -260,30 +251,6 @@ async fn emitted_plan_validates_and_selects_what_inspect_counted(
     assert_eq!(again.code, 2, "{}", again.stderr);
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
     Ok(())
-}
-
-/// Checksums of every table in the public schema, and whether the executor's schema exists.
-async fn fingerprint(pool: &PgPool) -> anyhow::Result<Vec<(String, String)>> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut out = Vec::new();
-    for t in tables {
-        let sum: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM \"{t}\" t"
-        )))
-        .fetch_one(pool)
-        .await?;
-        out.push((t, sum.unwrap_or_default()));
-    }
-    let schemas: Vec<String> =
-        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace ORDER BY 1")
-            .fetch_all(pool)
-            .await?;
-    out.push(("schemas".into(), schemas.join(",")));
-    Ok(out)
 }
 
 #[sqlx::test(migrations = false)]

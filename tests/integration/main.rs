@@ -7,3 +7,4 @@ mod inspect;
 mod pinned;
 mod plans;
 mod resilience;
+mod support;

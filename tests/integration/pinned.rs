@@ -1,5 +1,6 @@
 //! Pinned plans (Terraform-style saved plans) and the staging rehearsal they carry.
 
+use super::support::*;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -17,21 +18,6 @@ async fn world(pool: &PgPool) -> anyhow::Result<()> {
     };
     habitat::generate(pool, &config).await?;
     Ok(())
-}
-
-fn url_of(db: &str) -> anyhow::Result<String> {
-    let server = std::env::var("DATABASE_URL")?;
-    Ok(format!(
-        "{}/{db}",
-        server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b)
-    ))
-}
-
-async fn database_url(pool: &PgPool) -> anyhow::Result<String> {
-    let db: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(pool)
-        .await?;
-    url_of(&db)
 }
 
 fn replay(args: &[&str], url: &str) -> Output {

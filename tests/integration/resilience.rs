@@ -4,6 +4,7 @@
 // through that.
 #![allow(clippy::zombie_processes)]
 
+use super::support::*;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,6 @@ use lapin::types::FieldTable;
 use lapin::{Connection as Amqp, ConnectionProperties, ExchangeKind};
 use replay::habitat::{self, GeneratorConfig};
 use sqlx::PgPool;
-
-const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 async fn world(pool: &PgPool, events: u64) -> anyhow::Result<i64> {
     let config = GeneratorConfig {
@@ -34,17 +33,6 @@ async fn world(pool: &PgPool, events: u64) -> anyhow::Result<i64> {
             .fetch_one(pool)
             .await?,
     )
-}
-
-async fn database_url(pool: &PgPool) -> anyhow::Result<String> {
-    let db: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(pool)
-        .await?;
-    let server = std::env::var("DATABASE_URL")?;
-    Ok(format!(
-        "{}/{db}",
-        server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b)
-    ))
 }
 
 fn plan_file(dir: &tempfile::TempDir, name: &str, body: &str) -> std::path::PathBuf {

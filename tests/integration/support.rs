@@ -1,0 +1,46 @@
+//! What the integration tests share: the broker URL, the test database's URL, table checksums.
+
+use sqlx::PgPool;
+
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The URL of a database on the server `DATABASE_URL` names.
+pub fn url_of(db: &str) -> anyhow::Result<String> {
+    let server = std::env::var("DATABASE_URL")?;
+    Ok(format!(
+        "{}/{db}",
+        server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b)
+    ))
+}
+
+/// The URL of the test's own database (`#[sqlx::test]` made it).
+pub async fn database_url(pool: &PgPool) -> anyhow::Result<String> {
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await?;
+    url_of(&db)
+}
+
+/// Checksums of every table in the public schema, and whether the executor's schema exists.
+pub async fn fingerprint(pool: &PgPool) -> anyhow::Result<Vec<(String, String)>> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::new();
+    for t in tables {
+        let sum: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM \"{t}\" t"
+        )))
+        .fetch_one(pool)
+        .await?;
+        out.push((t, sum.unwrap_or_default()));
+    }
+    let schema: Option<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = 'replay'")
+            .fetch_optional(pool)
+            .await?;
+    out.push(("replay schema".into(), schema.unwrap_or_default()));
+    Ok(out)
+}
