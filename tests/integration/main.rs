@@ -7,4 +7,5 @@ mod inspect;
 mod pinned;
 mod plans;
 mod resilience;
+mod shipped;
 mod support;

@@ -1,0 +1,186 @@
+//! Every shipped plan runs as shipped: a dry-run of each against a generated Habitat would run, and
+//! the single-event database plans apply for real with the worker fixing the event.
+
+use replay::engine::events::Collect;
+use replay::engine::steps::Cancel;
+use replay::engine::{self, ApplyOptions, Connection, Report};
+use replay::habitat::{self, GeneratorConfig, Worker, WorkerConfig};
+use replay::plan::{self, Plan};
+use sqlx::PgPool;
+
+use super::support::*;
+
+async fn world(pool: &PgPool) -> anyhow::Result<()> {
+    let config = GeneratorConfig {
+        events: 3_000,
+        failed_share: 0.05,
+        stuck_share: 0.01,
+        days: 2,
+        now: chrono::Utc::now(),
+        ..GeneratorConfig::default()
+    };
+    habitat::generate(pool, &config).await?;
+    Ok(())
+}
+
+fn shipped(name: &str, params: &[String]) -> anyhow::Result<Plan> {
+    let validated = plan::validate_file(std::path::Path::new(&format!("plans/{name}.yaml")))?;
+    let raw = validated
+        .valid_plan()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{name}: {:?}", validated.diagnostics))?;
+    Ok(plan::compile(raw, params)?)
+}
+
+async fn connection(pool: &PgPool) -> anyhow::Result<Connection> {
+    Ok(Connection {
+        database_url: database_url(pool).await?,
+        amqp_url: AMQP.into(),
+        operator: "test".into(),
+    })
+}
+
+async fn one(pool: &PgPool, sql: &str) -> anyhow::Result<String> {
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(pool)
+        .await?)
+}
+
+#[sqlx::test(migrations = false)]
+async fn every_shipped_plan_dry_runs_against_a_habitat(pool: PgPool) -> anyhow::Result<()> {
+    world(&pool).await?;
+    let failed = one(
+        &pool,
+        "SELECT event_id FROM processed_events WHERE status = 'error' ORDER BY id LIMIT 1",
+    )
+    .await?;
+    let period = one(&pool, "SELECT payload->>'period_id' FROM processed_events WHERE event_type = 'period.closed' LIMIT 1").await?;
+    let (member, alloc_period): (String, String) = sqlx::query_as(
+        "SELECT payload->>'member_id', payload->>'period_id' FROM processed_events WHERE event_type = 'allocation.calculated' LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let today = chrono::Utc::now().date_naive();
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("replay-single-event", vec![format!("event_id={failed}")]),
+        ("replay-event-from-db", vec![format!("event_id={failed}")]),
+        ("replay-failed-events", vec!["since=3d".into()]),
+        (
+            "replay-date-range",
+            vec![
+                "event_type=contribution.*".into(),
+                format!("start={}", today - chrono::Days::new(3)),
+                format!("end={}", today + chrono::Days::new(1)),
+            ],
+        ),
+        ("replay-period-close", vec![format!("period_id={period}")]),
+        (
+            "replay-member-allocations",
+            vec![
+                format!("member_id={member}"),
+                format!("period_id={alloc_period}"),
+            ],
+        ),
+        ("force-replay-event", vec![format!("event_id={failed}")]),
+        ("reset-stuck-events", vec!["older_than=1s".into()]),
+        ("rollback-replay-side-effects", vec!["since=3d".into()]),
+    ];
+    assert_eq!(
+        cases.len(),
+        std::fs::read_dir("plans")?.count(),
+        "every shipped plan is covered"
+    );
+    // The publishing plans need the exchange.
+    let worker = Worker::start(
+        pool.clone(),
+        AMQP,
+        WorkerConfig {
+            queue: format!("test-shipped-{}", uuid::Uuid::new_v4().simple()),
+            ..WorkerConfig::default()
+        },
+    )
+    .await?;
+    let conn = connection(&pool).await?;
+    let before = fingerprint(&pool).await?;
+    for (name, params) in cases {
+        let plan = shipped(name, &params)?;
+        let mut report = Report {
+            mode: "dry-run".into(),
+            ..Report::default()
+        };
+        let result = engine::dry_run(
+            &plan,
+            &conn,
+            &Default::default(),
+            &Default::default(),
+            &mut Collect::default(),
+            &mut report,
+        )
+        .await;
+        assert!(result.is_ok(), "{name}: {result:?}\n{}", report.to_text());
+        assert_eq!(report.status, "would_run", "{name}");
+        assert!(
+            report.selected > 0,
+            "{name}: selected nothing\n{}",
+            report.to_text()
+        );
+    }
+    worker.stop().await?;
+    assert_eq!(
+        fingerprint(&pool).await?,
+        before,
+        "the dry-runs changed nothing"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn single_event_plans_apply_and_the_worker_fixes_the_event(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool).await?;
+    let worker = Worker::start(
+        pool.clone(),
+        AMQP,
+        WorkerConfig {
+            queue: format!("test-shipped-{}", uuid::Uuid::new_v4().simple()),
+            pollers: 1,
+            ..WorkerConfig::default()
+        },
+    )
+    .await?;
+    let conn = connection(&pool).await?;
+    let mut results = Vec::new();
+    for name in ["replay-event-from-db", "force-replay-event"] {
+        let event = one(&pool, "SELECT event_id FROM processed_events WHERE status = 'error' AND event_type LIKE 'contribution.%' ORDER BY id LIMIT 1").await?;
+        let plan = shipped(name, &[format!("event_id={event}")])?;
+        let mut report = Report::default();
+        let result = engine::apply(
+            &plan,
+            &conn,
+            &ApplyOptions::default(),
+            &mut Collect::default(),
+            &Cancel::default(),
+            &mut report,
+        )
+        .await;
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM processed_events WHERE event_id = $1")
+                .bind(&event)
+                .fetch_one(&pool)
+                .await?;
+        results.push((
+            name,
+            result.map_err(|e| e.to_string()),
+            report.status.clone(),
+            status,
+        ));
+    }
+    worker.stop().await?;
+    for (name, result, outcome, status) in results {
+        assert!(result.is_ok(), "{name}: {result:?}");
+        assert_eq!(outcome, "succeeded", "{name}");
+        assert_eq!(status, "processed", "{name}");
+    }
+    Ok(())
+}
