@@ -98,6 +98,19 @@ pub fn check(plan: &Plan, selected: u64, now: chrono::DateTime<chrono::Utc>) -> 
             },
         ));
     }
+    if let Some(recent) = &safety.recent_dump {
+        let takes_own = plan
+            .raw
+            .backup
+            .as_ref()
+            .is_some_and(|b| b.pg_dump.is_some());
+        let (passed, detail) = if takes_own {
+            (true, "the run writes its own pg_dump".to_string())
+        } else {
+            newest_dump(recent, now)
+        };
+        out.push(gate("backup", passed, detail));
+    }
     if safety.force {
         out.push(gate(
             "force",
@@ -152,4 +165,37 @@ fn window_open(window: &Window, now: chrono::DateTime<chrono::Utc>) -> (bool, St
             }
         ),
     )
+}
+
+/// Whether the newest `*.dump` in the directory is young enough, and what was found.
+fn newest_dump(
+    recent: &crate::plan::model::RecentDump,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (bool, String) {
+    let Ok(max_age) = crate::plan::duration::parse(&recent.max_age) else {
+        return (false, format!("`{}` is not a duration", recent.max_age));
+    };
+    let newest = std::fs::read_dir(&recent.directory)
+        .ok()
+        .and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "dump"))
+                .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+                .max()
+        });
+    match newest {
+        None => (false, format!("no `*.dump` file in `{}`", recent.directory)),
+        Some((modified, path)) => {
+            let modified: chrono::DateTime<chrono::Utc> = modified.into();
+            let age = (now - modified).to_std().unwrap_or_default();
+            let detail = format!(
+                "newest dump `{}` is {} old; the plan allows {}",
+                path.display(),
+                crate::plan::duration::format(std::time::Duration::from_secs(age.as_secs())),
+                recent.max_age
+            );
+            (age <= max_age, detail)
+        }
+    }
 }

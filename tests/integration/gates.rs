@@ -53,6 +53,17 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
     habitat::generate(&pool, &config).await?;
     let url = database_url(&pool).await?;
     let reset = "steps:\n  - { id: reset, kind: reset }\n";
+    let dumps = tempfile::tempdir()?;
+    let (empty, fresh) = (dumps.path().join("empty"), dumps.path().join("fresh"));
+    std::fs::create_dir_all(&empty)?;
+    std::fs::create_dir_all(&fresh)?;
+    std::fs::write(fresh.join("nightly.dump"), b"PGDMP")?;
+    let recent = |dir: &std::path::Path| {
+        format!(
+            "safety: {{ recent_dump: {{ directory: \"{}\", max_age: 24h }} }}\n",
+            dir.display()
+        )
+    };
     let cases = [
         case(
             "max-events",

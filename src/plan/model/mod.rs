@@ -14,7 +14,7 @@ pub use backup::{Backup, BackupTable, PgDump};
 pub use params::{ParamSpec, ParamType};
 pub use plan::RawPlan;
 pub use rate_limit::RateLimit;
-pub use safety::{Acknowledgement, Rehearsal, Safety, Weekday, Window};
+pub use safety::{Acknowledgement, RecentDump, Rehearsal, Safety, Weekday, Window};
 pub use selection::{ProcessedBetween, Selection};
 pub use step::{
     ExpectRows, PublishEach, PublishStep, PurgeQueueStep, ResetStep, RestoreBackup, RollbackSql,

@@ -23,6 +23,10 @@ pub struct Safety {
     /// Refuse to run unless the plan takes a backup (`backup.tables` or `backup.pg_dump`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub require_backup: bool,
+    /// Refuse to run unless a `pg_dump` file in this directory is younger than `max_age` (or the
+    /// run takes its own backup), e.g. the nightly dump.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recent_dump: Option<RecentDump>,
     /// Refuse to run unless the same plan (same hash) was rehearsed on another target (staging),
     /// proven by the pinned file that rehearsal wrote (`--out`), given as `--pinned`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,6 +51,7 @@ impl Default for Safety {
             force: false,
             acknowledge: None,
             require_backup: false,
+            recent_dump: None,
             rehearsal: None,
         }
     }
@@ -90,4 +95,14 @@ pub enum Weekday {
     Fri,
     Sat,
     Sun,
+}
+
+/// A recent enough dump file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecentDump {
+    /// Directory holding `*.dump` files (`pg_dump -Fc`).
+    pub directory: String,
+    /// How old the newest dump may be, e.g. `24h`.
+    pub max_age: String,
 }
