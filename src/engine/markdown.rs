@@ -309,12 +309,23 @@ impl Page<'_> {
         let shown = sample.len().min(self.detail.samples);
         let _ = writeln!(
             out,
-            "<details><summary>Sample of the selection ({})</summary>\n",
+            "<details><summary>Sample of the selection, oldest first ({})</summary>\n",
             shown_of(shown, sample.len(), "event", "events")
         );
-        for (id, event_type, payload) in sample.iter().take(shown) {
-            let _ = writeln!(out, "{} · {}\n", self.code(id), self.code(event_type));
-            self.body(out, payload);
+        // The selection keeps payloads only for plans that publish them.
+        if sample.iter().take(shown).all(|(_, _, p)| p.is_empty()) {
+            out.push_str("| event id | event type |\n|---|---|\n");
+            for (id, event_type, _) in sample.iter().take(shown) {
+                let _ = writeln!(out, "| {} | {} |", self.cell(id), self.cell(event_type));
+            }
+            out.push('\n');
+        } else {
+            for (id, event_type, payload) in sample.iter().take(shown) {
+                let _ = writeln!(out, "{} · {}\n", self.code(id), self.code(event_type));
+                if !payload.is_empty() {
+                    self.body(out, payload);
+                }
+            }
         }
         out.push_str("</details>\n\n");
     }
@@ -477,8 +488,9 @@ impl Page<'_> {
         }
         if self.dry() {
             out.push_str(
-                "### Verifications\n\nChecked after the run; their values today:\n\n\
-                 | verification | now | expects |\n|---|--:|---|\n",
+                "### Verifications\n\nChecked at the end of the run; read here after the rehearsed steps, \
+                 before anything is processed:\n\n\
+                 | verification | value | expects |\n|---|--:|---|\n",
             );
         } else {
             out.push_str(
@@ -503,7 +515,7 @@ impl Page<'_> {
         out.push('\n');
     }
 
-    /// `{"equals": 0}` as `= 0`, and so on; anything else as its JSON.
+    /// `{"equals": 0}` as ``equals `0` ``, and so on; anything else as its JSON.
     fn expectation(&self, expected: &serde_json::Value) -> String {
         let Some(fields) = expected.as_object().filter(|f| !f.is_empty()) else {
             return self.cell(&expected.to_string());
@@ -511,12 +523,12 @@ impl Page<'_> {
         fields
             .iter()
             .map(|(k, v)| match (k.as_str(), v) {
-                ("equals", v) => format!("= {}", self.cell(&number(v))),
+                ("equals", v) => format!("equals {}", self.cell(&number(v))),
                 ("equals_before", serde_json::Value::Bool(true)) => {
-                    "= its value before the run".to_string()
+                    "equals its value before the run".to_string()
                 }
-                ("at_most", v) => format!("≤ {}", self.cell(&number(v))),
-                ("at_least", v) => format!("≥ {}", self.cell(&number(v))),
+                ("at_most", v) => format!("at most {}", self.cell(&number(v))),
+                ("at_least", v) => format!("at least {}", self.cell(&number(v))),
                 (k, v) => format!("{} {}", self.text(k), self.cell(&v.to_string())),
             })
             .collect::<Vec<_>>()
@@ -957,6 +969,67 @@ mod tests {
         assert!(out.contains("Selected events by type (1,000 types)"));
         assert!(out.contains("Selected events by day (10,000 days, newest first)"));
         assert!(out.contains("_… and 9,800 more days, left out to fit GitHub's comment limit_"));
+    }
+
+    #[test]
+    fn a_run_shows_verifications_passed_or_failed() {
+        let mut r = small();
+        r.mode = "apply".into();
+        r.status = "rolled_back".into();
+        r.run_id = Some("0b7c".into());
+        r.resumed = true;
+        r.error = Some("verification `none failing` failed".into());
+        r.verifications = vec![
+            VerificationReport {
+                name: "none failing".into(),
+                passed: false,
+                actual: serde_json::json!(3),
+                expected: serde_json::json!({"equals": 0}),
+            },
+            VerificationReport {
+                name: "totals kept".into(),
+                passed: true,
+                actual: serde_json::json!(10.0),
+                expected: serde_json::json!({"equals_before": true, "at_least": 1.0}),
+            },
+        ];
+        r.rolled_back = true;
+        r.rollback = vec![("restore_backup processed_events".into(), 3)];
+        r.next = vec!["inspect with: replay status 0b7c".into()];
+        let out = render(&r);
+        assert!(out.starts_with("## ↩️ Run of "), "{out}");
+        assert!(out.contains("| **Run** | `0b7c` (resumed) |"));
+        assert!(
+            out.contains("| ❌ | none failing | `3` | equals `0` |"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "| ✅ | totals kept | `10.0` | equals its value before the run, at least `1` |"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("### Error\n\n```text\nverification `none failing` failed\n```"));
+        assert!(out.contains("- `restore_backup processed_events`: 3 rows"));
+        assert!(out.contains("Inspect with:\n\n```sh\nreplay status 0b7c\n```"));
+        assert!(out.contains("| # | step | kind | touched |"));
+    }
+
+    #[test]
+    fn a_sample_without_payloads_is_a_table() {
+        let mut r = small();
+        r.breakdown.sample = vec![
+            ("e1".into(), "a|b".into(), String::new()),
+            ("e2".into(), "c".into(), String::new()),
+        ];
+        let out = render(&r);
+        assert!(
+            out.contains(
+                "| event id | event type |\n|---|---|\n| `e1` | `a\\|b` |\n| `e2` | `c` |\n"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("```json"));
     }
 
     #[test]

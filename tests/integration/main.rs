@@ -2,5 +2,6 @@
 
 mod apply;
 mod habitat;
+mod markdown;
 mod plans;
 mod resilience;
