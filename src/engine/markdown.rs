@@ -245,7 +245,10 @@ impl Page<'_> {
     fn breakdown(&self, out: &mut String) {
         let b = &self.report.breakdown;
         let total = self.report.selected.max(1) as f64;
-        let share = |n: i64| format!("{:.1} %", n as f64 * 100.0 / total);
+        let share = |n: i64| match n as f64 * 100.0 / total {
+            p if n > 0 && p < 0.05 => "&lt;0.1 %".to_string(),
+            p => format!("{p:.1} %"),
+        };
         if !b.by_type.is_empty() {
             let _ = writeln!(
                 out,
@@ -962,11 +965,16 @@ mod tests {
     #[test]
     fn huge_type_and_day_tables_are_cut_with_a_count() {
         let mut r = small();
+        r.selected = 1_000_000;
         r.breakdown.by_type = (0..1_000).map(|i| (format!("t{i}"), 1)).collect();
         r.breakdown.by_day = (0..10_000).map(|i| (format!("d{i}"), 1)).collect();
         let out = render(&r);
         assert!(out.len() <= BUDGET);
         assert!(out.contains("Selected events by type (1,000 types)"));
+        assert!(
+            out.contains("| `t0` | 1 | &lt;0.1 % |"),
+            "a share too small to round"
+        );
         assert!(out.contains("Selected events by day (10,000 days, newest first)"));
         assert!(out.contains("_… and 9,800 more days, left out to fit GitHub's comment limit_"));
     }
