@@ -4,6 +4,7 @@ mod apply;
 mod gates;
 mod habitat;
 mod inspect;
+mod markdown;
 mod pinned;
 mod plans;
 mod resilience;
