@@ -183,6 +183,9 @@ impl Page<'_> {
         if !r.plan_hash.is_empty() {
             let _ = writeln!(out, "| **Plan hash** | {} |", self.cell(&r.plan_hash));
         }
+        if !r.reason.is_empty() {
+            let _ = writeln!(out, "| **Reason** | {} |", self.text(&r.reason));
+        }
         let _ = writeln!(out, "| **Parameters** | {} |", self.params());
         let _ = writeln!(out, "| **Target** | {} |", self.cell(&r.target));
         if let Some(id) = &r.run_id {
@@ -838,6 +841,7 @@ mod tests {
                 gate: "max_events",
                 passed: true,
                 detail: "3 selected; the plan allows at most 10".into(),
+                overridden: None,
             }],
             steps: vec![StepReport {
                 id: "reset-status".into(),

@@ -135,6 +135,23 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
             "gate backup: pass",
         ),
         case(
+            "stale-dump",
+            format!("select: {{ status: [error] }}\n{}{reset}", recent(&empty)),
+            &["--yes"],
+            4,
+            "safety gate `backup`: no `*.dump` file in",
+        ),
+        case(
+            "recent-dump",
+            format!(
+                "select: {{ status: [processed] }}\n{}{reset}",
+                recent(&fresh)
+            ),
+            &["--yes"],
+            0,
+            "gate backup: pass (newest dump",
+        ),
+        case(
             "override-without-reason",
             format!("select: {{ status: [error] }}\n{reset}"),
             &["--yes", "--override", "window"],

@@ -57,7 +57,15 @@ async fn dry_run(pool: &PgPool, plan: &Plan) -> anyhow::Result<Report> {
         amqp_url: AMQP.into(),
         operator: "test".into(),
     };
-    engine::dry_run(plan, &connection, &mut Collect::default(), &mut report).await?;
+    engine::dry_run(
+        plan,
+        &connection,
+        &Default::default(),
+        &Default::default(),
+        &mut Collect::default(),
+        &mut report,
+    )
+    .await?;
     report.next.push(format!(
         "apply with: replay apply {PLAN}{}",
         plan.param_args()
