@@ -23,14 +23,14 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
             "`acknowledge` has no effect without `force: true`",
         ));
     }
-    if let Some(recent) = &plan.safety.recent_dump {
-        if let Err(reason) = crate::plan::duration::parse(&recent.max_age) {
-            out.push(Diagnostic::error(
-                "bad-value",
-                here.key("recent_dump").key("max_age"),
-                reason,
-            ));
-        }
+    if let Some(recent) = &plan.safety.recent_dump
+        && let Err(reason) = crate::plan::duration::parse(&recent.max_age)
+    {
+        out.push(Diagnostic::error(
+            "bad-value",
+            here.key("recent_dump").key("max_age"),
+            reason,
+        ));
     }
     if let Some(window) = &plan.safety.window {
         if window.timezone.parse::<chrono_tz::Tz>().is_err() {
