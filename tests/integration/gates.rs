@@ -230,3 +230,76 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
     assert!(audited[1].contains("customer escalation"));
     Ok(())
 }
+
+/// Runs `replay apply` on a pseudo-terminal (through `script`), typing `answer` at the prompt.
+fn apply_on_a_terminal(
+    plan: &std::path::Path,
+    url: &str,
+    answer: &str,
+) -> anyhow::Result<(Option<i32>, String)> {
+    use std::io::Write;
+    let command = format!("{} apply {}", env!("CARGO_BIN_EXE_replay"), plan.display());
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("DATABASE_URL", url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(format!("{answer}\n").as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    Ok((
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_person_confirms_by_typing_the_plan_name(pool: PgPool) -> anyhow::Result<()> {
+    let config = GeneratorConfig {
+        events: 500,
+        failed_share: 0.1,
+        stuck_share: 0.0,
+        days: 1,
+        now: chrono::Utc::now(),
+        ..GeneratorConfig::default()
+    };
+    habitat::generate(&pool, &config).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = dir.path().join("confirm.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nname: gate-confirm\nreason: \"testing the confirmation\"\nselect: { status: [error] }\nsteps:\n  - { id: reset, kind: reset }\n",
+    )?;
+    let (code, text) = apply_on_a_terminal(&plan, &url, "yes")?;
+    assert_eq!(code, Some(4), "{text}");
+    assert!(
+        text.contains("About to apply plan `gate-confirm`")
+            && text.contains("50 selected event(s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not confirmed; nothing was written"),
+        "{text}"
+    );
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'pending'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(pending, 0, "nothing was written");
+    let (code, text) = apply_on_a_terminal(&plan, &url, "gate-confirm")?;
+    assert_eq!(code, Some(0), "{text}");
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'pending'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(pending, 50);
+    Ok(())
+}
