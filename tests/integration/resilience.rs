@@ -134,17 +134,46 @@ async fn selected_pending(pool: &PgPool) -> anyhow::Result<i64> {
 
 const SLOW_RESET: &str = "select: { status: [error] }\nrate_limit: { per_second: 2000, batch_size: 100 }\nsteps:\n  - { id: reset, kind: reset }\n";
 
+/// A slow reset of a fresh world, started as a separate `replay apply` and caught midway.
+struct SlowReset {
+    total: i64,
+    url: String,
+    plan: String,
+    child: Running,
+    _dir: tempfile::TempDir,
+}
+
+async fn slow_reset_midway(pool: &PgPool, name: &str) -> anyhow::Result<SlowReset> {
+    let total = world(pool, 12_000).await?;
+    let url = database_url(pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, name, SLOW_RESET)
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    let child = start(&["apply", &plan], &url);
+    checkpoint_midway(pool, "reset", total).await?;
+    Ok(SlowReset {
+        total,
+        url,
+        plan,
+        child,
+        _dir: dir,
+    })
+}
+
 #[sqlx::test(migrations = false)]
 async fn killed_reset_resumes_without_applying_a_batch_twice_or_skipping_one(
     pool: PgPool,
 ) -> anyhow::Result<()> {
-    let total = world(&pool, 12_000).await?;
-    let url = database_url(&pool).await?;
-    let dir = tempfile::tempdir()?;
-    let plan = plan_file(&dir, "killed-reset", SLOW_RESET);
-    let plan = plan.to_str().unwrap_or_default();
-    let mut child = start(&["apply", plan], &url);
-    checkpoint_midway(&pool, "reset", total).await?;
+    let SlowReset {
+        total,
+        url,
+        plan,
+        mut child,
+        _dir,
+    } = slow_reset_midway(&pool, "killed-reset").await?;
+    let plan = plan.as_str();
     child.kill()?;
     // Each batch committed with its checkpoint: exactly the checkpointed events are reset.
     let cp: i64 =
@@ -177,13 +206,14 @@ async fn killed_reset_resumes_without_applying_a_batch_twice_or_skipping_one(
 async fn sigint_stops_at_a_batch_boundary_and_prints_the_resume_command(
     pool: PgPool,
 ) -> anyhow::Result<()> {
-    let total = world(&pool, 12_000).await?;
-    let url = database_url(&pool).await?;
-    let dir = tempfile::tempdir()?;
-    let plan = plan_file(&dir, "interrupted-reset", SLOW_RESET);
-    let plan = plan.to_str().unwrap_or_default();
-    let child = start(&["apply", plan], &url);
-    checkpoint_midway(&pool, "reset", total).await?;
+    let SlowReset {
+        total,
+        url,
+        plan,
+        child,
+        _dir,
+    } = slow_reset_midway(&pool, "interrupted-reset").await?;
+    let plan = plan.as_str();
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()?;
@@ -216,13 +246,14 @@ async fn sigint_stops_at_a_batch_boundary_and_prints_the_resume_command(
 
 #[sqlx::test(migrations = false)]
 async fn a_second_apply_is_refused_naming_the_running_one(pool: PgPool) -> anyhow::Result<()> {
-    let total = world(&pool, 12_000).await?;
-    let url = database_url(&pool).await?;
-    let dir = tempfile::tempdir()?;
-    let plan = plan_file(&dir, "contended", SLOW_RESET);
-    let plan = plan.to_str().unwrap_or_default();
-    let mut first = start(&["apply", plan], &url);
-    checkpoint_midway(&pool, "reset", total).await?;
+    let SlowReset {
+        total: _,
+        url,
+        plan,
+        child: mut first,
+        _dir,
+    } = slow_reset_midway(&pool, "contended").await?;
+    let plan = plan.as_str();
     let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
         .fetch_one(&pool)
         .await?;
@@ -586,13 +617,14 @@ async fn database_going_away_leaves_a_consistent_checkpoint(pool: PgPool) -> any
 async fn replay_stop_from_another_process_stops_the_run_at_a_batch_boundary(
     pool: PgPool,
 ) -> anyhow::Result<()> {
-    let total = world(&pool, 12_000).await?;
-    let url = database_url(&pool).await?;
-    let dir = tempfile::tempdir()?;
-    let plan = plan_file(&dir, "stoppable", SLOW_RESET);
-    let plan = plan.to_str().unwrap_or_default();
-    let child = start(&["apply", plan], &url);
-    checkpoint_midway(&pool, "reset", total).await?;
+    let SlowReset {
+        total,
+        url,
+        plan,
+        child,
+        _dir,
+    } = slow_reset_midway(&pool, "stoppable").await?;
+    let plan = plan.as_str();
     let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
         .fetch_one(&pool)
         .await?;
