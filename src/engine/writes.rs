@@ -13,7 +13,8 @@ pub trait Writes {
     /// A transaction for one batch; committing it makes the batch durable (or, rehearsed, visible
     /// to the next steps only).
     async fn begin(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error>;
-    /// Records a step's checkpoint inside the batch's transaction.
+    /// Records a step's checkpoint inside the batch's transaction; says whether `replay stop`
+    /// asked the run to stop (read in the same transaction, so the stop lands on this boundary).
     async fn checkpoint(
         conn: &mut PgConnection,
         run_id: uuid::Uuid,
@@ -21,7 +22,7 @@ pub trait Writes {
         checkpoint: i64,
         touched: i64,
         done: bool,
-    ) -> Result<(), sqlx::Error>;
+    ) -> Result<bool, sqlx::Error>;
     /// Snapshots rows (`SELECT key, row` query given) into the backup; returns (rows, checksum).
     async fn snapshot(
         conn: &mut PgConnection,
@@ -54,7 +55,7 @@ impl Writes for Commit {
         checkpoint: i64,
         touched: i64,
         done: bool,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         sqlx::query(
             "UPDATE replay.step_runs SET checkpoint = $3, touched = $4, \
              status = CASE WHEN $5 THEN 'done' ELSE 'running' END, \
@@ -67,9 +68,12 @@ impl Writes for Commit {
         .bind(checkpoint)
         .bind(touched)
         .bind(done)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
-        Ok(())
+        sqlx::query_scalar("SELECT stop_requested FROM replay.runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(conn)
+            .await
     }
 
     async fn snapshot(
@@ -154,8 +158,8 @@ impl Writes for Rehearse {
         _checkpoint: i64,
         _touched: i64,
         _done: bool,
-    ) -> Result<(), sqlx::Error> {
-        Ok(())
+    ) -> Result<bool, sqlx::Error> {
+        Ok(false)
     }
 
     async fn snapshot(

@@ -144,10 +144,14 @@ struct SlowReset {
 }
 
 async fn slow_reset_midway(pool: &PgPool, name: &str) -> anyhow::Result<SlowReset> {
+    reset_midway(pool, name, SLOW_RESET).await
+}
+
+async fn reset_midway(pool: &PgPool, name: &str, body: &str) -> anyhow::Result<SlowReset> {
     let total = world(pool, 12_000).await?;
     let url = database_url(pool).await?;
     let dir = tempfile::tempdir()?;
-    let plan = plan_file(&dir, name, SLOW_RESET)
+    let plan = plan_file(&dir, name, body)
         .to_str()
         .unwrap_or_default()
         .to_string();
@@ -623,11 +627,21 @@ async fn replay_stop_from_another_process_stops_the_run_at_a_batch_boundary(
         plan,
         child,
         _dir,
-    } = slow_reset_midway(&pool, "stoppable").await?;
+    } = reset_midway(
+        &pool,
+        "stoppable",
+        // A quarter of a second a batch, so that "within one batch" can be seen.
+        "select: { status: [error] }\nrate_limit: { per_second: 400, batch_size: 100 }\nsteps:\n  - { id: reset, kind: reset }\n",
+    )
+    .await?;
     let plan = plan.as_str();
     let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
         .fetch_one(&pool)
         .await?;
+    let requested_at: i64 =
+        sqlx::query_scalar("SELECT checkpoint FROM replay.step_runs WHERE step_id = 'reset'")
+            .fetch_one(&pool)
+            .await?;
     let stop = run(&["stop", &run_id.to_string()], &url);
     assert!(
         stop.status.success(),
@@ -642,6 +656,12 @@ async fn replay_stop_from_another_process_stops_the_run_at_a_batch_boundary(
         .await?;
     assert_eq!(status, "stopped");
     assert!(cp < total, "stopped before the end");
+    // The batch in flight when the stop was asked for, and at most the one that noticed it.
+    assert!(
+        cp - requested_at <= 200,
+        "stopped {} events after the request",
+        cp - requested_at
+    );
     assert_eq!(
         selected_pending(&pool).await?,
         cp,

@@ -42,6 +42,13 @@ pub struct StepContext<'a> {
 }
 
 impl StepContext<'_> {
+    /// A checkpoint said `replay stop` was requested: stop before the next batch.
+    pub fn note_stop(&self, requested: bool) {
+        if requested {
+            self.cancel.cancel();
+        }
+    }
+
     pub fn emit(&mut self, event: RunEvent) {
         self.reporter.event(&event);
     }

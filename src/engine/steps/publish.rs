@@ -147,9 +147,10 @@ async fn record<W: Writes>(
 ) -> Result<(), RunError> {
     let fail = |e: sqlx::Error| ctx.failed(step, checkpoint as u64, describe_sqlx(&e));
     let mut tx = writes.begin().await.map_err(fail)?;
-    W::checkpoint(&mut tx, ctx.run_id, step, checkpoint, touched, done)
+    let stop = W::checkpoint(&mut tx, ctx.run_id, step, checkpoint, touched, done)
         .await
         .map_err(fail)?;
+    ctx.note_stop(stop);
     tx.commit().await.map_err(fail)
 }
 

@@ -16,9 +16,10 @@ pub async fn run<W: Writes, B: Broker>(
     let purged = broker.purge(&step.queue).await?;
     let fail = |e: sqlx::Error| ctx.failed(&step.id, 0, describe_sqlx(&e));
     let mut tx = writes.begin().await.map_err(fail)?;
-    W::checkpoint(&mut tx, ctx.run_id, &step.id, 0, purged as i64, true)
+    let stop = W::checkpoint(&mut tx, ctx.run_id, &step.id, 0, purged as i64, true)
         .await
         .map_err(fail)?;
+    ctx.note_stop(stop);
     tx.commit().await.map_err(fail)?;
     Ok(purged)
 }

@@ -53,9 +53,10 @@ pub async fn run<W: Writes, C: Clock>(
             .map_err(fail)?
             .rows_affected() as i64;
         touched += rows;
-        W::checkpoint(&mut tx, ctx.run_id, &step.id, upto, touched, upto >= total)
+        let stop = W::checkpoint(&mut tx, ctx.run_id, &step.id, upto, touched, upto >= total)
             .await
             .map_err(fail)?;
+        ctx.note_stop(stop);
         tx.commit().await.map_err(fail)?;
         done = upto;
         ctx.emit(RunEvent::Progress {
@@ -69,9 +70,10 @@ pub async fn run<W: Writes, C: Clock>(
             .begin()
             .await
             .map_err(RunError::db("finishing an empty step"))?;
-        W::checkpoint(&mut tx, ctx.run_id, &step.id, 0, 0, true)
+        let stop = W::checkpoint(&mut tx, ctx.run_id, &step.id, 0, 0, true)
             .await
             .map_err(RunError::db("finishing an empty step"))?;
+        ctx.note_stop(stop);
         tx.commit()
             .await
             .map_err(RunError::db("finishing an empty step"))?;

@@ -78,7 +78,7 @@ pub async fn run<W: Writes, C: Clock>(
         }
         touched += rows as i64;
         executed += 1;
-        W::checkpoint(
+        let stop = W::checkpoint(
             &mut tx,
             ctx.run_id,
             &step.id,
@@ -88,6 +88,7 @@ pub async fn run<W: Writes, C: Clock>(
         )
         .await
         .map_err(|e| fail(describe_sqlx(&e)))?;
+        ctx.note_stop(stop);
         tx.commit().await.map_err(|e| fail(describe_sqlx(&e)))?;
         done = upto;
         ctx.emit(RunEvent::Progress {
