@@ -152,6 +152,65 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
             "gate backup: pass (newest dump",
         ),
         case(
+            "unfiltered-overridden",
+            format!("select: {{ all: true, limit: 10 }}\n{reset}"),
+            &[
+                "--yes",
+                "--override",
+                "unfiltered",
+                "--because",
+                "override 3: ten oldest events of all kinds",
+            ],
+            0,
+            "outcome: succeeded",
+        ),
+        case(
+            "backup-overridden",
+            format!("select: {{ status: [error] }}\nsafety: {{ require_backup: true }}\n{reset}"),
+            &[
+                "--yes",
+                "--override",
+                "backup",
+                "--because",
+                "override 4: the table is rebuilt nightly",
+            ],
+            0,
+            "outcome: succeeded",
+        ),
+        case(
+            "stale-dump-overridden",
+            format!("select: {{ status: [error] }}\n{}{reset}", recent(&empty)),
+            &[
+                "--yes",
+                "--override",
+                "backup",
+                "--because",
+                "override 5: dump server down, approved",
+            ],
+            0,
+            "outcome: succeeded",
+        ),
+        case(
+            "rehearsal",
+            format!("select: {{ status: [error] }}\nsafety: {{ rehearsal: apply }}\n{reset}"),
+            &["--yes"],
+            4,
+            "safety gate `rehearsal`: no staging rehearsal",
+        ),
+        case(
+            "rehearsal-overridden",
+            format!("select: {{ status: [error] }}\nsafety: {{ rehearsal: apply }}\n{reset}"),
+            &[
+                "--yes",
+                "--override",
+                "rehearsal",
+                "--because",
+                "override 6: staging is down for the migration",
+            ],
+            0,
+            "outcome: succeeded",
+        ),
+        case(
             "override-without-reason",
             format!("select: {{ status: [error] }}\n{reset}"),
             &["--yes", "--override", "window"],
@@ -225,9 +284,23 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
     )
     .fetch_all(&pool)
     .await?;
-    assert_eq!(audited.len(), 2, "{audited:?}");
-    assert!(audited[0].contains("incident 42: the whole backlog"));
-    assert!(audited[1].contains("customer escalation"));
+    let reasons = [
+        "incident 42: the whole backlog",
+        "customer escalation",
+        "override 3:",
+        "override 4:",
+        "override 5:",
+        "override 6:",
+    ];
+    assert_eq!(audited.len(), reasons.len(), "{audited:?}");
+    for (row, reason) in audited.iter().zip(reasons) {
+        assert!(row.contains(reason), "{reason} not in {row}");
+    }
+    let logged: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM replay.run_log WHERE kind = 'override'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(logged, reasons.len() as i64);
     Ok(())
 }
 
