@@ -628,3 +628,58 @@ async fn dry_run_of_a_publish_leaves_tables_and_queues_as_they_were(
     assert_eq!(report.messages.len(), 3, "a sample of the messages");
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn purge_queue_step_empties_the_queue(pool: PgPool) -> anyhow::Result<()> {
+    broken_world(&pool).await?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (exchange, queue) = (format!("test-purge-{id}"), format!("test-purge-{id}"));
+    let ch = declare(&exchange, Some(&queue)).await?;
+    for i in 0..5 {
+        ch.basic_publish(
+            exchange.as_str().into(),
+            "any".into(),
+            Default::default(),
+            format!("{i}").as_bytes(),
+            Default::default(),
+        )
+        .await?
+        .await?;
+    }
+    let (result, report) = apply_text(
+        &pool,
+        &format!("select: {{ status: [error] }}\nsteps:\n  - {{ id: emergency, kind: purge_queue, queue: {queue} }}\n"),
+        &ApplyOptions::default(),
+        &mut Collect::default(),
+    )
+    .await?;
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let depth = ch
+        .queue_declare(
+            queue.as_str().into(),
+            passive,
+            lapin::types::FieldTable::default(),
+        )
+        .await?
+        .message_count();
+    ch.queue_delete(
+        queue.as_str().into(),
+        lapin::options::QueueDeleteOptions::default(),
+    )
+    .await?;
+    ch.exchange_delete(
+        exchange.as_str().into(),
+        lapin::options::ExchangeDeleteOptions::default(),
+    )
+    .await?;
+    result?;
+    assert_eq!(depth, 0);
+    assert_eq!(
+        report.steps[0].touched, 5,
+        "the report says how many messages were purged"
+    );
+    Ok(())
+}
