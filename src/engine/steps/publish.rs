@@ -54,47 +54,56 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
     // that were in flight (the confirm window), never skips one.
     let (mut fetched, mut confirmed) = (checkpoint, checkpoint);
     let base_touched = touched - checkpoint;
+    let run_id = ctx.run_id;
+    let first = (fetched + batch).min(total);
+    let mut rows = fetch(writes, selection, run_id, fetched, first)
+        .await
+        .map_err(|e| ctx.failed(&step.id, confirmed as u64, describe_sqlx(&e)))?;
     while fetched < total {
         ctx.cancel.check()?;
         throttle(ctx, broker, clock, &step.id).await?;
         let upto = (fetched + batch).min(total);
         clock.pace((upto - fetched) as u64).await;
-        let rows: Vec<(i64, String, String, Option<String>)> = {
-            let fail = |e: sqlx::Error| ctx.failed(&step.id, confirmed as u64, describe_sqlx(&e));
-            let mut tx = writes.begin().await.map_err(fail)?;
-            let rows = sqlx::query_as(audited(&format!(
-                "SELECT seq, event_id, event_type, payload::text FROM {selection} \
-                 WHERE run_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
-            )))
-            .bind(ctx.run_id)
-            .bind(fetched)
-            .bind(upto)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(fail)?;
-            tx.commit().await.map_err(fail)?;
-            rows
+        // The next batch is read while this one is published, so the broker never waits on the
+        // database.
+        let current = std::mem::take(&mut rows);
+        let next = (upto + batch).min(total);
+        let step_id = step.id.as_str();
+        let context: &StepContext<'_> = ctx;
+        let publishing = async {
+            let mut confirmed = confirmed;
+            for (seq, event_id, event_type, payload) in current {
+                let row = EventRow {
+                    seq,
+                    event_id,
+                    event_type,
+                    payload,
+                };
+                let message = renderer.render(Some(&row)).map_err(|m| {
+                    context.failed(
+                        step_id,
+                        confirmed as u64,
+                        format!("event `{}`: {m}", row.event_id),
+                    )
+                })?;
+                let settled = broker
+                    .publish(message)
+                    .await
+                    .map_err(|e| refused_or_lost(context, step_id, confirmed, e))?;
+                confirmed = settled.into_iter().fold(confirmed, i64::max);
+            }
+            Ok::<i64, RunError>(confirmed)
         };
-        for (seq, event_id, event_type, payload) in rows {
-            let row = EventRow {
-                seq,
-                event_id,
-                event_type,
-                payload,
-            };
-            let message = renderer.render(Some(&row)).map_err(|m| {
-                ctx.failed(
-                    &step.id,
-                    confirmed as u64,
-                    format!("event `{}`: {m}", row.event_id),
-                )
-            })?;
-            let settled = broker
-                .publish(message)
-                .await
-                .map_err(|e| refused_or_lost(ctx, &step.id, confirmed, e))?;
-            confirmed = settled.into_iter().fold(confirmed, i64::max);
-        }
+        let prefetching = async {
+            if upto < total {
+                fetch(writes, selection, run_id, upto, next).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (published, prefetched) = tokio::join!(publishing, prefetching);
+        confirmed = published?;
+        rows = prefetched.map_err(|e| ctx.failed(&step.id, confirmed as u64, describe_sqlx(&e)))?;
         fetched = upto;
         if fetched >= total {
             confirmed = broker
@@ -124,6 +133,30 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
         record(ctx, writes, &step.id, 0, 0, true).await?;
     }
     Ok(touched as u64)
+}
+
+type Row = (i64, String, String, Option<String>);
+
+/// One batch of the frozen selection, in order.
+async fn fetch<W: Writes>(
+    writes: &mut W,
+    selection: &str,
+    run_id: uuid::Uuid,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<Row>, sqlx::Error> {
+    let mut tx = writes.begin().await?;
+    let rows = sqlx::query_as(audited(&format!(
+        "SELECT seq, event_id, event_type, payload::text FROM {selection} \
+         WHERE run_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
+    )))
+    .bind(run_id)
+    .bind(after)
+    .bind(upto)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// A message the broker refused or could not route fails the step (and triggers the rollback); a
