@@ -29,13 +29,13 @@ pub async fn freeze<W: Writes>(
     } else {
         "NULL::jsonb".into()
     };
+    let selection = writes.selection_table();
     let sql = format!(
         "INSERT INTO {selection} (run_id, seq, event_id, event_type, payload) \
          SELECT ${run}, row_number() OVER (ORDER BY processed_at NULLS FIRST, event_id), event_id, event_type, payload \
          FROM (SELECT {event_id} AS event_id, {event_type} AS event_type, {payload} AS payload, \
                {processed_at} AS processed_at FROM {table} WHERE {conditions} \
                ORDER BY {processed_at} NULLS FIRST, {event_id}{limit}) picked",
-        selection = writes.selection_table(),
         run = n + 1,
         event_id = quote_ident(&c.event_id),
         event_type = quote_ident(&c.event_type),
@@ -47,6 +47,15 @@ pub async fn freeze<W: Writes>(
         .begin()
         .await
         .map_err(RunError::db("freezing the selection"))?;
+    // A process killed after this commit but before the run recorded its selection size freezes
+    // again on resume: start from nothing, so the second freeze replaces the first.
+    sqlx::query(audited(&format!(
+        "DELETE FROM {selection} WHERE run_id = $1"
+    )))
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(RunError::db("freezing the selection"))?;
     let rows = bind_all(sqlx::query(audited(&sql)), &q.binds)
         .bind(run_id)
         .execute(&mut *tx)
@@ -71,7 +80,6 @@ pub async fn breakdown<W: Writes>(
 ) -> Result<Breakdown, RunError> {
     let target = &plan.raw.target;
     let table = writes.selection_table();
-    let plan_table = table;
     let mut tx = writes
         .begin()
         .await
@@ -102,7 +110,7 @@ pub async fn breakdown<W: Writes>(
     .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
     .collect();
     let sample = sqlx::query(audited(&format!(
-        "SELECT event_id, event_type, payload::text FROM {plan_table} WHERE run_id = $1 ORDER BY seq LIMIT $2"
+        "SELECT event_id, event_type, payload::text FROM {table} WHERE run_id = $1 ORDER BY seq LIMIT $2"
     )))
     .bind(run_id)
     .bind(sample)

@@ -683,3 +683,48 @@ async fn purge_queue_step_empties_the_queue(pool: PgPool) -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_run_killed_between_freezing_and_recording_the_size_resumes(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    use replay::engine::{freeze, state, writes::Commit};
+    broken_world(&pool).await?;
+    let plan = load(
+        "plans/reset-stuck-events.yaml",
+        |t| t.replace("status: [processing]", "status: [error]"),
+        &["older_than=1s"],
+    )?;
+    // What a process killed right after the freeze committed leaves behind.
+    state::migrate(&pool).await?;
+    let run = state::create_run(&pool, &plan, "test").await?;
+    let frozen = freeze::freeze(&mut Commit { pool: pool.clone() }, &plan, run.id).await?;
+    assert!(frozen > 0);
+    let worker = Worker::start(pool.clone(), AMQP, unique_worker()).await?;
+    let mut report = Report::default();
+    let result = engine::apply(
+        &plan,
+        &connection(&pool).await?,
+        &ApplyOptions::default(),
+        &mut Collect::default(),
+        &Cancel::default(),
+        &mut report,
+    )
+    .await;
+    worker.stop().await?;
+    result?;
+    assert_eq!(
+        report.run_id,
+        Some(run.id.to_string()),
+        "the same run resumed"
+    );
+    assert_eq!(
+        report.selected, frozen,
+        "the selection was frozen once, not twice"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM replay.selection")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(rows as u64, frozen);
+    Ok(())
+}
