@@ -311,16 +311,7 @@ fn ask(report: &Report) -> bool {
         report.plan, report.target, report.selected
     );
     for g in &report.gates {
-        let _ = writeln!(
-            err,
-            "  gate {}: {}{}",
-            g.gate,
-            g.detail,
-            g.overridden
-                .as_ref()
-                .map(|b| format!(" (overridden: {b})"))
-                .unwrap_or_default()
-        );
+        let _ = writeln!(err, "  {g}");
     }
     let _ = write!(err, "Type the plan name to confirm: ");
     let _ = err.flush();

@@ -15,6 +15,18 @@ pub struct GateResult {
     pub overridden: Option<String>,
 }
 
+impl std::fmt::Display for GateResult {
+    /// `gate window: REFUSED (now Fri 14:00 UTC; window 01:00-05:00)`, with any override reason.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verdict = if self.passed { "pass" } else { "REFUSED" };
+        write!(f, "gate {}: {verdict} ({})", self.gate, self.detail)?;
+        if let Some(because) = &self.overridden {
+            write!(f, " (overridden: {because})")?;
+        }
+        Ok(())
+    }
+}
+
 /// Gate names, as `--override` takes them.
 pub const GATES: &[&str] = &[
     "max_events",

@@ -103,13 +103,7 @@ impl Report {
             let _ = writeln!(out, "    sample: {id} {t} {}", truncate(payload, 100));
         }
         for g in &self.gates {
-            let _ = writeln!(
-                out,
-                "  gate {}: {} ({})",
-                g.gate,
-                if g.passed { "pass" } else { "REFUSED" },
-                g.detail
-            );
+            let _ = writeln!(out, "  {g}");
         }
         for b in &self.backups {
             let _ = writeln!(

@@ -41,18 +41,7 @@ impl Publisher {
             .create_channel()
             .await
             .context("open a channel")?;
-        channel
-            .exchange_declare(
-                name,
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .context(format!("declare exchange `{exchange}`"))?;
+        declare_exchange(&channel, name, exchange).await?;
         // Confirms make "published" mean "the broker has it", so tests and benchmarks can
         // count on every event reaching the queue.
         channel
@@ -137,4 +126,24 @@ impl Publisher {
             .await
             .context("close the RabbitMQ connection")
     }
+}
+
+/// Declares Habitat's exchange as the worker and the runbook expect it: a durable topic exchange.
+pub(super) async fn declare_exchange(
+    channel: &lapin::Channel,
+    name: lapin::types::ShortString,
+    display: &str,
+) -> Result<(), HabitatError> {
+    channel
+        .exchange_declare(
+            name,
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .context(format!("declare exchange `{display}`"))
 }

@@ -13,10 +13,10 @@ use std::time::Duration;
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind, message::Delivery};
+use lapin::{Channel, Connection, ConnectionProperties, message::Delivery};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
@@ -220,18 +220,7 @@ impl Worker {
             .basic_qos(config.prefetch, BasicQosOptions::default())
             .await
             .context("set the prefetch count")?;
-        channel
-            .exchange_declare(
-                exchange.clone(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .context(format!("declare exchange `{}`", config.exchange))?;
+        super::publisher::declare_exchange(&channel, exchange.clone(), &config.exchange).await?;
         channel
             .queue_declare(
                 queue.clone(),
