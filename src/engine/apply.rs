@@ -93,15 +93,14 @@ pub async fn apply(
         None => state::create_run(&pool, plan, &connection.operator).await?,
     };
     report.run_id = Some(run.id.to_string());
-    if run.status != "running" {
-        sqlx::query(
-            "UPDATE replay.runs SET status = 'running', stop_requested = false, error = NULL WHERE id = $1",
-        )
-        .bind(run.id)
-        .execute(&pool)
-        .await
-        .map_err(RunError::db("resuming the run"))?;
-    }
+    // A stop asked of an earlier attempt (even one that was killed) is spent: this one runs.
+    sqlx::query(
+        "UPDATE replay.runs SET status = 'running', stop_requested = false, error = NULL WHERE id = $1",
+    )
+    .bind(run.id)
+    .execute(&pool)
+    .await
+    .map_err(RunError::db("resuming the run"))?;
     let resumed = run.selected.is_some();
     let stop_watch = watch_stop_requests(pool.clone(), run.id, cancel.clone());
     let result = run_body(
@@ -582,7 +581,8 @@ pub(crate) async fn audit(
     Ok(())
 }
 
-/// `replay stop` sets `stop_requested`; the run notices within a second and stops at the next batch.
+/// `replay stop` sets `stop_requested`. Batch steps read it in each checkpoint's transaction; this
+/// watcher covers the time between batches (a long `wait`, a throttled publish).
 fn watch_stop_requests(
     pool: PgPool,
     run_id: uuid::Uuid,
