@@ -11,5 +11,8 @@ pub const VERIFICATION_FAILED: u8 = 3;
 /// Refused before writing: a safety gate, a changed or stale pinned plan, a missing table, no
 /// confirmation, or another run holding the lock.
 pub const REFUSED: u8 = 4;
+/// A passing fault outlasted the retry budget; the run is `interrupted` and `replay apply`
+/// resumes it from its checkpoint (EX_TEMPFAIL).
+pub const RESUMABLE: u8 = 75;
 /// Interrupted by SIGINT/SIGTERM or stopped by `replay stop`; `replay apply` resumes.
 pub const INTERRUPTED: u8 = 130;

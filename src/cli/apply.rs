@@ -179,6 +179,8 @@ pub fn run(args: &ApplyArgs) -> u8 {
                 overrides: overrides.clone(),
                 confirm: (!args.yes).then_some(ask as fn(&Report) -> bool),
                 pin: pin.clone(),
+                retries: args.retries,
+                lease: args.lease,
             };
             engine::apply(
                 &compiled,
@@ -212,13 +214,10 @@ pub fn run(args: &ApplyArgs) -> u8 {
     }
     if let Err(e) = &result {
         report.error = Some(error_chain(e));
-        match e {
-            RunError::Interrupted | RunError::Broker(_) | RunError::Database { .. }
-                if !args.dry_run =>
-            {
-                report.next.push(format!("resume with: {command}"));
-            }
-            _ => {}
+        if !args.dry_run && resumable(&report.status) {
+            report
+                .next
+                .push(format!("resume with: {command}{}", resume_flags(args)));
         }
     } else if args.dry_run {
         report.next.push(format!("apply with: {command}"));
@@ -247,12 +246,49 @@ pub fn run(args: &ApplyArgs) -> u8 {
 
 /// The one place where run errors become exit codes.
 pub fn exit_code(e: &RunError) -> u8 {
-    match e {
-        RunError::Interrupted => exit_codes::INTERRUPTED,
-        RunError::VerificationFailed { .. } => exit_codes::VERIFICATION_FAILED,
-        RunError::Refused(_) | RunError::Locked { .. } => exit_codes::REFUSED,
+    use crate::engine::error::FaultClass;
+    match (e.class(), e) {
+        (_, RunError::Interrupted) => exit_codes::INTERRUPTED,
+        (_, RunError::RetriesExhausted { .. }) => exit_codes::RESUMABLE,
+        (
+            _,
+            RunError::VerificationFailed { .. }
+            | RunError::VerificationFailedNoRollback { .. }
+            | RunError::RollbackResumed { .. },
+        ) => exit_codes::VERIFICATION_FAILED,
+        (FaultClass::Refusal, _) => exit_codes::REFUSED,
         _ => exit_codes::FAILURE,
     }
+}
+
+/// Whether the run's recorded status lets `replay apply` pick it up again.
+fn resumable(status: &str) -> bool {
+    status
+        .parse::<crate::engine::status::RunStatus>()
+        .is_ok_and(|s| s.resumable())
+}
+
+/// The flags a resumed run needs besides the plan and its parameters.
+fn resume_flags(args: &ApplyArgs) -> String {
+    let mut flags = String::new();
+    if let Some(pinned) = &args.pinned {
+        flags.push_str(&format!(" --pinned {}", pinned.display()));
+    }
+    for gate in &args.overrides {
+        flags.push_str(&format!(" --override {gate}"));
+    }
+    if let Some(because) = args
+        .because
+        .as_deref()
+        .filter(|_| !args.overrides.is_empty())
+    {
+        flags.push_str(&format!(" --because {}", shell_quote(because)));
+    }
+    flags
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -114,6 +114,14 @@ pub struct ApplyArgs {
     /// Events by which the selection may differ from the pinned one.
     #[arg(long, default_value_t = 0)]
     pub tolerance: u64,
+    /// Passing faults (a lost connection, a restarting broker) retried from the last checkpoint
+    /// before the run stops as `interrupted` (exit 75).
+    #[arg(long, value_name = "N", default_value_t = crate::engine::apply::DEFAULT_RETRIES)]
+    pub retries: u32,
+    /// How long this executor's lease on the run lasts without a heartbeat (another executor can
+    /// take the run over after that).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::plan::duration::parse)]
+    pub lease: std::time::Duration,
     /// PostgreSQL URL of the target.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,

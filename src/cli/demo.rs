@@ -92,6 +92,8 @@ pub fn run(args: &DemoArgs) -> u8 {
         out: None,
         pinned: None,
         tolerance: 0,
+        retries: crate::engine::apply::DEFAULT_RETRIES,
+        lease: crate::engine::apply::DEFAULT_LEASE,
         database_url: database_url.clone(),
         amqp_url: args.amqp_url.clone(),
         operator: Some("demo".into()),

@@ -32,6 +32,9 @@ pub fn run(args: &RollbackArgs) -> u8 {
             for (action, rows) in &report.rollback {
                 println!("rollback {action}: {rows} row(s)");
             }
+            for kept in &report.kept {
+                println!("{kept} (`--force` restores them too)");
+            }
             println!("run `{}` is rolled back", args.run);
             exit_codes::SUCCESS
         }

@@ -1,24 +1,36 @@
-//! A real run: lock, resume or start, freeze, back up, run the steps with checkpoints, verify,
-//! roll back on failure, audit.
+//! The run driver: take the lease, then attempt the run (freeze, gates, back up, the steps with
+//! checkpoints, verify, roll back on a plan-logic failure), retrying passing faults from the last
+//! checkpoint, and record the outcome. Each error's class decides what happens; see `FaultClass`.
 
-use crate::engine::binds::audited;
 use std::collections::HashMap;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::engine::binds::BindScope;
+use crate::engine::binds::{BindScope, audited};
 use crate::engine::broker::Amqp;
-use crate::engine::error::RunError;
+use crate::engine::error::{FaultClass, RunError};
 use crate::engine::events::{Reporter, RunEvent};
 use crate::engine::pace::TokenBucket;
-use crate::engine::report::{Report, StepReport, VerificationReport};
+use crate::engine::report::{Failing, Report, StepReport, VerificationReport};
+use crate::engine::state::{Acquired, Lease, StepProgress};
+use crate::engine::status::RunStatus;
 use crate::engine::steps::{self, Cancel, StepContext};
 use crate::engine::writes::{Commit, Writes};
-use crate::engine::{backup, freeze, gates, state, verify};
+use crate::engine::{backup, freeze, gates, rollback, state, verify};
 use crate::plan::Plan;
 use crate::plan::model::{Step, WaitStep};
 use crate::plan::selection::quote_ident;
+
+/// How long an executor's lease lasts without a heartbeat.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Passing faults retried in one process before the run stops as `interrupted`.
+pub const DEFAULT_RETRIES: u32 = 8;
+/// The status value of a failed event (Habitat's).
+const FAILED_STATUS: &str = "error";
+/// How many still-failing events a report names.
+const FAILING_LISTED: i64 = 20;
 
 /// How to reach the target, and who runs.
 #[derive(Debug, Clone)]
@@ -28,7 +40,7 @@ pub struct Connection {
     pub operator: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ApplyOptions {
     /// Abandon an unfinished run whose plan or parameters differ, and start anew.
     pub restart: bool,
@@ -39,6 +51,33 @@ pub struct ApplyOptions {
     pub confirm: Option<fn(&Report) -> bool>,
     /// A pinned plan to hold the run to, and the staging proof it carries.
     pub pin: crate::engine::pinned::Pin,
+    /// Passing faults (lost connections, a restarting broker) retried in this process.
+    pub retries: u32,
+    /// How long this executor's lease lasts without a heartbeat.
+    pub lease: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            restart: false,
+            overrides: gates::Overrides::default(),
+            confirm: None,
+            pin: crate::engine::pinned::Pin::default(),
+            retries: DEFAULT_RETRIES,
+            lease: DEFAULT_LEASE,
+        }
+    }
+}
+
+/// What one run needs, for every attempt.
+struct Driver<'a> {
+    plan: &'a Plan,
+    connection: &'a Connection,
+    options: &'a ApplyOptions,
+    pool: PgPool,
+    lease: Lease,
+    cancel: &'a Cancel,
 }
 
 /// Runs the plan; the report is filled as far as the run went, also on error.
@@ -50,31 +89,20 @@ pub async fn apply(
     cancel: &Cancel,
     report: &mut Report,
 ) -> Result<(), RunError> {
-    let pool = state::connect(&connection.database_url).await?;
+    let pool = state::connect_executor(&connection.database_url, options.lease).await?;
     check_tables(&pool, plan).await?;
     state::migrate(&pool).await?;
-    let Some(_lock) = state::lock(&pool, &plan.raw.name).await? else {
-        let holder = state::open_run(&pool, &plan.raw.name).await?;
-        return Err(RunError::Locked {
-            plan: plan.raw.name.clone(),
-            run_id: holder.map_or_else(|| "(unknown)".into(), |r| r.id.to_string()),
-        });
-    };
-    let run = match state::open_run(&pool, &plan.raw.name).await? {
-        Some(open) if open.plan_hash == plan.hash && open.params_hash == plan.params_hash => open,
-        Some(open) if options.restart => {
-            state::set_status(&pool, open.id, "abandoned", Some("abandoned by --restart")).await?;
-            state::log(
-                &pool,
-                open.id,
-                "abandoned",
-                None,
-                json!({"by": connection.operator}),
-            )
-            .await;
-            state::create_run(&pool, plan, &connection.operator).await?
-        }
-        Some(open) => {
+    let (run, lease) = match state::acquire(
+        &pool,
+        plan,
+        &connection.operator,
+        options.lease,
+        options.restart,
+    )
+    .await?
+    {
+        Acquired::Run { run, lease } => (run, lease),
+        Acquired::Changed(open) => {
             let what = if open.plan_hash != plan.hash {
                 "the plan changed"
             } else {
@@ -90,140 +118,174 @@ pub async fn apply(
                 plan.short_hash()
             )));
         }
-        None => state::create_run(&pool, plan, &connection.operator).await?,
     };
     report.run_id = Some(run.id.to_string());
-    // A stop asked of an earlier attempt (even one that was killed) is spent: this one runs.
-    sqlx::query(
-        "UPDATE replay.runs SET status = 'running', stop_requested = false, error = NULL WHERE id = $1",
-    )
-    .bind(run.id)
-    .execute(&pool)
-    .await
-    .map_err(RunError::db("resuming the run"))?;
-    let resumed = run.selected.is_some();
-    let stop_watch = watch_stop_requests(pool.clone(), run.id, cancel.clone());
-    let result = run_body(
-        plan, connection, options, &pool, &run, resumed, reporter, cancel, report,
-    )
-    .await;
-    stop_watch.abort();
-    let stopped_by_request: bool =
-        sqlx::query_scalar("SELECT stop_requested FROM replay.runs WHERE id = $1")
-            .bind(run.id)
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(false);
-    let status = match &result {
-        Ok(()) => "succeeded",
-        Err(RunError::Interrupted) if stopped_by_request => "stopped",
-        Err(RunError::Interrupted) => "interrupted",
-        Err(RunError::VerificationFailed { .. }) => "rolled_back",
-        Err(RunError::Step { .. }) if report.rolled_back => "rolled_back",
-        Err(RunError::Refused(_)) => "refused",
-        Err(_) => "failed",
+    report.resumed = run.selected.is_some() || run.status == RunStatus::RollingBack;
+    let driver = Driver {
+        plan,
+        connection,
+        options,
+        pool: pool.clone(),
+        lease,
+        cancel,
     };
-    let message = result.as_ref().err().map(|e| e.to_string());
-    // With the database gone the status cannot be recorded; the run stays `running`, its lock is
-    // released with the connection, and the next apply resumes it. The original error is the news.
-    if let Err(e) = state::set_status(&pool, run.id, status, message.as_deref()).await {
-        tracing::error!(error = %e, "cannot record the run's status");
-        report.status = status.to_string();
-        return result;
-    }
-    state::log(
-        &pool,
-        run.id,
-        "finished",
-        None,
-        json!({"status": status, "error": message}),
-    )
-    .await;
-    if let Err(e) = crate::engine::rollback::record_after_hashes(&pool, run.id).await {
-        tracing::warn!(error = %e, "cannot record the rows' state after the run; a later rollback will ask for --force");
-    }
-    if !matches!(status, "interrupted" | "failed" | "stopped") {
-        audit(&pool, plan, connection, run.id, status).await?;
-    }
-    report.status = status.to_string();
+    let heartbeat = driver.lease.heartbeat(pool.clone(), cancel.clone());
+    let stop_watch = watch_stop_requests(pool.clone(), run.id, cancel.clone());
+    let result = driver.drive(reporter, report).await;
+    heartbeat.abort();
+    stop_watch.abort();
+    let result = driver.finish(result, report).await;
+    driver.lease.release(&pool).await;
     reporter.event(&RunEvent::RunFinished {
-        status: status.to_string(),
+        status: report.status.clone(),
     });
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_body(
-    plan: &Plan,
-    connection: &Connection,
-    options: &ApplyOptions,
-    pool: &PgPool,
-    run: &state::OpenRun,
-    resumed: bool,
-    reporter: &mut dyn Reporter,
-    cancel: &Cancel,
-    report: &mut Report,
-) -> Result<(), RunError> {
-    let mut writes = Commit { pool: pool.clone() };
-    let scope = BindScope::new(plan, run.id, run.started_at, writes.selection_table());
-    let selected = match run.selected {
-        Some(n) => n as u64,
-        None => {
-            let n = freeze::freeze(&mut writes, plan, run.id).await?;
-            sqlx::query("UPDATE replay.runs SET selected_count = $2 WHERE id = $1")
-                .bind(run.id)
-                .bind(n as i64)
-                .execute(pool)
-                .await
-                .map_err(RunError::db("recording the selection size"))?;
-            reporter.event(&RunEvent::SelectionFrozen { selected: n });
-            n
+impl Driver<'_> {
+    /// Attempts the run until it ends, retrying passing faults from the last checkpoint with
+    /// backoff, within the retry budget.
+    async fn drive(
+        &self,
+        reporter: &mut dyn Reporter,
+        report: &mut Report,
+    ) -> Result<(), RunError> {
+        let mut failures = 0;
+        loop {
+            let error = match self.attempt(reporter, report).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.class() == FaultClass::Transient => e,
+                Err(e) => return Err(e),
+            };
+            failures += 1;
+            if failures > self.options.retries {
+                return Err(RunError::RetriesExhausted {
+                    attempts: failures,
+                    last: Box::new(error),
+                });
+            }
+            let wait = backoff(failures);
+            tracing::warn!(error = %error, attempt = failures, "a passing fault; retrying from the last checkpoint");
+            reporter.event(&RunEvent::Retrying {
+                attempt: failures,
+                budget: self.options.retries,
+                after_ms: wait.as_millis() as u64,
+                error: error.to_string(),
+            });
+            report.retries = failures;
+            state::log(
+                &self.pool,
+                self.lease.run_id,
+                "retry",
+                None,
+                json!({"attempt": failures, "error": error.to_string()}),
+            )
+            .await;
+            let deadline = tokio::time::Instant::now() + wait;
+            while tokio::time::Instant::now() < deadline {
+                self.cancel.check()?;
+                tokio::time::sleep(Duration::from_millis(50).min(wait)).await;
+            }
         }
-    };
-    report.selected = selected;
-    report.resumed = resumed;
-    reporter.event(&RunEvent::RunStarted {
-        run_id: run.id.to_string(),
-        resumed,
-        selected,
-    });
-    let (_, digest) = freeze::digest(&mut writes, run.id).await?;
-    report.selection_digest = digest;
-    options
-        .pin
-        .check_selection(&report.target, selected, &report.selection_digest)
-        .map_err(RunError::Refused)?;
-    report.gates = gates::check(plan, selected, chrono::Utc::now());
-    report
-        .gates
-        .extend(options.pin.rehearsal_gate(plan, &report.target, false));
-    options.overrides.apply(&mut report.gates);
-    if let Some(refusal) = gates::refusal(&report.gates) {
-        return Err(RunError::Refused(refusal));
     }
-    for g in report.gates.iter().filter(|g| g.overridden.is_some()) {
-        state::log(pool, run.id, "override", None, json!({"gate": g.gate, "because": g.overridden, "operator": connection.operator, "detail": g.detail})).await;
-    }
-    if let Some(confirm) = options.confirm.filter(|_| !resumed)
-        && !confirm(report)
-    {
-        return Err(RunError::Refused(
-            "not confirmed; nothing was written".into(),
-        ));
-    }
-    capture_before(plan, pool, &scope, run.id).await?;
-    if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref()) {
-        let done: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM replay.run_log WHERE run_id = $1 AND kind = 'pg_dump')",
-        )
-        .bind(run.id)
-        .fetch_one(pool)
-        .await
-        .map_err(RunError::db("reading the run log"))?;
-        if !done {
-            let path =
-                crate::engine::dump::dump(&connection.database_url, &pg_dump.directory, run.id)
-                    .await?;
+
+    /// One attempt, from whatever the run's records say is done.
+    async fn attempt(
+        &self,
+        reporter: &mut dyn Reporter,
+        report: &mut Report,
+    ) -> Result<(), RunError> {
+        let (plan, pool) = (self.plan, &self.pool);
+        let run = state::run(pool, self.lease.run_id).await?;
+        report.steps.clear();
+        report.verifications.clear();
+        report.backups.clear();
+        let mut writes = Commit { pool: pool.clone() };
+        let scope = BindScope::new(plan, run.id, run.started_at, writes.selection_table());
+        if run.status == RunStatus::RollingBack {
+            // A rollback was under way when the last attempt ended: finish it, never the steps.
+            let cause = run
+                .error
+                .clone()
+                .unwrap_or_else(|| "an earlier failure".into());
+            rollback::run_actions(
+                plan,
+                pool,
+                &scope,
+                &self.lease,
+                &cause,
+                false,
+                reporter,
+                report,
+            )
+            .await?;
+            return Err(RunError::RollbackResumed { cause });
+        }
+        let selected = match run.selected {
+            Some(n) => n as u64,
+            None => {
+                // Gates first, on a count: nothing is frozen or copied for a run they refuse.
+                let mut conn = pool
+                    .acquire()
+                    .await
+                    .map_err(RunError::db("counting the selection"))?;
+                let counted = freeze::count(&mut conn, plan).await?;
+                drop(conn);
+                self.gates(counted, report)?;
+                let n = freeze::freeze(&mut writes, plan, run.id).await?;
+                state::record_selected(pool, &self.lease, n).await?;
+                reporter.event(&RunEvent::SelectionFrozen { selected: n });
+                n
+            }
+        };
+        report.selected = selected;
+        reporter.event(&RunEvent::RunStarted {
+            run_id: run.id.to_string(),
+            resumed: report.resumed,
+            selected,
+        });
+        let (_, digest) = freeze::digest(&mut writes, run.id).await?;
+        report.selection_digest = digest;
+        self.options
+            .pin
+            .check_selection(&report.target, selected, &report.selection_digest)
+            .map_err(RunError::Refused)?;
+        self.gates(selected, report)?;
+        for g in report.gates.iter().filter(|g| g.overridden.is_some()) {
+            state::log(pool, run.id, "override", None, json!({"gate": g.gate, "because": g.overridden, "operator": self.connection.operator, "detail": g.detail})).await;
+        }
+        if let Some(confirm) = self.options.confirm.filter(|_| !report.resumed)
+            && !confirm(report)
+        {
+            return Err(RunError::Refused(
+                "not confirmed; nothing was written".into(),
+            ));
+        }
+        // Every exchange and queue the plan names must exist before the first write.
+        let mut broker = match needs_broker(plan) {
+            true => {
+                let mut amqp = Amqp::connect(
+                    &self.connection.amqp_url,
+                    plan.raw.rate_limit.confirms_in_flight as usize,
+                    run.id.to_string(),
+                    plan.raw.name.clone(),
+                )
+                .await?;
+                crate::engine::broker::check_objects(&mut amqp, plan).await?;
+                Some(amqp)
+            }
+            false => None,
+        };
+        capture_before(plan, pool, &scope, run.id).await?;
+        if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref())
+            && !state::logged(pool, run.id, "pg_dump").await?
+        {
+            let path = crate::engine::dump::dump(
+                &self.connection.database_url,
+                &pg_dump.directory,
+                run.id,
+            )
+            .await?;
             state::log(
                 pool,
                 run.id,
@@ -234,22 +296,196 @@ async fn run_body(
             .await;
             report.dump_file = Some(path.display().to_string());
         }
+        let already = state::backed_up_tables(pool, run.id).await?;
+        for snapshot in backup::take(&mut writes, plan, &scope, run.id, &already).await? {
+            reporter.event(&RunEvent::BackupTaken {
+                table: snapshot.table.clone(),
+                rows: snapshot.rows,
+                checksum: snapshot.checksum.clone(),
+            });
+            report.backups.push(snapshot);
+        }
+        let mut clock = TokenBucket::new(
+            plan.raw.rate_limit.per_second,
+            plan.raw.rate_limit.batch_size,
+        );
+        let progress = state::step_progress(pool, run.id).await?;
+        report.wrote = true;
+        let mut ctx = StepContext {
+            plan,
+            run_id: run.id,
+            lease: self.lease.token,
+            started_at: run.started_at,
+            binds: &scope,
+            total: selected,
+            cancel: self.cancel,
+            reporter,
+        };
+        let outcome = run_steps(
+            &mut ctx,
+            &mut writes,
+            broker.as_mut(),
+            &mut clock,
+            &progress,
+            report,
+        )
+        .await;
+        if let Some(b) = broker {
+            b.close().await;
+        }
+        if let Err(e) = outcome {
+            if e.class() != FaultClass::PlanLogic {
+                return Err(e);
+            }
+            ctx.emit(RunEvent::StepFailed {
+                step: step_of(&e),
+                error: e.to_string(),
+            });
+            return self.roll_back(&scope, e, ctx.reporter, report).await;
+        }
+        let failed = verify_all(plan, pool, &scope, run.id, ctx.reporter, report).await?;
+        report.failing = failing(plan, pool, run.id).await?;
+        if failed > 0 {
+            let error = match plan.raw.rollback.is_empty() {
+                true => RunError::VerificationFailedNoRollback { failed },
+                false => RunError::VerificationFailed { failed },
+            };
+            return self.roll_back(&scope, error, ctx.reporter, report).await;
+        }
+        Ok(())
     }
-    let already: Vec<String> =
-        sqlx::query_scalar("SELECT table_name FROM replay.backups WHERE run_id = $1")
-            .bind(run.id)
-            .fetch_all(pool)
+
+    /// The gates on a selection size, with the rehearsal proof and the operator's overrides.
+    fn gates(&self, selected: u64, report: &mut Report) -> Result<(), RunError> {
+        report.gates = gates::check(self.plan, selected, chrono::Utc::now());
+        report.gates.extend(
+            self.options
+                .pin
+                .rehearsal_gate(self.plan, &report.target, false),
+        );
+        self.options.overrides.apply(&mut report.gates);
+        match gates::refusal(&report.gates) {
+            Some(refusal) => Err(RunError::Refused(refusal)),
+            None => Ok(()),
+        }
+    }
+
+    /// A plan-logic failure: journal `rolling_back`, then run the plan's rollback (which records
+    /// `rolled_back` with its last restore). A plan without rollback actions ends `failed`.
+    async fn roll_back(
+        &self,
+        scope: &BindScope,
+        error: RunError,
+        reporter: &mut dyn Reporter,
+        report: &mut Report,
+    ) -> Result<(), RunError> {
+        if self.plan.raw.rollback.is_empty() {
+            return Err(error);
+        }
+        let cause = error.to_string();
+        state::set_status(
+            &self.pool,
+            &self.lease,
+            RunStatus::RollingBack,
+            Some(&cause),
+        )
+        .await?;
+        rollback::run_actions(
+            self.plan,
+            &self.pool,
+            scope,
+            &self.lease,
+            &cause,
+            false,
+            reporter,
+            report,
+        )
+        .await?;
+        Err(error)
+    }
+
+    /// Records how the run ended. What is recorded follows from the error's class alone.
+    async fn finish(
+        &self,
+        result: Result<(), RunError>,
+        report: &mut Report,
+    ) -> Result<(), RunError> {
+        let stopped = state::stop_requested(&self.pool, self.lease.run_id)
             .await
-            .map_err(RunError::db("reading backups"))?;
-    for snapshot in backup::take(&mut writes, plan, &scope, run.id, &already).await? {
-        reporter.event(&RunEvent::BackupTaken {
-            table: snapshot.table.clone(),
-            rows: snapshot.rows,
-            checksum: snapshot.checksum.clone(),
-        });
-        report.backups.push(snapshot);
+            .unwrap_or(false);
+        let status = match &result {
+            Ok(()) => RunStatus::Succeeded,
+            Err(e) => match e.class() {
+                FaultClass::LeaseLost => {
+                    report.status = RunStatus::Interrupted.to_string();
+                    return result;
+                }
+                FaultClass::Interrupted if stopped && matches!(e, RunError::Interrupted) => {
+                    RunStatus::Stopped
+                }
+                FaultClass::Interrupted | FaultClass::Transient => RunStatus::Interrupted,
+                FaultClass::PlanLogic if report.rolled_back => RunStatus::RolledBack,
+                FaultClass::PlanLogic | FaultClass::Bug => RunStatus::Failed,
+                // A refusal on resume leaves the run as resumable as it was.
+                FaultClass::Refusal if report.resumed || report.wrote => RunStatus::Interrupted,
+                FaultClass::Refusal => RunStatus::Refused,
+            },
+        };
+        report.status = status.to_string();
+        let message = result.as_ref().err().map(|e| e.to_string());
+        // The rollback recorded its status in its own transaction.
+        if status != RunStatus::RolledBack {
+            // With the database gone the status cannot be recorded; the run stays `running`, its
+            // lease runs out, and the next apply resumes it. The original error is the news.
+            match state::set_status(&self.pool, &self.lease, status, message.as_deref()).await {
+                Ok(()) => {}
+                Err(e @ RunError::LeaseLost { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record the run's status");
+                    return result;
+                }
+            }
+        }
+        state::log(
+            &self.pool,
+            self.lease.run_id,
+            "finished",
+            None,
+            json!({"status": status, "error": message}),
+        )
+        .await;
+        if matches!(
+            status,
+            RunStatus::Succeeded | RunStatus::RolledBack | RunStatus::Refused
+        ) && let Err(e) = audit(
+            &self.pool,
+            self.plan,
+            self.connection,
+            self.lease.run_id,
+            status.as_str(),
+        )
+        .await
+        {
+            // The work is done and recorded in `replay.runs`; only the target's audit row is missing.
+            tracing::warn!(error = %e, "cannot write the audit row");
+            report
+                .warnings
+                .push(format!("the audit row could not be written: {e}"));
+        }
+        result
     }
-    let needs_broker = plan.raw.steps.iter().any(|s| {
+}
+
+/// Exponential backoff with jitter: 0.5 s, 1 s, 2 s, … up to 15 s, each ±20 %.
+fn backoff(failures: u32) -> Duration {
+    use rand::Rng;
+    let base = (500u64 << failures.saturating_sub(1).min(5)).min(15_000) as f64;
+    let jitter = rand::rng().random_range(0.8..1.2);
+    Duration::from_millis((base * jitter) as u64)
+}
+
+fn needs_broker(plan: &Plan) -> bool {
+    plan.raw.steps.iter().any(|s| {
         matches!(
             s,
             Step::Publish(_)
@@ -259,65 +495,7 @@ async fn run_body(
                     ..
                 })
         )
-    });
-    let mut broker = match needs_broker {
-        true => Some(
-            Amqp::connect(
-                &connection.amqp_url,
-                plan.raw.rate_limit.confirms_in_flight as usize,
-                run.id.to_string(),
-                plan.raw.name.clone(),
-            )
-            .await?,
-        ),
-        false => None,
-    };
-    let mut clock = TokenBucket::new(
-        plan.raw.rate_limit.per_second,
-        plan.raw.rate_limit.batch_size,
-    );
-    let progress = state::step_progress(pool, run.id).await?;
-    let mut ctx = StepContext {
-        plan,
-        run_id: run.id,
-        started_at: run.started_at,
-        binds: &scope,
-        total: selected,
-        cancel,
-        reporter,
-    };
-    let outcome = run_steps(
-        &mut ctx,
-        &mut writes,
-        broker.as_mut(),
-        &mut clock,
-        &progress,
-        report,
-    )
-    .await;
-    if let Some(b) = broker {
-        b.close().await;
-    }
-    match outcome {
-        Ok(()) => {}
-        Err(e @ RunError::Step { .. }) => {
-            ctx.emit(RunEvent::StepFailed {
-                step: step_of(&e),
-                error: e.to_string(),
-            });
-            crate::engine::rollback::run_actions(plan, pool, &scope, run.id, ctx.reporter, report)
-                .await?;
-            return Err(e);
-        }
-        Err(e) => return Err(e),
-    }
-    let failed = verify_all(plan, pool, &scope, run.id, ctx.reporter, report).await?;
-    if failed > 0 {
-        crate::engine::rollback::run_actions(plan, pool, &scope, run.id, ctx.reporter, report)
-            .await?;
-        return Err(RunError::VerificationFailed { failed });
-    }
-    Ok(())
+    })
 }
 
 async fn run_steps(
@@ -325,16 +503,16 @@ async fn run_steps(
     writes: &mut Commit,
     mut broker: Option<&mut Amqp>,
     clock: &mut TokenBucket,
-    progress: &HashMap<String, (String, i64, i64)>,
+    progress: &HashMap<String, StepProgress>,
     report: &mut Report,
 ) -> Result<(), RunError> {
     for step in &ctx.plan.raw.steps {
-        let (status, checkpoint, touched) =
-            progress
-                .get(step.id())
-                .cloned()
-                .unwrap_or(("pending".into(), 0, 0));
-        if status == "done" {
+        let StepProgress {
+            done,
+            checkpoint,
+            touched,
+        } = progress.get(step.id()).cloned().unwrap_or_default();
+        if done {
             report.steps.push(StepReport {
                 id: step.id().into(),
                 kind: step.kind().into(),
@@ -343,6 +521,8 @@ async fn run_steps(
             });
             continue;
         }
+        // `replay stop` and signals are honoured before every step, once-steps included.
+        ctx.cancel.check()?;
         ctx.emit(RunEvent::StepStarted {
             step: step.id().into(),
             kind: step.kind().into(),
@@ -440,29 +620,11 @@ async fn capture_before(
     run_id: uuid::Uuid,
 ) -> Result<(), RunError> {
     for v in plan.raw.verify.iter().filter(|v| v.expect.equals_before) {
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM replay.before_values WHERE run_id = $1 AND name = $2)",
-        )
-        .bind(run_id)
-        .bind(&v.name)
-        .fetch_one(pool)
-        .await
-        .map_err(RunError::db("reading captured values"))?;
-        if exists {
+        if state::before_value(pool, run_id, &v.name).await?.is_some() {
             continue;
         }
-        let mut conn = pool
-            .acquire()
-            .await
-            .map_err(RunError::db("capturing values"))?;
-        let value = verify::value(&mut conn, scope, &v.sql, &v.name).await?;
-        sqlx::query("INSERT INTO replay.before_values (run_id, name, value) VALUES ($1, $2, $3)")
-            .bind(run_id)
-            .bind(&v.name)
-            .bind(value)
-            .execute(pool)
-            .await
-            .map_err(RunError::db("capturing values"))?;
+        let value = verify::read_only_value(pool, scope, &v.sql, &v.name).await?;
+        state::record_before_value(pool, run_id, &v.name, &value).await?;
     }
     Ok(())
 }
@@ -478,31 +640,11 @@ async fn verify_all(
 ) -> Result<usize, RunError> {
     let mut failed = 0;
     for (i, v) in plan.raw.verify.iter().enumerate() {
-        let mut conn = pool.acquire().await.map_err(RunError::db("verifying"))?;
-        let actual = verify::value(&mut conn, scope, &v.sql, &v.name).await?;
-        let before: Option<Value> = sqlx::query_scalar(
-            "SELECT value FROM replay.before_values WHERE run_id = $1 AND name = $2",
-        )
-        .bind(run_id)
-        .bind(&v.name)
-        .fetch_optional(pool)
-        .await
-        .map_err(RunError::db("reading captured values"))?;
+        let actual = verify::read_only_value(pool, scope, &v.sql, &v.name).await?;
+        let before = state::before_value(pool, run_id, &v.name).await?;
         let (passed, expected) = verify::judge(&v.expect, &actual, before.as_ref());
         failed += usize::from(!passed);
-        sqlx::query(
-            "INSERT INTO replay.verifications (run_id, ordinal, name, passed, actual, expected) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (run_id, ordinal) DO UPDATE SET passed = $4, actual = $5, expected = $6",
-        )
-        .bind(run_id)
-        .bind(i as i32)
-        .bind(&v.name)
-        .bind(passed)
-        .bind(&actual)
-        .bind(&expected)
-        .execute(pool)
-        .await
-        .map_err(RunError::db("recording verifications"))?;
+        state::record_verification(pool, run_id, i, &v.name, passed, &actual, &expected).await?;
         reporter.event(&RunEvent::Verified {
             name: v.name.clone(),
             passed,
@@ -517,6 +659,42 @@ async fn verify_all(
         });
     }
     Ok(failed)
+}
+
+/// The selected events whose status is still the failed one, after the waits and verifications.
+async fn failing(
+    plan: &Plan,
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+) -> Result<Option<Failing>, RunError> {
+    let looks_again =
+        !plan.raw.verify.is_empty() || plan.raw.steps.iter().any(|s| matches!(s, Step::Wait(_)));
+    if !looks_again {
+        return Ok(None);
+    }
+    let c = &plan.raw.target.columns;
+    let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(audited(&format!(
+        "SELECT count(*) OVER (), s.event_id, e.{error}::text FROM replay.selection s \
+         JOIN {events} e ON e.{event_id}::text = s.event_id \
+         WHERE s.run_id = $1 AND e.{status}::text = $2 ORDER BY s.seq LIMIT $3",
+        error = quote_ident(&c.error_message),
+        events = quote_ident(&plan.raw.target.events_table),
+        event_id = quote_ident(&c.event_id),
+        status = quote_ident(&c.status),
+    )))
+    .bind(run_id)
+    .bind(FAILED_STATUS)
+    .bind(FAILING_LISTED)
+    .fetch_all(pool)
+    .await
+    .map_err(RunError::db("looking for events that failed again"))?;
+    Ok(Some(Failing {
+        total: rows.first().map_or(0, |r| r.0 as u64),
+        first: rows
+            .into_iter()
+            .map(|(_, id, message)| (id, message.unwrap_or_default()))
+            .collect(),
+    }))
 }
 
 /// Refuses early, with the table's name, when the events or audit table is missing.
@@ -553,13 +731,7 @@ pub(crate) async fn audit(
         return Ok(());
     }
     // Overrides given for this run are part of its record.
-    let overrides: Vec<serde_json::Value> = sqlx::query_scalar(
-        "SELECT detail FROM replay.run_log WHERE run_id = $1 AND kind = 'override' ORDER BY id",
-    )
-    .bind(run_id)
-    .fetch_all(pool)
-    .await
-    .map_err(RunError::db("reading overrides"))?;
+    let overrides: Vec<Value> = state::logged_details(pool, run_id, "override").await?;
     let details = json!({
         "plan": plan.raw.name,
         "plan_hash": plan.hash,
@@ -591,12 +763,7 @@ fn watch_stop_requests(
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            let requested: Result<bool, _> =
-                sqlx::query_scalar("SELECT stop_requested FROM replay.runs WHERE id = $1")
-                    .bind(run_id)
-                    .fetch_one(&pool)
-                    .await;
-            if matches!(requested, Ok(true)) {
+            if matches!(state::stop_requested(&pool, run_id).await, Ok(true)) {
                 tracing::warn!(run = %run_id, "stop requested by `replay stop`: finishing the batch in flight");
                 cancel.cancel();
                 return;

@@ -78,12 +78,47 @@ pub async fn take<W: Writes>(
     Ok(out)
 }
 
-/// Restores exactly the snapshotted rows of one table; returns how many rows were put back.
+/// What a compare-and-restore did to one table.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Restored {
+    pub table: String,
+    /// Rows put back as the backup holds them.
+    pub restored: u64,
+    /// Rows changed since this run wrote them (by the worker, by anyone), kept as they are.
+    pub kept: u64,
+    /// The first keys of the kept rows.
+    pub kept_keys: Vec<String>,
+}
+
+impl std::fmt::Display for Restored {
+    /// `kept 2 row(s) of `t` changed since the run wrote them: 17, 42`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "kept {} row(s) of `{}` changed since the run wrote them: {}",
+            self.kept,
+            self.table,
+            self.kept_keys.join(", ")
+        )?;
+        if self.kept > self.kept_keys.len() as u64 {
+            f.write_str(", …")?;
+        }
+        Ok(())
+    }
+}
+
+/// How many kept keys a report lists.
+const KEPT_LISTED: i64 = 20;
+
+/// Restores the snapshotted rows of one table that are still as this run left them (their
+/// `xmin` is one of the run's batch transactions) or that are gone; rows changed since by anyone
+/// else are kept and counted, unless `force`. Rows equal to their snapshot are left alone.
 pub async fn restore(
     conn: &mut sqlx::PgConnection,
     run_id: uuid::Uuid,
     table: &str,
-) -> Result<u64, RunError> {
+    force: bool,
+) -> Result<Restored, RunError> {
     let doing = format!("restoring `{table}` from the backup");
     let key: Option<String> = sqlx::query_scalar(
         "SELECT key_column FROM replay.backups WHERE run_id = $1 AND table_name = $2",
@@ -97,25 +132,62 @@ pub async fn restore(
         return Err(RunError::Refused(format!("run has no backup of `{table}`")));
     };
     let t = quote_ident(table);
+    let k = quote_ident(&key);
+    for statement in [
+        "DROP TABLE IF EXISTS pg_temp.replay_restore".to_string(),
+        "CREATE TEMP TABLE replay_restore (key TEXT PRIMARY KEY, row_data JSONB NOT NULL, mine BOOLEAN NOT NULL) ON COMMIT DROP".into(),
+    ] {
+        sqlx::query(audited(&statement))
+            .execute(&mut *conn)
+            .await
+            .map_err(RunError::db(doing.clone()))?;
+    }
     sqlx::query(audited(&format!(
-        "DELETE FROM {t} t USING replay.backup_rows b \
-         WHERE b.run_id = $1 AND b.table_name = $2 AND t.{}::text = b.key",
-        quote_ident(&key)
+        "INSERT INTO pg_temp.replay_restore (key, row_data, mine) \
+         SELECT b.key, b.row_data, t.{k} IS NULL \
+                OR t.xmin::text::bigint IN (SELECT xid FROM replay.run_xids WHERE run_id = $1) \
+         FROM replay.backup_rows b LEFT JOIN {t} t ON t.{k}::text = b.key \
+         WHERE b.run_id = $1 AND b.table_name = $2 AND (t.{k} IS NULL OR to_jsonb(t) <> b.row_data)"
     )))
     .bind(run_id)
     .bind(table)
     .execute(&mut *conn)
     .await
     .map_err(RunError::db(doing.clone()))?;
-    let restored = sqlx::query(audited(&format!(
-        "INSERT INTO {t} SELECT (jsonb_populate_record(NULL::{t}, b.row_data)).* \
-         FROM replay.backup_rows b WHERE b.run_id = $1 AND b.table_name = $2"
+    let (kept, kept_keys): (i64, Vec<String>) = sqlx::query_as(
+        "SELECT count(*), (array_agg(key ORDER BY key))[1:$2]::text[] \
+         FROM pg_temp.replay_restore WHERE NOT mine AND NOT $1",
+    )
+    .bind(force)
+    .bind(KEPT_LISTED)
+    .fetch_one(&mut *conn)
+    .await
+    .map(|(n, keys): (i64, Option<Vec<String>>)| (n, keys.unwrap_or_default()))
+    .map_err(RunError::db(doing.clone()))?;
+    sqlx::query(audited(&format!(
+        "DELETE FROM {t} t USING pg_temp.replay_restore r WHERE (r.mine OR $1) AND t.{k}::text = r.key"
     )))
-    .bind(run_id)
-    .bind(table)
+    .bind(force)
     .execute(&mut *conn)
     .await
-    .map_err(RunError::db(doing))?
+    .map_err(RunError::db(doing.clone()))?;
+    let restored = sqlx::query(audited(&format!(
+        "INSERT INTO {t} SELECT (jsonb_populate_record(NULL::{t}, r.row_data)).* \
+         FROM pg_temp.replay_restore r WHERE r.mine OR $1"
+    )))
+    .bind(force)
+    .execute(&mut *conn)
+    .await
+    .map_err(RunError::db(doing.clone()))?
     .rows_affected();
-    Ok(restored)
+    sqlx::query("DROP TABLE pg_temp.replay_restore")
+        .execute(&mut *conn)
+        .await
+        .map_err(RunError::db(doing))?;
+    Ok(Restored {
+        table: table.to_string(),
+        restored,
+        kept: kept as u64,
+        kept_keys,
+    })
 }

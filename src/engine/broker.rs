@@ -26,8 +26,24 @@ pub struct OutgoingMessage {
     pub body: String,
 }
 
-/// How long a publisher confirm may take before the broker is considered gone.
+/// How long a publisher confirm, or any other answer, may take before the broker is considered
+/// gone (a stalled proxy accepts connections and never answers).
 const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits for a broker operation, or fails it as stalled.
+async fn within<T>(
+    doing: impl FnOnce() -> String,
+    operation: impl std::future::Future<Output = Result<T, BrokerError>>,
+) -> Result<T, BrokerError> {
+    tokio::time::timeout(CONFIRM_TIMEOUT, operation)
+        .await
+        .unwrap_or_else(|_| {
+            Err(BrokerError::Stalled {
+                doing: doing(),
+                seconds: CONFIRM_TIMEOUT.as_secs(),
+            })
+        })
+}
 
 /// What is kept of a message until its confirm arrives (not its body).
 struct InFlight {
@@ -69,20 +85,25 @@ impl Amqp {
         run_id: String,
         plan_name: String,
     ) -> Result<Amqp, BrokerError> {
-        let connection = Connection::connect(url, ConnectionProperties::default())
-            .await
-            .map_err(|source| BrokerError::Connect {
-                url: redact_url(url),
-                source,
-            })?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(BrokerError::Channel)?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(BrokerError::Channel)?;
+        let doing = || format!("connecting to {}", redact_url(url));
+        let (connection, channel) = within(doing, async {
+            let connection = Connection::connect(url, ConnectionProperties::default())
+                .await
+                .map_err(|source| BrokerError::Connect {
+                    url: redact_url(url),
+                    source,
+                })?;
+            let channel = connection
+                .create_channel()
+                .await
+                .map_err(BrokerError::Channel)?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(BrokerError::Channel)?;
+            Ok((connection, channel))
+        })
+        .await?;
         Ok(Amqp {
             connection,
             channel,
@@ -133,6 +154,45 @@ impl Amqp {
 
 impl Broker for Amqp {
     async fn check_exchange(&mut self, exchange: &str) -> Result<(), BrokerError> {
+        let doing = || format!("checking exchange `{exchange}`");
+        within(doing, self.probe_exchange(exchange)).await
+    }
+
+    async fn publish(&mut self, message: OutgoingMessage) -> Result<Vec<i64>, BrokerError> {
+        self.send(message).await
+    }
+
+    async fn flush(&mut self) -> Result<Vec<i64>, BrokerError> {
+        let mut confirmed = Vec::new();
+        while let Some(seq) = self.settle_one().await? {
+            confirmed.push(seq);
+        }
+        Ok(confirmed)
+    }
+
+    async fn queue_depth(&mut self, queue: &str) -> Result<Option<u64>, BrokerError> {
+        let doing = || format!("reading the depth of queue `{queue}`");
+        within(doing, self.probe_queue(queue)).await
+    }
+
+    async fn purge(&mut self, queue: &str) -> Result<u64, BrokerError> {
+        let doing = || format!("purging queue `{queue}`");
+        within(doing, async {
+            self.channel
+                .queue_purge(queue.into(), QueuePurgeOptions::default())
+                .await
+                .map(u64::from)
+                .map_err(|source| BrokerError::Purge {
+                    queue: queue.to_string(),
+                    source,
+                })
+        })
+        .await
+    }
+}
+
+impl Amqp {
+    async fn probe_exchange(&mut self, exchange: &str) -> Result<(), BrokerError> {
         // A failed passive declare closes its channel, so it gets a channel of its own.
         let probe = self
             .connection
@@ -151,13 +211,19 @@ impl Broker for Amqp {
             )
             .await;
         let _ = probe.close(200, "probe done".into()).await;
-        result.map_err(|source| BrokerError::NoExchange {
-            exchange: exchange.to_string(),
-            source,
+        result.map_err(|source| match source.is_amqp_soft_error() {
+            true => BrokerError::NoExchange {
+                exchange: exchange.to_string(),
+                source,
+            },
+            false => BrokerError::Unreachable {
+                doing: format!("checking exchange `{exchange}`"),
+                source,
+            },
         })
     }
 
-    async fn publish(&mut self, message: OutgoingMessage) -> Result<Vec<i64>, BrokerError> {
+    async fn send(&mut self, message: OutgoingMessage) -> Result<Vec<i64>, BrokerError> {
         let mut confirmed = Vec::new();
         while self.in_flight.len() >= self.window {
             confirmed.extend(self.settle_one().await?);
@@ -220,15 +286,7 @@ impl Broker for Amqp {
         Ok(confirmed)
     }
 
-    async fn flush(&mut self) -> Result<Vec<i64>, BrokerError> {
-        let mut confirmed = Vec::new();
-        while let Some(seq) = self.settle_one().await? {
-            confirmed.push(seq);
-        }
-        Ok(confirmed)
-    }
-
-    async fn queue_depth(&mut self, queue: &str) -> Result<Option<u64>, BrokerError> {
+    async fn probe_queue(&mut self, queue: &str) -> Result<Option<u64>, BrokerError> {
         let probe = self
             .connection
             .create_channel()
@@ -249,20 +307,54 @@ impl Broker for Amqp {
                 let _ = probe.close(200, "probe done".into()).await;
                 Ok(Some(u64::from(q.message_count())))
             }
-            Err(_) => Ok(None),
+            // A missing queue is a channel-level 404; anything else means the link is gone.
+            Err(e) if e.is_amqp_soft_error() => Ok(None),
+            Err(source) => Err(BrokerError::Unreachable {
+                doing: format!("reading the depth of queue `{queue}`"),
+                source,
+            }),
         }
     }
+}
 
-    async fn purge(&mut self, queue: &str) -> Result<u64, BrokerError> {
-        self.channel
-            .queue_purge(queue.into(), QueuePurgeOptions::default())
-            .await
-            .map(u64::from)
-            .map_err(|source| BrokerError::Purge {
-                queue: queue.to_string(),
-                source,
-            })
+/// Checks, passively and before the first write, that every exchange and queue the plan names
+/// exists: the exchanges of its publish steps, the queues of its waits, purges and throttle.
+pub async fn check_objects<B: Broker>(
+    broker: &mut B,
+    plan: &crate::plan::Plan,
+) -> Result<(), BrokerError> {
+    use crate::plan::model::Step;
+    let mut exchanges = Vec::new();
+    let mut queues = Vec::new();
+    for step in &plan.raw.steps {
+        match step {
+            Step::Publish(p) => {
+                exchanges.push(
+                    p.exchange
+                        .clone()
+                        .unwrap_or_else(|| plan.raw.target.exchange.clone()),
+                );
+                let rate = &plan.raw.rate_limit;
+                if let (Some(_), Some(queue)) = (rate.pause_when_queue_depth_above, &rate.queue) {
+                    queues.push(queue.clone());
+                }
+            }
+            Step::Wait(w) => queues.extend(w.queue_empty.clone()),
+            Step::PurgeQueue(p) => queues.push(p.queue.clone()),
+            Step::Reset(_) | Step::Sql(_) => {}
+        }
     }
+    exchanges.dedup();
+    queues.dedup();
+    for exchange in &exchanges {
+        broker.check_exchange(exchange).await?;
+    }
+    for queue in queues {
+        if broker.queue_depth(&queue).await?.is_none() {
+            return Err(BrokerError::NoQueue { queue });
+        }
+    }
+    Ok(())
 }
 
 /// The dry-run broker: checks exchanges for real, keeps the first messages, sends nothing.

@@ -73,11 +73,15 @@ pub async fn dry_run(
         false => None,
     };
     let mut broker = Recorder::new(amqp, SAMPLE);
+    if needs_broker {
+        crate::engine::broker::check_objects(&mut broker, plan).await?;
+    }
     let mut clock = NoWait;
     let cancel = Cancel::default();
     let mut ctx = StepContext {
         plan,
         run_id,
+        lease: 0,
         started_at,
         binds: &scope,
         total: selected,

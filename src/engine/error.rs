@@ -41,6 +41,50 @@ pub enum BrokerError {
         #[source]
         source: lapin::Error,
     },
+    #[error("lost the broker while {doing}")]
+    Unreachable {
+        doing: String,
+        #[source]
+        source: lapin::Error,
+    },
+    #[error("the broker did not answer within {seconds}s while {doing}")]
+    Stalled { doing: String, seconds: u64 },
+    #[error("queue `{queue}` does not exist")]
+    NoQueue { queue: String },
+}
+
+impl BrokerError {
+    /// A lost connection or channel passes; a refused or unroutable message, or a missing
+    /// exchange or queue, does not.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::Connect { .. }
+                | BrokerError::Channel(_)
+                | BrokerError::Lost { .. }
+                | BrokerError::NoConfirm { .. }
+                | BrokerError::Unreachable { .. }
+                | BrokerError::Stalled { .. }
+        )
+    }
+}
+
+/// What the driver does about an error. Each error is classified once, here; the driver decides
+/// from the class, never from the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultClass {
+    /// The connection, the server or the broker went away for a while: retry from the checkpoint.
+    Transient,
+    /// The plan's own logic failed (bounds, a nack, a timeout, a verification): roll back.
+    PlanLogic,
+    /// Refused before writing anything more: the run stays as it was.
+    Refusal,
+    /// SIGINT/SIGTERM or `replay stop`: checkpointed and resumable.
+    Interrupted,
+    /// Another executor owns the run now: write nothing more.
+    LeaseLost,
+    /// Anything else (a bug, a schema that does not match): stop, resumable once fixed.
+    Bug,
 }
 
 /// Why a run did not finish.
@@ -49,7 +93,12 @@ pub enum RunError {
     #[error("cannot connect to PostgreSQL at {url}: {message}")]
     Connect { url: String, message: String },
     #[error("database error while {doing}: {message}")]
-    Database { doing: String, message: String },
+    Database {
+        doing: String,
+        message: String,
+        /// Lost connection, serialization failure, resources, shutdown, lock timeout.
+        transient: bool,
+    },
     #[error(transparent)]
     Broker(#[from] BrokerError),
     #[error("step `{step}` failed after {done} of {total} events: {message}")]
@@ -69,6 +118,22 @@ pub enum RunError {
     Interrupted,
     #[error("{failed} verification(s) failed; the rollback ran")]
     VerificationFailed { failed: usize },
+    #[error(
+        "{failed} verification(s) failed; the plan has no rollback actions, so nothing was undone"
+    )]
+    VerificationFailedNoRollback { failed: usize },
+    #[error(
+        "lost the lease on run `{run_id}`: another executor took it over (or this one stalled past its lease); nothing more was written"
+    )]
+    LeaseLost { run_id: String },
+    #[error("the rollback of an earlier failure finished (the failure: {cause})")]
+    RollbackResumed { cause: String },
+    #[error("gave up after {attempts} attempt(s) at a passing fault; the checkpoint is saved")]
+    RetriesExhausted {
+        attempts: u32,
+        #[source]
+        last: Box<RunError>,
+    },
 }
 
 impl RunError {
@@ -77,7 +142,51 @@ impl RunError {
         move |e| RunError::Database {
             doing,
             message: describe_sqlx(&e),
+            transient: is_transient(&e),
         }
+    }
+
+    /// The one place where errors are classified.
+    pub fn class(&self) -> FaultClass {
+        match self {
+            RunError::Connect { .. } => FaultClass::Transient,
+            RunError::Database { transient, .. } => match transient {
+                true => FaultClass::Transient,
+                false => FaultClass::Bug,
+            },
+            RunError::Broker(e) if e.is_transient() => FaultClass::Transient,
+            RunError::Broker(BrokerError::NoExchange { .. } | BrokerError::NoQueue { .. }) => {
+                FaultClass::Refusal
+            }
+            RunError::Broker(_) => FaultClass::PlanLogic,
+            RunError::Step { .. }
+            | RunError::VerificationFailed { .. }
+            | RunError::VerificationFailedNoRollback { .. }
+            | RunError::RollbackResumed { .. } => FaultClass::PlanLogic,
+            RunError::Refused(_) | RunError::Locked { .. } => FaultClass::Refusal,
+            RunError::Interrupted | RunError::RetriesExhausted { .. } => FaultClass::Interrupted,
+            RunError::LeaseLost { .. } => FaultClass::LeaseLost,
+        }
+    }
+}
+
+/// Whether a database error passes with time: a lost connection, or SQLSTATE classes 08
+/// (connection), 40 (serialization, deadlock), 53 (resources), 57 (operator intervention, e.g.
+/// `pg_terminate_backend`), 55P03 (lock not available) and 25P03 (a session ended for idling in
+/// a transaction).
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(code.get(..2), Some("08" | "40" | "53" | "57"))
+                || matches!(&*code, "55P03" | "25P03")
+        }),
+        _ => false,
     }
 }
 

@@ -58,6 +58,13 @@ pub enum RunEvent {
         action: String,
         rows: u64,
     },
+    /// A passing fault; the run goes on from its last checkpoint after a pause.
+    Retrying {
+        attempt: u32,
+        budget: u32,
+        after_ms: u64,
+        error: String,
+    },
     RunFinished {
         status: String,
     },

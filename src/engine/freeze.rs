@@ -71,6 +71,27 @@ pub async fn freeze<W: Writes>(
     Ok(rows)
 }
 
+/// How many events the selection holds now, by a counting query that copies and locks nothing:
+/// the gates judge this before anything is frozen.
+pub async fn count(conn: &mut sqlx::PgConnection, plan: &Plan) -> Result<u64, RunError> {
+    let target = &plan.raw.target;
+    let q = &plan.selection;
+    let limit = q.limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
+    let sql = format!(
+        "SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {conditions}{limit}) picked",
+        table = quote_ident(&target.events_table),
+        conditions = q.where_clause(),
+    );
+    let row = bind_all(sqlx::query(audited(&sql)), &q.binds)
+        .fetch_one(conn)
+        .await
+        .map_err(RunError::db(format!(
+            "counting events in `{}`",
+            target.events_table
+        )))?;
+    Ok(row.get::<i64, _>(0) as u64)
+}
+
 /// Counts of the frozen selection by event type and by day, and a few events, for reports.
 pub async fn breakdown<W: Writes>(
     writes: &mut W,

@@ -19,6 +19,7 @@ pub mod redact;
 pub mod report;
 pub mod rollback;
 pub mod state;
+pub mod status;
 pub mod steps;
 pub mod verify;
 pub mod writes;

@@ -35,8 +35,27 @@ pub struct Report {
     pub verifications: Vec<VerificationReport>,
     pub rolled_back: bool,
     pub rollback: Vec<(String, u64)>,
+    /// Rows a rollback kept because they changed since the run wrote them.
+    pub kept: Vec<crate::engine::backup::Restored>,
+    /// Selected events that are still failing after the run: the total and the first ones.
+    pub failing: Option<Failing>,
+    /// Things that went wrong after the work was done (an audit row that could not be written).
+    pub warnings: Vec<String>,
     pub estimated_secs: Option<f64>,
+    /// Passing faults retried from the checkpoint during this apply.
+    pub retries: u32,
+    /// Whether this attempt reached the steps (so a refusal cannot say "nothing was written").
+    #[serde(skip)]
+    pub wrote: bool,
     pub next: Vec<String>,
+}
+
+/// The selected events whose status is still the failed one after the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Failing {
+    pub total: u64,
+    /// `(event_id, error_message)` of the first ones, in selection order.
+    pub first: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,6 +187,27 @@ impl Report {
         }
         for (action, rows) in &self.rollback {
             let _ = writeln!(out, "  rollback {action}: {rows} row(s)");
+        }
+        for kept in &self.kept {
+            let _ = writeln!(out, "  {kept}");
+        }
+        if let Some(failing) = &self.failing {
+            let _ = writeln!(
+                out,
+                "  still failing: {} selected event(s){}",
+                failing.total,
+                if failing.total > failing.first.len() as u64 {
+                    format!(" (the first {} below)", failing.first.len())
+                } else {
+                    String::new()
+                }
+            );
+            for (id, message) in &failing.first {
+                let _ = writeln!(out, "    {id}: {message}");
+            }
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(out, "  warning: {warning}");
         }
         if let Some(secs) = self.estimated_secs {
             let _ = writeln!(

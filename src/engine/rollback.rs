@@ -5,25 +5,34 @@ use serde_json::json;
 use sqlx::{PgPool, Row};
 
 use crate::engine::apply::Connection;
+use crate::engine::backup;
 use crate::engine::binds::{BindScope, audited, bind_all};
 use crate::engine::error::RunError;
 use crate::engine::events::{Reporter, RunEvent};
 use crate::engine::report::Report;
-use crate::engine::{backup, state};
+use crate::engine::state::{self, Lease};
+use crate::engine::status::RunStatus;
 use crate::plan::model::{RawPlan, RollbackStep};
-use crate::plan::selection::quote_ident;
 use crate::plan::{self, Plan};
 
-/// Runs the plan's rollback actions in one transaction.
+/// Runs the plan's rollback actions in one transaction that also records the final status, so a
+/// crash anywhere inside leaves the run `rolling_back` and the next attempt runs the rollback
+/// again, from the start, over the same rows.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_actions(
     plan: &Plan,
     pool: &PgPool,
     scope: &BindScope,
-    run_id: uuid::Uuid,
+    lease: &Lease,
+    cause: &str,
+    force: bool,
     reporter: &mut dyn Reporter,
     report: &mut Report,
 ) -> Result<(), RunError> {
+    let run_id = lease.run_id;
     let mut tx = pool.begin().await.map_err(RunError::db("rolling back"))?;
+    let mut actions = Vec::new();
+    let mut kept = Vec::new();
     for action in &plan.raw.rollback {
         let (label, rows) = match action {
             RollbackStep::Sql(s) => {
@@ -38,94 +47,41 @@ pub async fn run_actions(
             RollbackStep::RestoreBackup(r) => {
                 let mut total = 0;
                 for table in &r.tables {
-                    total += backup::restore(&mut tx, run_id, table).await?;
+                    let restored = backup::restore(&mut tx, run_id, table, force).await?;
+                    total += restored.restored;
+                    if restored.kept > 0 {
+                        kept.push(restored);
+                    }
                 }
                 (format!("restore {}", r.tables.join(", ")), total)
             }
         };
-        reporter.event(&RunEvent::RolledBack {
-            action: label.clone(),
-            rows,
-        });
-        report.rollback.push((label, rows));
+        actions.push((label, rows));
     }
+    state::set_status(&mut *tx, lease, RunStatus::RolledBack, Some(cause)).await?;
     tx.commit().await.map_err(RunError::db("rolling back"))?;
+    for (action, rows) in &actions {
+        reporter.event(&RunEvent::RolledBack {
+            action: action.clone(),
+            rows: *rows,
+        });
+    }
+    report.rollback = actions;
+    report.kept = kept;
     report.rolled_back = true;
     state::log(
         pool,
         run_id,
         "rolled_back",
         None,
-        json!({"actions": report.rollback.len()}),
+        json!({"actions": report.rollback.len(), "kept": report.kept, "forced": force}),
     )
     .await;
     Ok(())
 }
 
-/// Records each snapshotted row's hash as the run leaves it, for a later `replay rollback`.
-pub async fn record_after_hashes(pool: &PgPool, run_id: uuid::Uuid) -> Result<(), RunError> {
-    let tables = sqlx::query("SELECT table_name, key_column FROM replay.backups WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_all(pool)
-        .await
-        .map_err(RunError::db("reading backups"))?;
-    for row in tables {
-        let (table, key): (String, String) = (row.get(0), row.get(1));
-        sqlx::query(audited(&format!(
-            "UPDATE replay.backup_rows b SET after_hash = md5(to_jsonb(t)::text) FROM {} t \
-             WHERE b.run_id = $1 AND b.table_name = $2 AND t.{}::text = b.key",
-            quote_ident(&table),
-            quote_ident(&key)
-        )))
-        .bind(run_id)
-        .bind(&table)
-        .execute(pool)
-        .await
-        .map_err(RunError::db(format!("hashing `{table}` after the run")))?;
-    }
-    Ok(())
-}
-
-/// Snapshotted rows that changed after the run ended (or vanished), per table: `(table, keys)`.
-async fn changed_since(
-    pool: &PgPool,
-    run_id: uuid::Uuid,
-    tables: &[String],
-) -> Result<Vec<(String, Vec<String>)>, RunError> {
-    let mut out = Vec::new();
-    for table in tables {
-        let key: Option<String> = sqlx::query_scalar(
-            "SELECT key_column FROM replay.backups WHERE run_id = $1 AND table_name = $2",
-        )
-        .bind(run_id)
-        .bind(table)
-        .fetch_optional(pool)
-        .await
-        .map_err(RunError::db("reading backups"))?;
-        let Some(key) = key else { continue };
-        let keys: Vec<String> = sqlx::query_scalar(audited(&format!(
-            "SELECT b.key FROM replay.backup_rows b LEFT JOIN {} t ON t.{}::text = b.key \
-             WHERE b.run_id = $1 AND b.table_name = $2 \
-             AND (b.after_hash IS NULL OR t IS NULL OR md5(to_jsonb(t)::text) <> b.after_hash) \
-             ORDER BY b.key LIMIT 1000",
-            quote_ident(table),
-            quote_ident(&key)
-        )))
-        .bind(run_id)
-        .bind(table)
-        .fetch_all(pool)
-        .await
-        .map_err(RunError::db(format!(
-            "comparing `{table}` with its snapshot"
-        )))?;
-        if !keys.is_empty() {
-            out.push((table.clone(), keys));
-        }
-    }
-    Ok(out)
-}
-
-/// `replay rollback RUN`: undoes a finished or stopped run as far as its plan allows.
+/// `replay rollback RUN`: undoes a finished or stopped run as far as its plan allows. Rows changed
+/// since the run wrote them are kept and listed, unless `force`.
 pub async fn rollback_run(
     connection: &Connection,
     run_id: uuid::Uuid,
@@ -140,18 +96,15 @@ pub async fn rollback_run(
         .await
         .map_err(RunError::db("reading the run"))?
         .ok_or_else(|| RunError::Refused(format!("no run `{run_id}`")))?;
-    let (name, status): (String, String) = (row.get(0), row.get(1));
-    if matches!(status.as_str(), "rolled_back" | "abandoned" | "refused") {
+    let (name, status): (String, RunStatus) = (row.get(0), row.get(1));
+    if matches!(
+        status,
+        RunStatus::RolledBack | RunStatus::Abandoned | RunStatus::Refused
+    ) {
         return Err(RunError::Refused(format!(
             "run `{run_id}` is {status}; there is nothing to roll back"
         )));
     }
-    let Some(_lock) = state::lock(&pool, &name).await? else {
-        return Err(RunError::Locked {
-            plan: name,
-            run_id: run_id.to_string(),
-        });
-    };
     let raw: RawPlan = serde_json::from_value(row.get(2))
         .map_err(|e| RunError::Refused(format!("the run's plan cannot be read back: {e}")))?;
     let params: serde_json::Value = row.get(3);
@@ -173,55 +126,28 @@ pub async fn rollback_run(
             "plan `{name}` has no rollback actions"
         )));
     }
-    let restored: Vec<String> = plan
-        .raw
-        .rollback
-        .iter()
-        .filter_map(|r| match r {
-            RollbackStep::RestoreBackup(r) => Some(r.tables.clone()),
-            RollbackStep::Sql(_) => None,
-        })
-        .flatten()
-        .collect();
-    let changed = changed_since(&pool, run_id, &restored).await?;
-    if !changed.is_empty() && !force {
-        let list: Vec<String> = changed
-            .iter()
-            .map(|(t, keys)| {
-                format!(
-                    "`{t}`: {} row(s) ({}{})",
-                    keys.len(),
-                    keys.iter().take(10).cloned().collect::<Vec<_>>().join(", "),
-                    if keys.len() > 10 { ", …" } else { "" }
-                )
-            })
-            .collect();
-        return Err(RunError::Refused(format!(
-            "rows changed since run `{run_id}` ended; restoring them would overwrite later writes: {}; pass `--force` to restore anyway",
-            list.join("; ")
-        )));
-    }
+    let lease = state::acquire_run(&pool, run_id, crate::engine::apply::DEFAULT_LEASE).await?;
+    let cause = format!("rolled back by {}", connection.operator);
+    state::set_status(&pool, &lease, RunStatus::RollingBack, Some(&cause)).await?;
     let started_at: chrono::DateTime<chrono::Utc> = row.get(4);
     let scope = BindScope::new(&plan, run_id, started_at, "replay.selection");
-    run_actions(&plan, &pool, &scope, run_id, reporter, report).await?;
-    state::set_status(
-        &pool,
-        run_id,
-        "rolled_back",
-        Some(&format!("rolled back by {}", connection.operator)),
+    let result = run_actions(
+        &plan, &pool, &scope, &lease, &cause, force, reporter, report,
     )
-    .await?;
+    .await;
+    lease.release(&pool).await;
+    result?;
     state::log(
         &pool,
         run_id,
         "operator_rollback",
         None,
-        json!({"operator": connection.operator, "forced": force && !changed.is_empty()}),
+        json!({"operator": connection.operator, "forced": force}),
     )
     .await;
     crate::engine::apply::audit(&pool, &plan, connection, run_id, "rolled_back_by_operator")
         .await?;
-    report.status = "rolled_back".into();
+    report.status = RunStatus::RolledBack.to_string();
     Ok(())
 }
 
@@ -229,9 +155,10 @@ pub async fn rollback_run(
 pub async fn request_stop(connection: &Connection, run_id: uuid::Uuid) -> Result<String, RunError> {
     let pool = state::connect(&connection.database_url).await?;
     let updated: Option<String> = sqlx::query_scalar(
-        "UPDATE replay.runs SET stop_requested = true WHERE id = $1 AND status = 'running' RETURNING plan_name",
+        "UPDATE replay.runs SET stop_requested = true WHERE id = $1 AND status = $2 RETURNING plan_name",
     )
     .bind(run_id)
+    .bind(RunStatus::Running)
     .fetch_optional(&pool)
     .await
     .map_err(RunError::db("requesting the stop"))?;

@@ -1,23 +1,57 @@
-//! The executor's own records in the `replay` schema: migrations, the per-plan lock, runs and steps.
+//! The executor's own records in the `replay` schema: migrations, leases, runs, steps, the run
+//! log, captured values and verifications. Every `replay.*` query of a run lives here or in the
+//! journal (`writes.rs`), backups and rollback.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgPool, Row};
 
 use crate::engine::error::RunError;
 use crate::engine::redact::{redact_url, scrub};
+use crate::engine::status::RunStatus;
 use crate::plan::Plan;
 
 /// Connects to the target database; the error never shows the password.
 pub async fn connect(url: &str) -> Result<PgPool, RunError> {
+    connect_with(url, None).await
+}
+
+/// Connects an executor. A session of it that sits idle inside a transaction longer than its
+/// lease (a process paused by SIGSTOP, say) is ended by the server, so its row locks never hold
+/// up the executor that takes the run over.
+pub async fn connect_executor(url: &str, lease: Duration) -> Result<PgPool, RunError> {
+    connect_with(url, Some(lease)).await
+}
+
+async fn connect_with(
+    url: &str,
+    idle_in_transaction: Option<Duration>,
+) -> Result<PgPool, RunError> {
+    let failed = |e: sqlx::Error| RunError::Connect {
+        url: redact_url(url),
+        message: scrub(&crate::engine::error::describe_sqlx(&e), url),
+    };
+    let mut options: sqlx::postgres::PgConnectOptions = url.parse().map_err(failed)?;
+    // So that a DBA sees who holds a connection (and a test can terminate exactly these).
+    if options.get_application_name().is_none() {
+        options = options.application_name("replay");
+    }
+    if let Some(limit) = idle_in_transaction {
+        options = options.options([(
+            "idle_in_transaction_session_timeout",
+            limit.as_millis().to_string(),
+        )]);
+    }
     PgPoolOptions::new()
         .max_connections(4)
-        .acquire_timeout(std::time::Duration::from_secs(10))
-        .connect(url)
+        // Short: a database that is gone is a passing fault the driver retries with backoff.
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_with(options)
         .await
-        .map_err(|e| RunError::Connect {
-            url: redact_url(url),
-            message: scrub(&crate::engine::error::describe_sqlx(&e), url),
-        })
+        .map_err(failed)
 }
 
 /// Creates or upgrades the `replay` schema.
@@ -28,24 +62,8 @@ pub async fn migrate(pool: &PgPool) -> Result<(), RunError> {
     migrator.run(pool).await.map_err(|e| RunError::Database {
         doing: "creating the `replay` schema".into(),
         message: e.to_string(),
+        transient: false,
     })
-}
-
-/// Takes the per-plan advisory lock on a connection of its own; held until that connection closes,
-/// so a holder that dies releases it.
-pub async fn lock(pool: &PgPool, plan: &str) -> Result<Option<PgConnection>, RunError> {
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(RunError::db("taking the plan lock"))?
-        .detach();
-    let locked: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended('replay:' || $1, 0))")
-            .bind(plan)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(RunError::db("taking the plan lock"))?;
-    Ok(locked.then_some(conn))
 }
 
 /// An unfinished run of a plan.
@@ -54,40 +72,336 @@ pub struct OpenRun {
     pub id: uuid::Uuid,
     pub plan_hash: String,
     pub params_hash: String,
-    pub status: String,
+    pub status: RunStatus,
     pub selected: Option<i64>,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The error that ended the last attempt (the cause of a rollback in progress).
+    pub error: Option<String>,
 }
 
-pub async fn open_run(pool: &PgPool, plan: &str) -> Result<Option<OpenRun>, RunError> {
-    let row = sqlx::query(
-        "SELECT id, plan_hash, params_hash, status, selected_count, started_at FROM replay.runs \
-         WHERE plan_name = $1 AND status IN ('running', 'interrupted', 'failed', 'stopped') \
-         ORDER BY started_at DESC LIMIT 1",
-    )
-    .bind(plan)
-    .fetch_optional(pool)
-    .await
-    .map_err(RunError::db("looking for an unfinished run"))?;
-    Ok(row.map(|r| OpenRun {
+/// The columns `open_run_of` reads, in order (a macro, so queries stay static strings).
+macro_rules! run_columns {
+    () => {
+        "id, plan_hash, params_hash, status, selected_count, started_at, error"
+    };
+}
+
+fn open_run_of(r: &sqlx::postgres::PgRow) -> OpenRun {
+    OpenRun {
         id: r.get(0),
         plan_hash: r.get(1),
         params_hash: r.get(2),
         status: r.get(3),
         selected: r.get(4),
         started_at: r.get(5),
-    }))
+        error: r.get(6),
+    }
 }
 
-pub async fn create_run(pool: &PgPool, plan: &Plan, operator: &str) -> Result<OpenRun, RunError> {
-    let id = uuid::Uuid::new_v4();
-    let mut tx = pool
-        .begin()
+/// This executor's hold on a run: the fencing token proves ownership in every checkpoint.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub run_id: uuid::Uuid,
+    pub token: i64,
+    pub owner: String,
+    pub ttl: Duration,
+}
+
+/// Who this executor is, for `lease_owner` and the run log: `host:pid`.
+pub fn executor_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// What `acquire` found.
+pub enum Acquired {
+    /// A new run, or an unfinished one of the same plan and parameters to resume.
+    Run { run: OpenRun, lease: Lease },
+    /// An unfinished run of the plan whose plan or parameters differ.
+    Changed(OpenRun),
+}
+
+/// Finds the plan's unfinished run (or creates one) and takes its lease. Creation is serialised
+/// per plan by a transaction-scoped advisory lock, which works behind a transaction pooler.
+pub async fn acquire(
+    pool: &PgPool,
+    plan: &Plan,
+    operator: &str,
+    ttl: Duration,
+    restart: bool,
+) -> Result<Acquired, RunError> {
+    let doing = "taking the run's lease";
+    let owner = executor_name();
+    let mut tx = pool.begin().await.map_err(RunError::db(doing))?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('replay:' || $1, 0))")
+        .bind(&plan.raw.name)
+        .execute(&mut *tx)
         .await
-        .map_err(RunError::db("creating the run"))?;
+        .map_err(RunError::db(doing))?;
+    let open = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        ", lease_expires_at > clock_timestamp() AS live, lease_owner FROM replay.runs \
+         WHERE plan_name = $1 AND status = ANY($2) ORDER BY started_at DESC LIMIT 1 FOR UPDATE"
+    ))
+    .bind(&plan.raw.name)
+    .bind(RunStatus::resumable_names())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(RunError::db(doing))?;
+    let mut resume = None;
+    if let Some(row) = open {
+        let run = open_run_of(&row);
+        let live = row.get::<Option<bool>, _>(7).unwrap_or(false);
+        let holder: Option<String> = row.get(8);
+        if live && !holder.as_deref().is_some_and(died_here) {
+            return Err(RunError::Locked {
+                plan: plan.raw.name.clone(),
+                run_id: run.id.to_string(),
+            });
+        }
+        let same = run.plan_hash == plan.hash && run.params_hash == plan.params_hash;
+        match (same, restart) {
+            (true, _) => resume = Some(run),
+            (false, true) => {
+                sqlx::query(
+                    "UPDATE replay.runs SET status = $2, error = 'abandoned by --restart', \
+                     finished_at = now(), updated_at = now() WHERE id = $1",
+                )
+                .bind(run.id)
+                .bind(RunStatus::Abandoned)
+                .execute(&mut *tx)
+                .await
+                .map_err(RunError::db(doing))?;
+                insert_log(
+                    &mut tx,
+                    run.id,
+                    "abandoned",
+                    None,
+                    serde_json::json!({"by": operator}),
+                )
+                .await
+                .map_err(RunError::db(doing))?;
+            }
+            (false, false) => return Ok(Acquired::Changed(run)),
+        }
+    }
+    let run = match resume {
+        Some(run) => run,
+        None => create_run(&mut tx, plan, operator).await?,
+    };
+    let token: i64 = sqlx::query_scalar(
+        "UPDATE replay.runs SET lease_token = lease_token + 1, lease_owner = $2, \
+         lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond', \
+         status = $4, stop_requested = false, updated_at = now() \
+         WHERE id = $1 RETURNING lease_token",
+    )
+    .bind(run.id)
+    .bind(&owner)
+    .bind(ttl.as_millis() as f64)
+    // A rollback in progress stays one; anything else runs (a stop asked of an earlier attempt is spent).
+    .bind(match run.status {
+        RunStatus::RollingBack => RunStatus::RollingBack,
+        _ => RunStatus::Running,
+    })
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(RunError::db(doing))?;
+    insert_log(
+        &mut tx,
+        run.id,
+        "lease",
+        None,
+        serde_json::json!({"executor": owner, "token": token, "operator": operator}),
+    )
+    .await
+    .map_err(RunError::db(doing))?;
+    tx.commit().await.map_err(RunError::db(doing))?;
+    Ok(Acquired::Run {
+        lease: Lease {
+            run_id: run.id,
+            token,
+            owner,
+            ttl,
+        },
+        run,
+    })
+}
+
+/// Takes the lease on a given run (for `replay rollback RUN`), refusing when it is live elsewhere.
+pub async fn acquire_run(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+    ttl: Duration,
+) -> Result<Lease, RunError> {
+    let owner = executor_name();
+    let row = sqlx::query(
+        "UPDATE replay.runs SET lease_token = lease_token + 1, lease_owner = $2, \
+         lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond' \
+         WHERE id = $1 AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp()) \
+         RETURNING lease_token",
+    )
+    .bind(run_id)
+    .bind(&owner)
+    .bind(ttl.as_millis() as f64)
+    .fetch_optional(pool)
+    .await
+    .map_err(RunError::db("taking the run's lease"))?;
+    match row {
+        Some(r) => Ok(Lease {
+            run_id,
+            token: r.get(0),
+            owner,
+            ttl,
+        }),
+        None => Err(RunError::Locked {
+            plan: plan_name(pool, run_id).await?.unwrap_or_default(),
+            run_id: run_id.to_string(),
+        }),
+    }
+}
+
+/// Whether a lease holder ran on this machine and its process is gone (killed, crashed): its lease
+/// need not be waited out. A holder elsewhere, or alive, keeps its lease until it expires.
+fn died_here(holder: &str) -> bool {
+    let me = executor_name();
+    let (Some((host, pid)), Some((my_host, _))) = (holder.rsplit_once(':'), me.rsplit_once(':'))
+    else {
+        return false;
+    };
+    host == my_host
+        && pid.parse::<u32>().is_ok_and(|pid| {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|stat| stat.split_whitespace().nth(2) == Some("Z"))
+        })
+}
+
+impl Lease {
+    /// Renews the lease every third of its time; when it finds the lease taken, it cancels the
+    /// run (whose next checkpoint would fail anyway).
+    pub fn heartbeat(
+        &self,
+        pool: PgPool,
+        cancel: crate::engine::steps::Cancel,
+    ) -> tokio::task::JoinHandle<()> {
+        let lease = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease.ttl / 3).await;
+                match lease.renew(&pool).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(run = %lease.run_id, "the lease was taken over by another executor; stopping");
+                        cancel.cancel();
+                        return;
+                    }
+                    // A passing fault: the next beat tries again; checkpoints stay fenced.
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
+                }
+            }
+        })
+    }
+
+    async fn renew(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
+        let renewed = sqlx::query(
+            "UPDATE replay.runs SET lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond' \
+             WHERE id = $1 AND lease_token = $2",
+        )
+        .bind(self.run_id)
+        .bind(self.token)
+        .bind(self.ttl.as_millis() as f64)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        Ok(renewed == 1)
+    }
+
+    /// Gives the run up for another executor at once (a clean exit).
+    pub async fn release(&self, pool: &PgPool) {
+        let _ = sqlx::query(
+            "UPDATE replay.runs SET lease_expires_at = NULL, lease_owner = NULL WHERE id = $1 AND lease_token = $2",
+        )
+        .bind(self.run_id)
+        .bind(self.token)
+        .execute(pool)
+        .await;
+    }
+}
+
+/// Proves, inside a batch's transaction, that this executor still owns the run, and reads
+/// whether `replay stop` asked it to stop. The row lock holds off a take-over until the batch
+/// commits.
+pub async fn fence(
+    conn: &mut sqlx::PgConnection,
+    run_id: uuid::Uuid,
+    token: i64,
+) -> Result<bool, RunError> {
+    let row = sqlx::query(
+        "SELECT stop_requested, lease_token = $2 AND lease_expires_at > clock_timestamp() \
+         FROM replay.runs WHERE id = $1 FOR SHARE",
+    )
+    .bind(run_id)
+    .bind(token)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(RunError::db("checking the run's lease"))?;
+    if !row.get::<Option<bool>, _>(1).unwrap_or(false) {
+        return Err(RunError::LeaseLost {
+            run_id: run_id.to_string(),
+        });
+    }
+    Ok(row.get(0))
+}
+
+pub async fn open_run(pool: &PgPool, plan: &str) -> Result<Option<OpenRun>, RunError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM replay.runs WHERE plan_name = $1 AND status = ANY($2) ORDER BY started_at DESC LIMIT 1"
+    ))
+    .bind(plan)
+    .bind(RunStatus::resumable_names())
+    .fetch_optional(pool)
+    .await
+    .map_err(RunError::db("looking for an unfinished run"))?;
+    Ok(row.as_ref().map(open_run_of))
+}
+
+/// The run as it is now (each attempt of the driver starts from this).
+pub async fn run(pool: &PgPool, run_id: uuid::Uuid) -> Result<OpenRun, RunError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM replay.runs WHERE id = $1"
+    ))
+    .bind(run_id)
+    .fetch_one(pool)
+    .await
+    .map_err(RunError::db("reading the run"))?;
+    Ok(open_run_of(&row))
+}
+
+async fn plan_name(pool: &PgPool, run_id: uuid::Uuid) -> Result<Option<String>, RunError> {
+    sqlx::query_scalar("SELECT plan_name FROM replay.runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(RunError::db("reading the run"))
+}
+
+async fn create_run(
+    tx: &mut sqlx::PgConnection,
+    plan: &Plan,
+    operator: &str,
+) -> Result<OpenRun, RunError> {
+    let id = uuid::Uuid::new_v4();
     let started_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
         "INSERT INTO replay.runs (id, plan_name, plan_hash, params_hash, params, plan_document, operator, reason, status) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running') RETURNING started_at",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING started_at",
     )
     .bind(id)
     .bind(&plan.raw.name)
@@ -97,6 +411,7 @@ pub async fn create_run(pool: &PgPool, plan: &Plan, operator: &str) -> Result<Op
     .bind(serde_json::to_value(&plan.raw).unwrap_or_default())
     .bind(operator)
     .bind(&plan.raw.reason)
+    .bind(RunStatus::Running)
     .fetch_one(&mut *tx)
     .await
     .map_err(RunError::db("creating the run"))?;
@@ -112,64 +427,132 @@ pub async fn create_run(pool: &PgPool, plan: &Plan, operator: &str) -> Result<Op
         .await
         .map_err(RunError::db("creating the run"))?;
     }
-    tx.commit()
-        .await
-        .map_err(RunError::db("creating the run"))?;
     Ok(OpenRun {
         id,
         plan_hash: plan.hash.clone(),
         params_hash: plan.params_hash.clone(),
-        status: "running".into(),
+        status: RunStatus::Running,
         selected: None,
         started_at,
+        error: None,
     })
 }
 
+/// Records the run's status, fenced by the lease: an executor that lost the run writes nothing.
 pub async fn set_status(
-    pool: &PgPool,
-    run_id: uuid::Uuid,
-    status: &str,
+    conn: impl sqlx::PgExecutor<'_>,
+    lease: &Lease,
+    status: RunStatus,
     error: Option<&str>,
 ) -> Result<(), RunError> {
-    let finished = !matches!(status, "running" | "interrupted" | "failed" | "stopped");
-    sqlx::query(
-        "UPDATE replay.runs SET status = $2, error = $3, updated_at = now(), \
-         finished_at = CASE WHEN $4 THEN now() END WHERE id = $1",
+    let finished = !status.resumable();
+    let updated = sqlx::query(
+        "UPDATE replay.runs SET status = $3, error = $4, updated_at = now(), \
+         finished_at = CASE WHEN $5 THEN now() END WHERE id = $1 AND lease_token = $2",
     )
-    .bind(run_id)
+    .bind(lease.run_id)
+    .bind(lease.token)
     .bind(status)
     .bind(error)
     .bind(finished)
-    .execute(pool)
+    .execute(conn)
     .await
-    .map_err(RunError::db("recording the run's status"))?;
+    .map_err(RunError::db("recording the run's status"))?
+    .rows_affected();
+    if updated == 0 {
+        return Err(RunError::LeaseLost {
+            run_id: lease.run_id.to_string(),
+        });
+    }
     Ok(())
 }
 
-pub async fn log(
-    pool: &PgPool,
+/// Records the size of the frozen selection.
+pub async fn record_selected(pool: &PgPool, lease: &Lease, selected: u64) -> Result<(), RunError> {
+    sqlx::query("UPDATE replay.runs SET selected_count = $3 WHERE id = $1 AND lease_token = $2")
+        .bind(lease.run_id)
+        .bind(lease.token)
+        .bind(selected as i64)
+        .execute(pool)
+        .await
+        .map_err(RunError::db("recording the selection size"))?;
+    Ok(())
+}
+
+/// Whether `replay stop` asked this run to stop.
+pub async fn stop_requested(pool: &PgPool, run_id: uuid::Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT stop_requested FROM replay.runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_one(pool)
+        .await
+}
+
+async fn insert_log(
+    conn: &mut sqlx::PgConnection,
     run_id: uuid::Uuid,
     kind: &str,
     step: Option<&str>,
-    detail: serde_json::Value,
-) {
-    // The log is for people; a failure to write it must not fail the run.
-    let _ = sqlx::query(
+    detail: Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
         "INSERT INTO replay.run_log (run_id, kind, step_id, detail) VALUES ($1, $2, $3, $4)",
     )
     .bind(run_id)
     .bind(kind)
     .bind(step)
     .bind(detail)
-    .execute(pool)
-    .await;
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
-/// Per step: status, checkpoint and rows touched so far.
+pub async fn log(pool: &PgPool, run_id: uuid::Uuid, kind: &str, step: Option<&str>, detail: Value) {
+    // The log is for people; a failure to write it must not fail the run.
+    if let Ok(mut conn) = pool.acquire().await {
+        let _ = insert_log(&mut conn, run_id, kind, step, detail).await;
+    }
+}
+
+/// Whether the run log has an entry of this kind (a `pg_dump` already taken, …).
+pub async fn logged(pool: &PgPool, run_id: uuid::Uuid, kind: &str) -> Result<bool, RunError> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM replay.run_log WHERE run_id = $1 AND kind = $2)",
+    )
+    .bind(run_id)
+    .bind(kind)
+    .fetch_one(pool)
+    .await
+    .map_err(RunError::db("reading the run log"))
+}
+
+/// The run log's details of one kind, in order.
+pub async fn logged_details(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+    kind: &str,
+) -> Result<Vec<Value>, RunError> {
+    sqlx::query_scalar(
+        "SELECT detail FROM replay.run_log WHERE run_id = $1 AND kind = $2 ORDER BY id",
+    )
+    .bind(run_id)
+    .bind(kind)
+    .fetch_all(pool)
+    .await
+    .map_err(RunError::db("reading the run log"))
+}
+
+/// A step's progress: status, checkpoint and rows touched so far.
+#[derive(Debug, Clone, Default)]
+pub struct StepProgress {
+    pub done: bool,
+    pub checkpoint: i64,
+    pub touched: i64,
+}
+
 pub async fn step_progress(
     pool: &PgPool,
     run_id: uuid::Uuid,
-) -> Result<std::collections::HashMap<String, (String, i64, i64)>, RunError> {
+) -> Result<HashMap<String, StepProgress>, RunError> {
     let rows = sqlx::query(
         "SELECT step_id, status, checkpoint, touched FROM replay.step_runs WHERE run_id = $1",
     )
@@ -179,6 +562,81 @@ pub async fn step_progress(
     .map_err(RunError::db("reading the checkpoints"))?;
     Ok(rows
         .iter()
-        .map(|r| (r.get::<String, _>(0), (r.get(1), r.get(2), r.get(3))))
+        .map(|r| {
+            (
+                r.get::<String, _>(0),
+                StepProgress {
+                    done: r.get::<String, _>(1) == "done",
+                    checkpoint: r.get(2),
+                    touched: r.get(3),
+                },
+            )
+        })
         .collect())
+}
+
+/// Tables already snapshotted by this run.
+pub async fn backed_up_tables(pool: &PgPool, run_id: uuid::Uuid) -> Result<Vec<String>, RunError> {
+    sqlx::query_scalar("SELECT table_name FROM replay.backups WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_all(pool)
+        .await
+        .map_err(RunError::db("reading backups"))
+}
+
+/// An `equals_before` value captured before the first write.
+pub async fn before_value(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+    name: &str,
+) -> Result<Option<Value>, RunError> {
+    sqlx::query_scalar("SELECT value FROM replay.before_values WHERE run_id = $1 AND name = $2")
+        .bind(run_id)
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+        .map_err(RunError::db("reading captured values"))
+}
+
+pub async fn record_before_value(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+    name: &str,
+    value: &Value,
+) -> Result<(), RunError> {
+    sqlx::query(
+        "INSERT INTO replay.before_values (run_id, name, value) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(name)
+    .bind(value)
+    .execute(pool)
+    .await
+    .map_err(RunError::db("capturing values"))?;
+    Ok(())
+}
+
+pub async fn record_verification(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+    ordinal: usize,
+    name: &str,
+    passed: bool,
+    actual: &Value,
+    expected: &Value,
+) -> Result<(), RunError> {
+    sqlx::query(
+        "INSERT INTO replay.verifications (run_id, ordinal, name, passed, actual, expected) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (run_id, ordinal) DO UPDATE SET passed = $4, actual = $5, expected = $6",
+    )
+    .bind(run_id)
+    .bind(ordinal as i32)
+    .bind(name)
+    .bind(passed)
+    .bind(actual)
+    .bind(expected)
+    .execute(pool)
+    .await
+    .map_err(RunError::db("recording verifications"))?;
+    Ok(())
 }

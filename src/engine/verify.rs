@@ -4,7 +4,7 @@ use crate::engine::binds::audited;
 use serde_json::Value;
 
 use crate::engine::binds::{BindScope, bind_all};
-use crate::engine::error::{RunError, describe_sqlx};
+use crate::engine::error::RunError;
 use crate::plan::model::Expectation;
 
 /// Runs a query that returns one value and reads it as JSON.
@@ -23,10 +23,7 @@ pub async fn value(
         bind_all(sqlx::query(audited(&wrapped)), &binds)
             .fetch_all(conn)
             .await
-            .map_err(|e| RunError::Database {
-                doing: format!("running verification `{name}`"),
-                message: describe_sqlx(&e),
-            })?
+            .map_err(RunError::db(format!("running verification `{name}`")))?
             .iter()
             .map(|r| r.try_get::<Value, _>(0).unwrap_or(Value::Null))
             .collect()
@@ -39,6 +36,24 @@ pub async fn value(
             "verification `{name}` returned more than one row; it must return exactly one value"
         ))),
     }
+}
+
+/// A verification or wait value read in a `READ ONLY` transaction, so the query cannot write.
+pub async fn read_only_value(
+    pool: &sqlx::PgPool,
+    scope: &BindScope,
+    sql: &str,
+    name: &str,
+) -> Result<Value, RunError> {
+    let doing = format!("running verification `{name}`");
+    let mut tx = pool.begin().await.map_err(RunError::db(doing.clone()))?;
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(RunError::db(doing.clone()))?;
+    let v = value(&mut tx, scope, sql, name).await?;
+    tx.commit().await.map_err(RunError::db(doing))?;
+    Ok(v)
 }
 
 /// Whether `actual` meets the expectation; also the expectation as a value for reports.

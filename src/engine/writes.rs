@@ -4,6 +4,7 @@
 use crate::engine::binds::audited;
 use sqlx::{Acquire, PgConnection, PgPool, Postgres, Transaction};
 
+use crate::engine::error::RunError;
 use crate::plan::selection::quote_ident;
 
 /// A source of transactions for the steps, and where the run's bookkeeping lands.
@@ -13,16 +14,18 @@ pub trait Writes {
     /// A transaction for one batch; committing it makes the batch durable (or, rehearsed, visible
     /// to the next steps only).
     async fn begin(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error>;
-    /// Records a step's checkpoint inside the batch's transaction; says whether `replay stop`
-    /// asked the run to stop (read in the same transaction, so the stop lands on this boundary).
+    /// Records a step's checkpoint inside the batch's transaction, fenced by the lease's token
+    /// (a lost lease fails it, so the batch rolls back); says whether `replay stop` asked the run
+    /// to stop (read in the same transaction, so the stop lands on this boundary).
     async fn checkpoint(
         conn: &mut PgConnection,
         run_id: uuid::Uuid,
+        lease: i64,
         step: &str,
         checkpoint: i64,
         touched: i64,
         done: bool,
-    ) -> Result<bool, sqlx::Error>;
+    ) -> Result<bool, RunError>;
     /// Snapshots rows (`SELECT key, row` query given) into the backup; returns (rows, checksum).
     async fn snapshot(
         conn: &mut PgConnection,
@@ -51,11 +54,14 @@ impl Writes for Commit {
     async fn checkpoint(
         conn: &mut PgConnection,
         run_id: uuid::Uuid,
+        lease: i64,
         step: &str,
         checkpoint: i64,
         touched: i64,
         done: bool,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool, RunError> {
+        let stop = crate::engine::state::fence(&mut *conn, run_id, lease).await?;
+        let doing = || RunError::db(format!("checkpointing step `{step}`"));
         sqlx::query(
             "UPDATE replay.step_runs SET checkpoint = $3, touched = $4, \
              status = CASE WHEN $5 THEN 'done' ELSE 'running' END, \
@@ -69,11 +75,18 @@ impl Writes for Commit {
         .bind(touched)
         .bind(done)
         .execute(&mut *conn)
-        .await?;
-        sqlx::query_scalar("SELECT stop_requested FROM replay.runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_one(conn)
-            .await
+        .await
+        .map_err(doing())?;
+        // The batch's transaction id: rows whose `xmin` it is are still as this run left them.
+        sqlx::query(
+            "INSERT INTO replay.run_xids (run_id, xid) \
+             VALUES ($1, txid_current() % 4294967296) ON CONFLICT DO NOTHING",
+        )
+        .bind(run_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(doing())?;
+        Ok(stop)
     }
 
     async fn snapshot(
@@ -154,11 +167,12 @@ impl Writes for Rehearse {
     async fn checkpoint(
         _conn: &mut PgConnection,
         _run_id: uuid::Uuid,
+        _lease: i64,
         _step: &str,
         _checkpoint: i64,
         _touched: i64,
         _done: bool,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<bool, RunError> {
         Ok(false)
     }
 

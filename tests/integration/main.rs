@@ -1,12 +1,14 @@
 //! Integration tests against the real PostgreSQL and RabbitMQ on this machine.
 
 mod apply;
+mod faults;
 mod gates;
 mod habitat;
 mod inspect;
 mod markdown;
 mod pinned;
 mod plans;
+mod process;
 mod resilience;
 mod shipped;
 mod support;

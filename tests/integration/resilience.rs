@@ -1,128 +1,9 @@
 //! The `replay` binary under stress: killed, interrupted, contended, failing verification, missing exchange.
 
-// Spawned processes are held in `Running`, whose `Drop` kills and reaps them; the lint cannot see
-// through that.
-#![allow(clippy::zombie_processes)]
-
+use super::process::*;
 use super::support::*;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions,
-    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{Connection as Amqp, ConnectionProperties, ExchangeKind};
-use replay::habitat::{self, GeneratorConfig};
 use sqlx::PgPool;
-
-async fn world(pool: &PgPool, events: u64) -> anyhow::Result<i64> {
-    let config = GeneratorConfig {
-        events,
-        failed_share: 0.5,
-        stuck_share: 0.0,
-        days: 1,
-        now: chrono::Utc::now(),
-        ..GeneratorConfig::default()
-    };
-    habitat::generate(pool, &config).await?;
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'error'")
-            .fetch_one(pool)
-            .await?,
-    )
-}
-
-fn plan_file(dir: &tempfile::TempDir, name: &str, body: &str) -> std::path::PathBuf {
-    let path = dir.path().join(format!("{name}.yaml"));
-    std::fs::write(
-        &path,
-        format!("version: 1\nname: {name}\nreason: \"resilience test of the executor\"\n{body}"),
-    )
-    .expect("write plan");
-    path
-}
-
-fn replay(args: &[&str], url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_replay"));
-    // Nobody is at a terminal to confirm an apply.
-    let yes: &[&str] = if args.first() == Some(&"apply") && !args.contains(&"--dry-run") {
-        &["--yes"]
-    } else {
-        &[]
-    };
-    cmd.args(args)
-        .args(yes)
-        .env("DATABASE_URL", url)
-        .env("AMQP_URL", AMQP)
-        .stdin(Stdio::null());
-    cmd
-}
-
-fn run(args: &[&str], url: &str) -> Output {
-    replay(args, url).output().expect("run replay")
-}
-
-/// A running `replay`; killed and reaped if a test ends early.
-struct Running(Option<Child>);
-
-impl Running {
-    fn id(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
-    }
-
-    /// SIGKILL, as a crash would, and reap.
-    fn kill(&mut self) -> std::io::Result<()> {
-        if let Some(mut child) = self.0.take() {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
-    }
-
-    fn wait_with_output(mut self) -> std::io::Result<Output> {
-        match self.0.take() {
-            Some(child) => child.wait_with_output(),
-            None => Err(std::io::Error::other("already reaped")),
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.kill();
-    }
-}
-
-fn start(args: &[&str], url: &str) -> Running {
-    Running(Some(
-        replay(args, url)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn replay"),
-    ))
-}
-
-/// The checkpoint of a step once it is between its first and last batch.
-async fn checkpoint_midway(pool: &PgPool, step: &str, total: i64) -> anyhow::Result<i64> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let cp: Option<i64> =
-            sqlx::query_scalar("SELECT checkpoint FROM replay.step_runs WHERE step_id = $1")
-                .bind(step)
-                .fetch_optional(pool)
-                .await
-                .unwrap_or(None);
-        if let Some(cp) = cp.filter(|cp| *cp > 0 && *cp < total) {
-            return Ok(cp);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "step `{step}` never got midway");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use std::process::{Command, Stdio};
 
 async fn selected_pending(pool: &PgPool) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar(
@@ -331,7 +212,11 @@ async fn unknown_exchange_is_a_clear_error_in_dry_run_and_apply(
     let plan = plan.to_str().unwrap_or_default();
     for args in [vec!["apply", plan, "--dry-run"], vec!["apply", plan]] {
         let out = run(&args, &url);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{args:?}: refused before writing"
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains(&format!("exchange `{exchange}` does not exist")),
@@ -339,83 +224,6 @@ async fn unknown_exchange_is_a_clear_error_in_dry_run_and_apply(
         );
     }
     Ok(())
-}
-
-/// Declares an exchange with a queue bound to `#`; returns a function that drains the queue's message ids.
-async fn bound_queue(name: &str) -> anyhow::Result<Amqp> {
-    let conn = Amqp::connect(AMQP, ConnectionProperties::default()).await?;
-    let ch = conn.create_channel().await?;
-    ch.exchange_declare(
-        name.into(),
-        ExchangeKind::Topic,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await?;
-    ch.queue_declare(
-        name.into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await?;
-    ch.queue_bind(
-        name.into(),
-        name.into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
-    Ok(conn)
-}
-
-async fn drain_ids(queue: &str, expect_at_least: usize) -> anyhow::Result<Vec<String>> {
-    // A fresh connection: the run may have taken long enough for an idle one to be dropped.
-    let conn = Amqp::connect(AMQP, ConnectionProperties::default()).await?;
-    let ch = conn.create_channel().await?;
-    ch.basic_qos(1000, BasicQosOptions::default()).await?;
-    let mut consumer = ch
-        .basic_consume(
-            queue.into(),
-            "drain".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let mut ids = Vec::new();
-    loop {
-        let wait = if ids.len() >= expect_at_least {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_secs(20)
-        };
-        match tokio::time::timeout(wait, consumer.next()).await {
-            Ok(Some(delivery)) => {
-                let delivery = delivery?;
-                ids.push(
-                    delivery
-                        .properties
-                        .message_id()
-                        .as_ref()
-                        .map(|s| s.to_string())
-                        .unwrap_or_default(),
-                );
-                delivery.ack(BasicAckOptions::default()).await?;
-            }
-            _ => break,
-        }
-    }
-    ch.queue_delete(queue.into(), QueueDeleteOptions::default())
-        .await?;
-    ch.exchange_delete(queue.into(), ExchangeDeleteOptions::default())
-        .await?;
-    Ok(ids)
 }
 
 #[sqlx::test(migrations = false)]
@@ -472,49 +280,6 @@ async fn killed_publish_resumes_losing_nothing_with_bounded_duplicates(
     Ok(())
 }
 
-/// A TCP proxy to a local service that can be cut, as if the service went away.
-struct Proxy {
-    port: u16,
-    cut: tokio::sync::watch::Sender<bool>,
-}
-
-impl Proxy {
-    async fn to(upstream: u16) -> anyhow::Result<Proxy> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        let (cut, watch) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            loop {
-                let mut stop = watch.clone();
-                let accepted = tokio::select! {
-                    a = listener.accept() => a,
-                    _ = stop.wait_for(|c| *c) => return,
-                };
-                let Ok((mut client, _)) = accepted else {
-                    return;
-                };
-                let mut stop = watch.clone();
-                tokio::spawn(async move {
-                    let Ok(mut server) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                    else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = stop.wait_for(|c| *c) => {}
-                    }
-                });
-            }
-        });
-        Ok(Proxy { port, cut })
-    }
-
-    fn cut(&self) {
-        let _ = self.cut.send(true);
-    }
-}
-
 #[sqlx::test(migrations = false)]
 async fn broker_going_away_stops_the_step_and_the_next_apply_resumes(
     pool: PgPool,
@@ -533,7 +298,8 @@ async fn broker_going_away_stops_the_step_and_the_next_apply_resumes(
         ),
     );
     let plan = plan.to_str().unwrap_or_default();
-    let mut cmd = replay(&["apply", plan], &url);
+    // A broker that stays away outlasts a small retry budget.
+    let mut cmd = replay(&["apply", plan, "--retries", "2"], &url);
     cmd.env(
         "AMQP_URL",
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port),
@@ -544,10 +310,12 @@ async fn broker_going_away_stops_the_step_and_the_next_apply_resumes(
     checkpoint_midway(&pool, "republish", total).await?;
     proxy.cut();
     let out = child.wait_with_output()?;
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(75), "the retry budget is spent");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("lost the broker") || stderr.contains("the broker is unreachable"),
+        stderr.contains("gave up after 3 attempt(s)")
+            && (stderr.contains("cannot connect to RabbitMQ")
+                || stderr.contains("the broker did not answer")),
         "{stderr}"
     );
     assert!(!stderr.contains("guest:guest"), "no password in output");
@@ -556,7 +324,7 @@ async fn broker_going_away_stops_the_step_and_the_next_apply_resumes(
     let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
         .fetch_one(&pool)
         .await?;
-    assert_eq!(status, "failed");
+    assert_eq!(status, "interrupted", "a passing fault never ends a run");
 
     let out = run(&["apply", plan], &url);
     assert!(
@@ -591,13 +359,13 @@ async fn database_going_away_leaves_a_consistent_checkpoint(pool: PgPool) -> any
     let dir = tempfile::tempdir()?;
     let plan = plan_file(&dir, "database-gone", SLOW_RESET);
     let plan = plan.to_str().unwrap_or_default();
-    let child = start(&["apply", plan], &proxied);
+    let child = start(&["apply", plan, "--retries", "2"], &proxied);
     checkpoint_midway(&pool, "reset", total).await?;
     proxy.cut();
     let out = child.wait_with_output()?;
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(75),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -686,49 +454,83 @@ async fn replay_stop_from_another_process_stops_the_run_at_a_batch_boundary(
 const REVERSIBLE: &str = "select: { status: [error] }\nbackup: { tables: [{ table: processed_events }] }\n\
     steps:\n  - { id: reset, kind: reset }\nrollback:\n  - { kind: restore_backup, tables: [processed_events] }\n";
 
-#[sqlx::test(migrations = false)]
-async fn replay_rollback_restores_the_rows_and_refuses_when_they_changed_since(
-    pool: PgPool,
-) -> anyhow::Result<()> {
-    world(&pool, 2_000).await?;
-    let url = database_url(&pool).await?;
-    let checksum = "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t";
-    let before: String = sqlx::query_scalar(checksum).fetch_one(&pool).await?;
-    let dir = tempfile::tempdir()?;
-    let plan = plan_file(&dir, "reversible", REVERSIBLE);
-    let plan = plan.to_str().unwrap_or_default();
-    let out = run(&["apply", plan], &url);
+/// Applies `REVERSIBLE`, then someone else changes one of the reset rows; returns the run, the
+/// changed row's event id and the table's checksum before the run.
+async fn reversed_world(
+    pool: &PgPool,
+    dir: &tempfile::TempDir,
+) -> anyhow::Result<(uuid::Uuid, String, String, String)> {
+    world(pool, 2_000).await?;
+    let url = database_url(pool).await?;
+    let before: String = sqlx::query_scalar(CHECKSUM).fetch_one(pool).await?;
+    let plan = plan_file(dir, "reversible", REVERSIBLE);
+    let out = run(&["apply", plan.to_str().unwrap_or_default()], &url);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
-        .fetch_one(&pool)
+        .fetch_one(pool)
         .await?;
-    let changed: String = sqlx::query_scalar(checksum).fetch_one(&pool).await?;
+    let changed: String = sqlx::query_scalar(CHECKSUM).fetch_one(pool).await?;
     assert_ne!(changed, before);
+    // Someone (the worker, an operator) touches one of the reset rows after the run.
+    let touched: String = sqlx::query_scalar("UPDATE processed_events SET status = 'processed', error_message = 'later' WHERE id = (SELECT min(e.id) FROM processed_events e JOIN replay.selection s ON s.event_id = e.event_id) RETURNING event_id")
+        .fetch_one(pool)
+        .await?;
+    Ok((run_id, touched, before, url))
+}
 
-    // Someone touches one of the reset rows after the run.
-    let touched: String = sqlx::query_scalar("UPDATE processed_events SET error_message = 'later' WHERE id = (SELECT min(e.id) FROM processed_events e JOIN replay.selection s ON s.event_id = e.event_id) RETURNING event_id")
+const CHECKSUM: &str = "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t";
+
+#[sqlx::test(migrations = false)]
+async fn replay_rollback_restores_the_runs_rows_and_keeps_rows_changed_since(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (run_id, touched, _before, url) = reversed_world(&pool, &dir).await?;
+    let rolled = run(&["rollback", &run_id.to_string()], &url);
+    assert!(
+        rolled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rolled.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&rolled.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "kept 1 row(s) of `processed_events` changed since the run wrote them: {touched}"
+        )),
+        "{stdout}"
+    );
+    // Every other row is back exactly; the changed one is as its writer left it.
+    let others = "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t WHERE event_id <> $1";
+    let now: String = sqlx::query_scalar(others)
+        .bind(&touched)
         .fetch_one(&pool)
         .await?;
-    let refused = run(&["rollback", &run_id.to_string()], &url);
-    assert_eq!(refused.status.code(), Some(4));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains("rows changed since run") && stderr.contains(&touched),
-        "{stderr}"
+    let (status, message): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error_message FROM processed_events WHERE event_id = $1")
+            .bind(&touched)
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(
+        (status.as_str(), message.as_deref()),
+        ("processed", Some("later"))
     );
-
-    let forced = run(&["rollback", &run_id.to_string(), "--force"], &url);
-    assert!(
-        forced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&forced.stderr)
+    // The state before the run, without the kept row, is what the other rows hold now.
+    let expected: String = sqlx::query_scalar(
+        "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM \
+         (SELECT (jsonb_populate_record(NULL::processed_events, coalesce(b.row_data, to_jsonb(p)))).* \
+          FROM processed_events p LEFT JOIN replay.backup_rows b ON b.key = p.event_id) t WHERE event_id <> $1",
+    )
+    .bind(&touched)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        now, expected,
+        "the run's own rows are restored from the backup"
     );
-    let after: String = sqlx::query_scalar(checksum).fetch_one(&pool).await?;
-    assert_eq!(after, before, "every snapshotted row is back as it was");
     let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
         .fetch_one(&pool)
         .await?;
@@ -739,5 +541,26 @@ async fn replay_rollback_restores_the_rows_and_refuses_when_they_changed_since(
     .fetch_one(&pool)
     .await?;
     assert_eq!(audited, 1);
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn replay_rollback_force_restores_rows_changed_since_too(pool: PgPool) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (run_id, _touched, before, url) = reversed_world(&pool, &dir).await?;
+    let forced = run(&["rollback", &run_id.to_string(), "--force"], &url);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    let after: String = sqlx::query_scalar(CHECKSUM).fetch_one(&pool).await?;
+    assert_eq!(after, before, "every snapshotted row is back as it was");
+    let again = run(&["rollback", &run_id.to_string()], &url);
+    assert_eq!(
+        again.status.code(),
+        Some(4),
+        "a rolled-back run is not rolled back twice"
+    );
     Ok(())
 }

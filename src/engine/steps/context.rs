@@ -33,6 +33,8 @@ impl Cancel {
 pub struct StepContext<'a> {
     pub plan: &'a Plan,
     pub run_id: uuid::Uuid,
+    /// The fencing token of this executor's lease on the run; every checkpoint proves it.
+    pub lease: i64,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub binds: &'a BindScope,
     /// Events in the frozen selection.
@@ -51,6 +53,23 @@ impl StepContext<'_> {
 
     pub fn emit(&mut self, event: RunEvent) {
         self.reporter.event(&event);
+    }
+
+    /// A database error inside a step: a passing fault is retried from the checkpoint by the
+    /// driver; anything else fails the step (and so rolls back).
+    pub fn db_failed(&self, step: &str, done: u64, e: sqlx::Error) -> RunError {
+        if crate::engine::error::is_transient(&e) {
+            RunError::Database {
+                doing: format!(
+                    "running step `{step}` (after {done} of {} events)",
+                    self.total
+                ),
+                message: crate::engine::error::describe_sqlx(&e),
+                transient: true,
+            }
+        } else {
+            self.failed(step, done, crate::engine::error::describe_sqlx(&e))
+        }
     }
 
     pub fn failed(&self, step: &str, done: u64, message: impl Into<String>) -> RunError {

@@ -4,7 +4,7 @@
 use crate::engine::binds::audited;
 
 use crate::engine::broker::Broker;
-use crate::engine::error::{BrokerError, RunError, describe_sqlx};
+use crate::engine::error::{BrokerError, RunError};
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
 use crate::engine::writes::Writes;
@@ -58,9 +58,27 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
     let first = (fetched + batch).min(total);
     let mut rows = fetch(writes, selection, run_id, fetched, first)
         .await
-        .map_err(|e| ctx.failed(&step.id, confirmed as u64, describe_sqlx(&e)))?;
+        .map_err(|e| ctx.db_failed(&step.id, confirmed as u64, e))?;
     while fetched < total {
-        ctx.cancel.check()?;
+        if ctx.cancel.is_cancelled() {
+            // A stop or a signal: wait for the confirms in flight and keep them, so a resume
+            // republishes nothing.
+            let settled = broker
+                .flush()
+                .await
+                .map_err(|e| refused_or_lost(ctx, &step.id, confirmed, e))?;
+            confirmed = settled.into_iter().fold(confirmed, i64::max);
+            record(
+                ctx,
+                writes,
+                &step.id,
+                confirmed,
+                base_touched + confirmed,
+                false,
+            )
+            .await?;
+            return Err(RunError::Interrupted);
+        }
         throttle(ctx, broker, clock, &step.id).await?;
         let upto = (fetched + batch).min(total);
         clock.pace((upto - fetched) as u64).await;
@@ -70,6 +88,7 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
         let next = (upto + batch).min(total);
         let step_id = step.id.as_str();
         let context: &StepContext<'_> = ctx;
+        // Publishing yields how far confirms reached, and the error that stopped it, if any.
         let publishing = async {
             let mut confirmed = confirmed;
             for (seq, event_id, event_type, payload) in current {
@@ -79,20 +98,28 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
                     event_type,
                     payload,
                 };
-                let message = renderer.render(Some(&row)).map_err(|m| {
-                    context.failed(
-                        step_id,
-                        confirmed as u64,
-                        format!("event `{}`: {m}", row.event_id),
-                    )
-                })?;
-                let settled = broker
-                    .publish(message)
-                    .await
-                    .map_err(|e| refused_or_lost(context, step_id, confirmed, e))?;
-                confirmed = settled.into_iter().fold(confirmed, i64::max);
+                let message = match renderer.render(Some(&row)) {
+                    Ok(message) => message,
+                    Err(m) => {
+                        let e = context.failed(
+                            step_id,
+                            confirmed as u64,
+                            format!("event `{}`: {m}", row.event_id),
+                        );
+                        return (confirmed, Some(e));
+                    }
+                };
+                match broker.publish(message).await {
+                    Ok(settled) => confirmed = settled.into_iter().fold(confirmed, i64::max),
+                    Err(e) => {
+                        return (
+                            confirmed,
+                            Some(refused_or_lost(context, step_id, confirmed, e)),
+                        );
+                    }
+                }
             }
-            Ok::<i64, RunError>(confirmed)
+            (confirmed, None)
         };
         let prefetching = async {
             if upto < total {
@@ -101,9 +128,26 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
                 Ok(Vec::new())
             }
         };
-        let (published, prefetched) = tokio::join!(publishing, prefetching);
-        confirmed = published?;
-        rows = prefetched.map_err(|e| ctx.failed(&step.id, confirmed as u64, describe_sqlx(&e)))?;
+        let ((published, failure), prefetched) = tokio::join!(publishing, prefetching);
+        confirmed = published;
+        if let Some(e) = failure {
+            // Keep what the broker confirmed before it went away (or refused a message): after a
+            // broker blip only the unconfirmed window is published again.
+            if let Err(lost) = record(
+                ctx,
+                writes,
+                &step.id,
+                confirmed,
+                base_touched + confirmed,
+                false,
+            )
+            .await
+            {
+                tracing::warn!(error = %lost, "cannot record the confirmed messages");
+            }
+            return Err(e);
+        }
+        rows = prefetched.map_err(|e| ctx.db_failed(&step.id, confirmed as u64, e))?;
         fetched = upto;
         if fetched >= total {
             confirmed = broker
@@ -178,11 +222,12 @@ async fn record<W: Writes>(
     touched: i64,
     done: bool,
 ) -> Result<(), RunError> {
-    let fail = |e: sqlx::Error| ctx.failed(step, checkpoint as u64, describe_sqlx(&e));
+    let fail = |e: sqlx::Error| ctx.db_failed(step, checkpoint as u64, e);
     let mut tx = writes.begin().await.map_err(fail)?;
-    let stop = W::checkpoint(&mut tx, ctx.run_id, step, checkpoint, touched, done)
-        .await
-        .map_err(fail)?;
+    let stop = W::checkpoint(
+        &mut tx, ctx.run_id, ctx.lease, step, checkpoint, touched, done,
+    )
+    .await?;
     ctx.note_stop(stop);
     tx.commit().await.map_err(fail)
 }
@@ -201,7 +246,11 @@ async fn throttle<B: Broker, C: Clock>(
     loop {
         ctx.cancel.check()?;
         let Some(depth) = broker.queue_depth(&queue).await? else {
-            return Ok(());
+            return Err(ctx.failed(
+                step,
+                0,
+                format!("queue `{queue}` does not exist (it disappeared during the run)"),
+            ));
         };
         if depth <= limit {
             return Ok(());

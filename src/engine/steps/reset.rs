@@ -1,7 +1,7 @@
 //! `reset`: the selected events go back to `pending`, batch by batch, each batch with its checkpoint.
 
 use crate::engine::binds::audited;
-use crate::engine::error::{RunError, describe_sqlx};
+use crate::engine::error::RunError;
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
 use crate::engine::writes::Writes;
@@ -42,7 +42,7 @@ pub async fn run<W: Writes, C: Clock>(
         ctx.cancel.check()?;
         let upto = (done + batch).min(total);
         clock.pace((upto - done) as u64).await;
-        let fail = |e: sqlx::Error| ctx.failed(&step.id, done as u64, describe_sqlx(&e));
+        let fail = |e: sqlx::Error| ctx.db_failed(&step.id, done as u64, e);
         let mut tx = writes.begin().await.map_err(fail)?;
         let rows = sqlx::query(audited(&sql))
             .bind(ctx.run_id)
@@ -53,9 +53,16 @@ pub async fn run<W: Writes, C: Clock>(
             .map_err(fail)?
             .rows_affected() as i64;
         touched += rows;
-        let stop = W::checkpoint(&mut tx, ctx.run_id, &step.id, upto, touched, upto >= total)
-            .await
-            .map_err(fail)?;
+        let stop = W::checkpoint(
+            &mut tx,
+            ctx.run_id,
+            ctx.lease,
+            &step.id,
+            upto,
+            touched,
+            upto >= total,
+        )
+        .await?;
         ctx.note_stop(stop);
         tx.commit().await.map_err(fail)?;
         done = upto;
@@ -70,9 +77,7 @@ pub async fn run<W: Writes, C: Clock>(
             .begin()
             .await
             .map_err(RunError::db("finishing an empty step"))?;
-        let stop = W::checkpoint(&mut tx, ctx.run_id, &step.id, 0, 0, true)
-            .await
-            .map_err(RunError::db("finishing an empty step"))?;
+        let stop = W::checkpoint(&mut tx, ctx.run_id, ctx.lease, &step.id, 0, 0, true).await?;
         ctx.note_stop(stop);
         tx.commit()
             .await

@@ -2,7 +2,7 @@
 
 use crate::engine::binds::audited;
 use crate::engine::binds::bind_all;
-use crate::engine::error::{RunError, describe_sqlx};
+use crate::engine::error::RunError;
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
 use crate::engine::writes::Writes;
@@ -42,7 +42,10 @@ pub async fn run<W: Writes, C: Clock>(
             SqlEach::Batch => (done + batch).min(total),
         };
         let fail = |message: String| ctx.failed(&step.id, done as u64, message);
-        let mut tx = writes.begin().await.map_err(|e| fail(describe_sqlx(&e)))?;
+        let mut tx = writes
+            .begin()
+            .await
+            .map_err(|e| ctx.db_failed(&step.id, done as u64, e))?;
         let scope = if step.each == SqlEach::Batch {
             clock.pace((upto - done) as u64).await;
             let ids: Vec<String> = sqlx::query_scalar(audited(&format!(
@@ -53,7 +56,7 @@ pub async fn run<W: Writes, C: Clock>(
             .bind(upto)
             .fetch_all(&mut *tx)
             .await
-            .map_err(|e| fail(describe_sqlx(&e)))?;
+            .map_err(|e| ctx.db_failed(&step.id, done as u64, e))?;
             ctx.binds.with(builtins::BATCH_BIND, Bind::TextArray(ids))
         } else {
             ctx.binds.clone()
@@ -62,7 +65,7 @@ pub async fn run<W: Writes, C: Clock>(
         let rows = bind_all(sqlx::query(audited(&text)), &binds)
             .execute(&mut *tx)
             .await
-            .map_err(|e| fail(describe_sqlx(&e)))?
+            .map_err(|e| ctx.db_failed(&step.id, done as u64, e))?
             .rows_affected();
         if let Some(bounds) = &step.expect_rows {
             let low = bounds.min.is_some_and(|min| rows < min);
@@ -81,15 +84,17 @@ pub async fn run<W: Writes, C: Clock>(
         let stop = W::checkpoint(
             &mut tx,
             ctx.run_id,
+            ctx.lease,
             &step.id,
             upto.max(1),
             touched,
             executed >= ranges,
         )
-        .await
-        .map_err(|e| fail(describe_sqlx(&e)))?;
+        .await?;
         ctx.note_stop(stop);
-        tx.commit().await.map_err(|e| fail(describe_sqlx(&e)))?;
+        tx.commit()
+            .await
+            .map_err(|e| ctx.db_failed(&step.id, done as u64, e))?;
         done = upto;
         ctx.emit(RunEvent::Progress {
             step: step.id.clone(),

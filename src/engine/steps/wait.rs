@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::binds::bind_all;
 use crate::engine::broker::Broker;
-use crate::engine::error::{RunError, describe_sqlx};
+use crate::engine::error::RunError;
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
 use crate::engine::writes::Writes;
@@ -32,7 +32,7 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
                     .binds
                     .prepare(query)
                     .map_err(|m| ctx.failed(&step.id, 0, m))?;
-                let fail = |e: sqlx::Error| ctx.failed(&step.id, 0, describe_sqlx(&e));
+                let fail = |e: sqlx::Error| ctx.db_failed(&step.id, 0, e);
                 let mut tx = writes.begin().await.map_err(fail)?;
                 let row = bind_all(sqlx::query(audited(&text)), &binds)
                     .fetch_optional(&mut *tx)
@@ -54,7 +54,16 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
                     None => false,
                 }
             }
-            (None, Some(queue)) => broker.queue_depth(queue).await? == Some(0),
+            (None, Some(queue)) => match broker.queue_depth(queue).await? {
+                Some(depth) => depth == 0,
+                None => {
+                    return Err(ctx.failed(
+                        &step.id,
+                        0,
+                        format!("queue `{queue}` does not exist (it disappeared during the run)"),
+                    ));
+                }
+            },
             (None, None) => true,
         };
         let elapsed = started.elapsed();
@@ -77,11 +86,9 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
             break;
         }
     }
-    let fail = |e: sqlx::Error| ctx.failed(&step.id, 0, describe_sqlx(&e));
+    let fail = |e: sqlx::Error| ctx.db_failed(&step.id, 0, e);
     let mut tx = writes.begin().await.map_err(fail)?;
-    let stop = W::checkpoint(&mut tx, ctx.run_id, &step.id, 0, 0, true)
-        .await
-        .map_err(fail)?;
+    let stop = W::checkpoint(&mut tx, ctx.run_id, ctx.lease, &step.id, 0, 0, true).await?;
     ctx.note_stop(stop);
     tx.commit().await.map_err(fail)?;
     Ok(0)

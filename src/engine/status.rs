@@ -1,0 +1,138 @@
+//! The states of a run, written once: which can resume, which are finished.
+
+use std::fmt;
+
+/// A run's status, as stored in `replay.runs.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    /// A plan-logic failure is being undone; a crash here resumes the rollback, not the steps.
+    RollingBack,
+    /// Stopped by a signal, a spent retry budget, or a crash; resumable.
+    Interrupted,
+    /// Stopped by `replay stop`; resumable.
+    Stopped,
+    /// A step or verification failed and the plan has no rollback that ran; resumable once fixed.
+    Failed,
+    Succeeded,
+    RolledBack,
+    /// Refused before anything was written.
+    Refused,
+    /// Given up by `--restart`.
+    Abandoned,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 9] = [
+        RunStatus::Running,
+        RunStatus::RollingBack,
+        RunStatus::Interrupted,
+        RunStatus::Stopped,
+        RunStatus::Failed,
+        RunStatus::Succeeded,
+        RunStatus::RolledBack,
+        RunStatus::Refused,
+        RunStatus::Abandoned,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::RollingBack => "rolling_back",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Failed => "failed",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::RolledBack => "rolled_back",
+            RunStatus::Refused => "refused",
+            RunStatus::Abandoned => "abandoned",
+        }
+    }
+
+    /// Whether `replay apply` of the same plan picks this run up again.
+    pub fn resumable(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Running
+                | RunStatus::RollingBack
+                | RunStatus::Interrupted
+                | RunStatus::Stopped
+                | RunStatus::Failed
+        )
+    }
+
+    /// The resumable statuses, for queries.
+    pub fn resumable_names() -> Vec<&'static str> {
+        Self::ALL
+            .iter()
+            .filter(|s| s.resumable())
+            .map(|s| s.as_str())
+            .collect()
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown run status `{s}`"))
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for RunStatus {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for RunStatus {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
+    }
+}
+
+impl sqlx::Decode<'_, sqlx::Postgres> for RunStatus {
+    fn decode(value: sqlx::postgres::PgValueRef<'_>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(text.parse()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_round_trips_through_its_name() {
+        for s in RunStatus::ALL {
+            assert_eq!(s.as_str().parse::<RunStatus>(), Ok(s));
+        }
+        assert!("done".parse::<RunStatus>().is_err());
+    }
+
+    #[test]
+    fn only_unfinished_runs_resume() {
+        assert_eq!(
+            RunStatus::resumable_names(),
+            [
+                "running",
+                "rolling_back",
+                "interrupted",
+                "stopped",
+                "failed"
+            ]
+        );
+    }
+}

@@ -1,0 +1,545 @@
+//! Faults of a production night, injected for real: terminated backends, a paused executor whose
+//! lease runs out, a crash inside a rollback, a poison event, missing broker objects, a failing
+//! audit table, a refusal on resume. Each case asserts what the README's fault matrix promises.
+
+use super::process::*;
+use super::support::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use sqlx::PgPool;
+
+/// A seed for the random fault points, printed so that a failure can be replayed with
+/// `REPLAY_FAULT_SEED=<seed>`.
+fn fault_rng() -> (u64, rand::rngs::SmallRng) {
+    let seed = std::env::var("REPLAY_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("fault seed: REPLAY_FAULT_SEED={seed}");
+    (seed, rand::rngs::SmallRng::seed_from_u64(seed))
+}
+
+/// A step that bumps a counter once per selected event and batch: applied twice, it shows.
+const BUMP: &str = "select: { status: [error] }\nrate_limit: { per_second: 3000, batch_size: 100 }\nsteps:\n  - id: bump\n    kind: sql\n    each: batch\n    sql: \"UPDATE processed_events SET retry_count = retry_count + 1 WHERE event_id = ANY(:batch_event_ids)\"\n";
+
+/// Remembers each failed event's counter, to check later that every one moved by exactly one.
+async fn remember_counters(pool: &PgPool) -> anyhow::Result<i64> {
+    sqlx::query("CREATE TABLE counters_before AS SELECT event_id, retry_count FROM processed_events WHERE status = 'error'")
+        .execute(pool)
+        .await?;
+    Ok(sqlx::query_scalar("SELECT count(*) FROM counters_before")
+        .fetch_one(pool)
+        .await?)
+}
+
+/// Events whose counter did not move by exactly one.
+async fn not_bumped_once(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM processed_events e JOIN counters_before b USING (event_id) \
+         WHERE e.retry_count <> b.retry_count + 1",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+async fn checkpoint(pool: &PgPool, step: &str) -> i64 {
+    sqlx::query_scalar("SELECT checkpoint FROM replay.step_runs WHERE step_id = $1")
+        .bind(step)
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+}
+
+/// Polls until `condition` holds, or fails after a minute.
+async fn until<F, Fut>(what: &str, mut condition: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition().await {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+fn signal(sig: &str, pid: u32) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()?
+            .success(),
+        "kill {sig} {pid}"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn terminated_backends_are_retried_in_process_and_each_batch_applies_once(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (seed, mut rng) = fault_rng();
+    world(&pool, 12_000).await?;
+    let total = remember_counters(&pool).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "terminated", BUMP);
+    let plan = plan.to_str().unwrap_or_default();
+    let child = start(&["apply", plan], &url);
+    // Terminate every backend the executor holds, three times, at random points of the step.
+    let mut last = 0;
+    for _ in 0..3 {
+        until("the step to move on", || async {
+            let cp = checkpoint(&pool, "bump").await;
+            cp > last && cp < total
+        })
+        .await?;
+        last = checkpoint(&pool, "bump").await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'replay' AND datname = current_database()",
+        )
+        .execute(&pool)
+        .await?;
+    }
+    let out = child.wait_with_output()?;
+    assert!(
+        out.status.success(),
+        "seed {seed}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        not_bumped_once(&pool).await?,
+        0,
+        "seed {seed}: every batch applied exactly once"
+    );
+    let (runs, status): (i64, String) =
+        sqlx::query_as("SELECT count(*) OVER (), status FROM replay.runs")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(
+        (runs, status.as_str()),
+        (1, "succeeded"),
+        "seed {seed}: one run, never rolled back"
+    );
+    let retries: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM replay.run_log WHERE kind = 'retry'")
+            .fetch_one(&pool)
+            .await?;
+    assert!(
+        retries >= 1,
+        "seed {seed}: the terminations were retried in the same process"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_paused_executor_that_lost_its_lease_writes_nothing_when_it_wakes(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 12_000).await?;
+    let total = remember_counters(&pool).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "paused", BUMP);
+    let plan = plan.to_str().unwrap_or_default();
+    let first = start(&["apply", plan, "--lease", "2s"], &url);
+    checkpoint_midway(&pool, "bump", total).await?;
+    signal("-STOP", first.id())?;
+    let resume_first = scopeguard(first.id());
+    until("the paused executor's lease to run out", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT lease_expires_at < clock_timestamp() FROM replay.runs",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(false)
+    })
+    .await?;
+    // A second executor takes the run over and finishes it.
+    let second = run(&["apply", plan, "--lease", "2s"], &url);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    drop(resume_first);
+    let out = first.wait_with_output()?;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lost the lease"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        not_bumped_once(&pool).await?,
+        0,
+        "the woken executor applied nothing"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(
+        status, "succeeded",
+        "the woken executor did not overwrite the outcome"
+    );
+    Ok(())
+}
+
+/// Sends SIGCONT when dropped, so a paused process never outlives a failing test.
+struct Continue(u32);
+
+fn scopeguard(pid: u32) -> Continue {
+    Continue(pid)
+}
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        let _ = signal("-CONT", self.0);
+    }
+}
+
+/// Resets failed events, waits for a "worker" (the test) to process them, verifies that none is
+/// still failing, and restores the backup otherwise.
+const REPLAY_AND_VERIFY: &str = "select: { status: [error] }\nbackup: { tables: [{ table: processed_events }] }\n\
+    steps:\n  - { id: reset, kind: reset }\n  - id: processed\n    kind: wait\n    until: \"SELECT EXISTS (SELECT 1 FROM processed_events WHERE error_message = 'poison')\"\n    timeout: 2m\n    poll_interval: 100ms\n\
+    verify:\n  - name: nothing selected is still failing\n    sql: \"SELECT count(*) FROM processed_events WHERE event_id = ANY(:selected_event_ids) AND status = 'error'\"\n    expect: { equals: 0 }\n";
+
+#[sqlx::test(migrations = false)]
+async fn a_poison_event_rolls_back_only_the_rows_the_worker_did_not_process(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 2_000).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "poison",
+        &format!(
+            "{REPLAY_AND_VERIFY}rollback:\n  - {{ kind: restore_backup, tables: [processed_events] }}\n"
+        ),
+    );
+    let child = start(&["apply", plan.to_str().unwrap_or_default()], &url);
+    until("the reset to finish", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT status = 'done' FROM replay.step_runs WHERE step_id = 'reset'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    })
+    .await?;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM replay.selection")
+        .fetch_one(&pool)
+        .await?;
+    let half = total / 2;
+    // The worker processes the first half; the next event fails again; the rest stay pending.
+    sqlx::query(
+        "UPDATE processed_events e SET status = 'processed', error_message = NULL FROM replay.selection s \
+         WHERE s.event_id = e.event_id AND s.seq <= $1",
+    )
+    .bind(half)
+    .execute(&pool)
+    .await?;
+    let poison: String = sqlx::query_scalar(
+        "UPDATE processed_events e SET status = 'error', error_message = 'poison' FROM replay.selection s \
+         WHERE s.event_id = e.event_id AND s.seq = $1 RETURNING e.event_id",
+    )
+    .bind(half + 1)
+    .fetch_one(&pool)
+    .await?;
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("still failing: 1 selected event(s)")
+            && stdout.contains(&format!("{poison}: poison")),
+        "the report names the poison event: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "kept {} row(s) of `processed_events` changed since the run wrote them",
+            half + 1
+        )),
+        "{stdout}"
+    );
+    let by_status: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT e.status, count(*) FROM processed_events e JOIN replay.selection s ON s.event_id = e.event_id \
+         GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        by_status,
+        vec![
+            ("error".to_string(), total - half),
+            ("processed".to_string(), half)
+        ],
+        "the processed rows are kept; the rows the run left pending are restored"
+    );
+    let restored_exactly: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM processed_events e JOIN replay.selection s ON s.event_id = e.event_id \
+         JOIN replay.backup_rows b ON b.key = e.event_id WHERE s.seq > $1 AND to_jsonb(e) = b.row_data",
+    )
+    .bind(half + 1)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(restored_exactly, total - half - 1);
+    let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(status, "rolled_back");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_crash_inside_the_rollback_resumes_the_rollback_not_the_steps(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 2_000).await?;
+    let before: String = sqlx::query_scalar(
+        "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t",
+    )
+    .fetch_one(&pool)
+    .await?;
+    sqlx::query("CREATE TABLE blocker (id INT PRIMARY KEY, n INT NOT NULL)")
+        .execute(&pool)
+        .await?;
+    sqlx::query("INSERT INTO blocker VALUES (1, 0)")
+        .execute(&pool)
+        .await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "crash-in-rollback",
+        "select: { status: [error] }\nbackup: { tables: [{ table: processed_events }] }\nsteps:\n  - { id: reset, kind: reset }\n\
+         verify:\n  - name: impossible\n    sql: \"SELECT count(*) FROM processed_events WHERE status = 'pending'\"\n    expect: { equals: 0 }\n\
+         rollback:\n  - { kind: sql, sql: \"UPDATE blocker SET n = n + 1 WHERE id = 1\" }\n  - { kind: restore_backup, tables: [processed_events] }\n",
+    );
+    let plan = plan.to_str().unwrap_or_default();
+    // Hold the row the rollback's first action needs, so the rollback is caught inside.
+    let mut holder = pool.begin().await?;
+    sqlx::query("SELECT n FROM blocker WHERE id = 1 FOR UPDATE")
+        .execute(&mut *holder)
+        .await?;
+    let mut child = start(&["apply", plan], &url);
+    until("the rollback to wait on the held row", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM replay.runs WHERE status = 'rolling_back') \
+             AND EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'replay' \
+                         AND datname = current_database() AND wait_event_type = 'Lock')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(false)
+    })
+    .await?;
+    child.kill()?;
+    holder.rollback().await?;
+    let out = run(&["apply", plan], &url);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the rollback of an earlier failure finished"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n: i32 = sqlx::query_scalar("SELECT n FROM blocker")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(n, 1, "the rollback ran once in full");
+    let after: String = sqlx::query_scalar(
+        "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(after, before, "the snapshot is back");
+    let (runs, status, steps_started): (i64, String, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM replay.runs), (SELECT status FROM replay.runs), \
+         (SELECT count(*) FROM replay.run_log WHERE kind = 'step_started')",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        (runs, status.as_str(), steps_started),
+        (1, "rolled_back", 1),
+        "the same run finished its rollback without running its steps again"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_missing_queue_is_refused_before_the_first_write(pool: PgPool) -> anyhow::Result<()> {
+    world(&pool, 500).await?;
+    let url = database_url(&pool).await?;
+    let checksum = "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t";
+    let before: String = sqlx::query_scalar(checksum).fetch_one(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let queue = format!("no-such-queue-{}", uuid::Uuid::new_v4().simple());
+    for (name, step) in [
+        (
+            "wait-on-missing-queue",
+            format!("  - {{ id: drained, kind: wait, queue_empty: {queue}, timeout: 10m }}\n"),
+        ),
+        (
+            "purge-missing-queue",
+            format!("  - {{ id: purge, kind: purge_queue, queue: {queue} }}\n"),
+        ),
+    ] {
+        let plan = plan_file(
+            &dir,
+            name,
+            &format!(
+                "select: {{ status: [error] }}\nsteps:\n  - {{ id: reset, kind: reset }}\n{step}"
+            ),
+        );
+        let plan = plan.to_str().unwrap_or_default();
+        for args in [vec!["apply", plan, "--dry-run"], vec!["apply", plan]] {
+            let out = run(&args, &url);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(4), "{args:?}: {stderr}");
+            assert!(
+                stderr.contains(&format!("queue `{queue}` does not exist")),
+                "{args:?}: {stderr}"
+            );
+        }
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM replay.runs WHERE plan_name = $1")
+                .bind(name)
+                .fetch_one(&pool)
+                .await?;
+        assert_eq!(status, "refused");
+    }
+    let after: String = sqlx::query_scalar(checksum).fetch_one(&pool).await?;
+    assert_eq!(after, before, "nothing was reset");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_audit_row_that_cannot_be_written_after_success_is_a_warning(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 500).await?;
+    sqlx::query(
+        "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'audit_log is read-only today'; END $$",
+    )
+    .execute(&pool)
+    .await?;
+    sqlx::query("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse_audit()")
+        .execute(&pool)
+        .await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "unaudited",
+        "select: { status: [error] }\nsteps:\n  - { id: reset, kind: reset }\n",
+    );
+    let out = run(&["apply", plan.to_str().unwrap_or_default()], &url);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("warning: the audit row could not be written")
+            && stdout.contains("audit_log is read-only today"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("resume with"), "{stdout}");
+    let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(status, "succeeded");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_refusal_on_resume_leaves_the_run_resumable_and_the_hint_repeats_every_flag(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 12_000).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "needs-override",
+        "select: { status: [error] }\nsafety: { max_events: 10 }\nrate_limit: { per_second: 2000, batch_size: 100 }\nsteps:\n  - { id: reset, kind: reset }\n",
+    );
+    let plan = plan.to_str().unwrap_or_default();
+    let because = "incident 42: all of them, on purpose";
+    let child = start(
+        &[
+            "apply",
+            plan,
+            "--override",
+            "max_events",
+            "--because",
+            because,
+        ],
+        &url,
+    );
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'error'")
+            .fetch_one(&pool)
+            .await?;
+    checkpoint_midway(&pool, "reset", total).await?;
+    signal("-INT", child.id())?;
+    let out = child.wait_with_output()?;
+    assert_eq!(out.status.code(), Some(130));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let hint =
+        format!("resume with: replay apply {plan} --override max_events --because '{because}'");
+    assert!(stdout.contains(&hint), "{stdout}");
+    // Without the override the resume is refused, and the run stays resumable.
+    let refused = run(&["apply", plan], &url);
+    assert_eq!(refused.status.code(), Some(4));
+    let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(status, "interrupted");
+    let resumed = run(
+        &[
+            "apply",
+            plan,
+            "--override",
+            "max_events",
+            "--because",
+            because,
+        ],
+        &url,
+    );
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let (runs, status): (i64, String) =
+        sqlx::query_as("SELECT count(*) OVER (), status FROM replay.runs")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!((runs, status.as_str()), (1, "succeeded"));
+    Ok(())
+}
