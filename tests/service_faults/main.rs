@@ -1,0 +1,147 @@
+//! Faults that restart or disturb a whole service (RabbitMQ's application, every broker
+//! connection). They cannot run beside other tests, so they live in their own binary, run after
+//! the integration tests, one at a time, and always leave the service running.
+
+// Shared with the integration tests; this binary uses only part of them.
+#[allow(dead_code)]
+#[path = "../integration/process.rs"]
+mod process;
+#[allow(dead_code)]
+#[path = "../integration/support.rs"]
+mod support;
+
+use process::*;
+use support::*;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::Mutex;
+
+use sqlx::PgPool;
+
+/// One service fault at a time in this binary.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("rabbitmqctl").args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Starts RabbitMQ's application again when dropped, whatever happened in between.
+struct BrokerBack;
+
+impl Drop for BrokerBack {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl(&["start_app"]);
+        let _ = rabbitmqctl(&["await_startup"]);
+    }
+}
+
+/// A publish of every failed event that takes a few seconds, started as its own process.
+async fn slow_publish(
+    pool: &PgPool,
+    name: &str,
+    dir: &tempfile::TempDir,
+) -> anyhow::Result<(i64, String, Running, lapin::Connection)> {
+    let total = world(pool, 12_000).await?;
+    let url = database_url(pool).await?;
+    let topology = bound_queue(name).await?;
+    let plan = plan_file(
+        dir,
+        "service-fault",
+        &format!(
+            "target: {{ exchange: {name} }}\nselect: {{ status: [error] }}\nrate_limit: {{ per_second: 1000, batch_size: 100, confirms_in_flight: 50 }}\nsteps:\n  - {{ id: republish, kind: publish }}\n"
+        ),
+    );
+    let child = start(&["apply", plan.to_str().unwrap_or_default()], &url);
+    checkpoint_midway(pool, "republish", total).await?;
+    Ok((total, url, child, topology))
+}
+
+/// Every selected event arrived, with at most `bound` duplicates.
+async fn delivered(pool: &PgPool, name: &str, total: i64, bound: usize) -> anyhow::Result<()> {
+    let ids = drain_ids(name, total as usize).await?;
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    let selected: BTreeSet<String> = sqlx::query_scalar("SELECT event_id FROM replay.selection")
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect();
+    assert_eq!(
+        distinct.into_iter().cloned().collect::<BTreeSet<_>>(),
+        selected,
+        "every selected message arrived"
+    );
+    let duplicates = ids.len() - selected.len();
+    assert!(
+        duplicates <= bound,
+        "{duplicates} duplicates, more than the documented {bound}"
+    );
+    Ok(())
+}
+
+async fn succeeded_in_one_run(pool: &PgPool) -> anyhow::Result<i64> {
+    let (runs, status): (i64, String) =
+        sqlx::query_as("SELECT count(*) OVER (), status FROM replay.runs")
+            .fetch_one(pool)
+            .await?;
+    assert_eq!((runs, status.as_str()), (1, "succeeded"));
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM replay.run_log WHERE kind = 'retry'")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_broker_restart_during_a_publish_is_ridden_out(pool: PgPool) -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("test-restart-{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir()?;
+    let (total, _url, child, _topology) = slow_publish(&pool, &name, &dir).await?;
+    {
+        let _back = BrokerBack;
+        rabbitmqctl(&["stop_app"])?;
+    }
+    let out = child.wait_with_output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        succeeded_in_one_run(&pool).await? >= 1,
+        "the restart was retried"
+    );
+    // In-process retries keep the confirmed checkpoint: only the unconfirmed window (50) goes
+    // out again.
+    delivered(&pool, &name, total, 50).await
+}
+
+#[sqlx::test(migrations = false)]
+async fn closing_every_broker_connection_during_a_publish_is_ridden_out(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("test-closed-{}", uuid::Uuid::new_v4().simple());
+    let dir = tempfile::tempdir()?;
+    let (total, _url, child, topology) = slow_publish(&pool, &name, &dir).await?;
+    drop(topology);
+    rabbitmqctl(&["close_all_connections", "closed by a service-fault test"])?;
+    let out = child.wait_with_output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        succeeded_in_one_run(&pool).await? >= 1,
+        "the lost connection was retried"
+    );
+    delivered(&pool, &name, total, 50).await
+}
