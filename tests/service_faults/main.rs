@@ -15,12 +15,12 @@ use support::*;
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::Mutex;
+use tokio::sync::Mutex;
 
 use sqlx::PgPool;
 
 /// One service fault at a time in this binary.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: Mutex<()> = Mutex::const_new(());
 
 fn rabbitmqctl(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("rabbitmqctl").args(args).output()?;
@@ -100,7 +100,7 @@ async fn succeeded_in_one_run(pool: &PgPool) -> anyhow::Result<i64> {
 
 #[sqlx::test(migrations = false)]
 async fn a_broker_restart_during_a_publish_is_ridden_out(pool: PgPool) -> anyhow::Result<()> {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let name = format!("test-restart-{}", uuid::Uuid::new_v4().simple());
     let dir = tempfile::tempdir()?;
     let (total, _url, child, _topology) = slow_publish(&pool, &name, &dir).await?;
@@ -127,7 +127,7 @@ async fn a_broker_restart_during_a_publish_is_ridden_out(pool: PgPool) -> anyhow
 async fn closing_every_broker_connection_during_a_publish_is_ridden_out(
     pool: PgPool,
 ) -> anyhow::Result<()> {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let name = format!("test-closed-{}", uuid::Uuid::new_v4().simple());
     let dir = tempfile::tempdir()?;
     let (total, _url, child, topology) = slow_publish(&pool, &name, &dir).await?;
