@@ -79,9 +79,16 @@ pub fn run(args: &ApplyArgs) -> u8 {
         );
         return exit_codes::INVALID_PLAN;
     }
-    if !args.overrides.is_empty() && args.because.as_deref().is_none_or(|b| b.trim().len() < 10) {
+    let needs_reason = match (args.overrides.is_empty(), args.again) {
+        (false, _) => Some("--override"),
+        (true, true) => Some("--again"),
+        (true, false) => None,
+    };
+    if let Some(flag) = needs_reason
+        && args.because.as_deref().is_none_or(|b| b.trim().len() < 10)
+    {
         eprintln!(
-            "error: `--override` needs `--because \"…\"` with the reason (at least 10 characters); it is recorded"
+            "error: `{flag}` needs `--because \"…\"` with the reason (at least 10 characters); it is recorded"
         );
         return exit_codes::INVALID_PLAN;
     }
@@ -181,6 +188,7 @@ pub fn run(args: &ApplyArgs) -> u8 {
                 pin: pin.clone(),
                 retries: args.retries,
                 lease: args.lease,
+                again: args.again.then(|| args.because.clone().unwrap_or_default()),
             };
             engine::apply(
                 &compiled,

@@ -98,10 +98,14 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation (required when standard input is not a terminal).
     #[arg(long)]
     pub yes: bool,
+    /// Run anew a plan that already succeeded with the same parameters on this target (needs
+    /// `--because`; recorded). Without it such a re-run does nothing and exits 0.
+    #[arg(long)]
+    pub again: bool,
     /// Let a failing safety gate pass (max_events, unfiltered, window, backup, force); needs `--because`.
     #[arg(long = "override", value_name = "GATE")]
     pub overrides: Vec<String>,
-    /// Why the gates are overridden (recorded in the run log and the audit row).
+    /// Why the gates are overridden, or why `--again` (recorded in the run log and the audit row).
     #[arg(long)]
     pub because: Option<String>,
     /// Save what this dry-run (or run) saw as a pinned plan: hash, parameters, target, selection digest.

@@ -87,6 +87,7 @@ pub fn run(args: &DemoArgs) -> u8 {
         dry_run,
         restart: false,
         yes: true,
+        again: false,
         overrides: Vec::new(),
         because: None,
         out: None,

@@ -55,6 +55,8 @@ pub struct ApplyOptions {
     pub retries: u32,
     /// How long this executor's lease lasts without a heartbeat.
     pub lease: Duration,
+    /// Run anew a plan that already succeeded with these parameters, for this reason (audited).
+    pub again: Option<String>,
 }
 
 impl Default for ApplyOptions {
@@ -66,6 +68,7 @@ impl Default for ApplyOptions {
             pin: crate::engine::pinned::Pin::default(),
             retries: DEFAULT_RETRIES,
             lease: DEFAULT_LEASE,
+            again: None,
         }
     }
 }
@@ -98,10 +101,24 @@ pub async fn apply(
         &connection.operator,
         options.lease,
         options.restart,
+        options.again.is_some(),
     )
     .await?
     {
         Acquired::Run { run, lease } => (run, lease),
+        Acquired::Succeeded {
+            run_id,
+            finished_at,
+        } => {
+            report.run_id = Some(run_id.to_string());
+            report.status = "already_succeeded".into();
+            report.next.push(format!(
+                "run `{run_id}` of this plan with these parameters already succeeded at {}; nothing was done \
+                 (pass `--again --because \"…\"` to run it anew)",
+                finished_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ));
+            return Ok(());
+        }
         Acquired::Changed(open) => {
             let what = if open.plan_hash != plan.hash {
                 "the plan changed"
@@ -121,6 +138,16 @@ pub async fn apply(
     };
     report.run_id = Some(run.id.to_string());
     report.resumed = run.selected.is_some() || run.status == RunStatus::RollingBack;
+    if let Some(because) = options.again.as_ref().filter(|_| !report.resumed) {
+        state::log(
+            &pool,
+            run.id,
+            "again",
+            None,
+            json!({"because": because, "operator": connection.operator}),
+        )
+        .await;
+    }
     let driver = Driver {
         plan,
         connection,
@@ -732,6 +759,7 @@ pub(crate) async fn audit(
     }
     // Overrides given for this run are part of its record.
     let overrides: Vec<Value> = state::logged_details(pool, run_id, "override").await?;
+    let again: Vec<Value> = state::logged_details(pool, run_id, "again").await?;
     let details = json!({
         "plan": plan.raw.name,
         "plan_hash": plan.hash,
@@ -740,6 +768,7 @@ pub(crate) async fn audit(
         "run_id": run_id.to_string(),
         "outcome": outcome,
         "overrides": overrides,
+        "again": again.first(),
     });
     sqlx::query(audited(&format!(
         "INSERT INTO {} (action, details, performed_by) VALUES ('event_replay', $1, $2)",

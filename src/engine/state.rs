@@ -122,6 +122,11 @@ pub enum Acquired {
     Run { run: OpenRun, lease: Lease },
     /// An unfinished run of the plan whose plan or parameters differ.
     Changed(OpenRun),
+    /// The same plan with the same parameters already succeeded on this target.
+    Succeeded {
+        run_id: uuid::Uuid,
+        finished_at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// Finds the plan's unfinished run (or creates one) and takes its lease. Creation is serialised
@@ -132,6 +137,7 @@ pub async fn acquire(
     operator: &str,
     ttl: Duration,
     restart: bool,
+    again: bool,
 ) -> Result<Acquired, RunError> {
     let doing = "taking the run's lease";
     let owner = executor_name();
@@ -187,6 +193,27 @@ pub async fn acquire(
                 .map_err(RunError::db(doing))?;
             }
             (false, false) => return Ok(Acquired::Changed(run)),
+        }
+    }
+    if resume.is_none() && !again {
+        // Re-running what already succeeded would do it all twice.
+        let done: Option<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT id, coalesce(finished_at, updated_at) FROM replay.runs \
+             WHERE plan_name = $1 AND plan_hash = $2 AND params_hash = $3 AND status = $4 \
+             ORDER BY started_at DESC LIMIT 1",
+        )
+        .bind(&plan.raw.name)
+        .bind(&plan.hash)
+        .bind(&plan.params_hash)
+        .bind(RunStatus::Succeeded)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(RunError::db(doing))?;
+        if let Some((run_id, finished_at)) = done {
+            return Ok(Acquired::Succeeded {
+                run_id,
+                finished_at,
+            });
         }
     }
     let run = match resume {

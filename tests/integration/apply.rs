@@ -705,6 +705,7 @@ async fn a_run_killed_between_freezing_and_recording_the_size_resumes(
         "test",
         std::time::Duration::from_secs(30),
         false,
+        false,
     )
     .await?
     else {

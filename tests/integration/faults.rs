@@ -140,6 +140,75 @@ async fn terminated_backends_are_retried_in_process_and_each_batch_applies_once(
 }
 
 #[sqlx::test(migrations = false)]
+async fn sigkill_at_random_points_loses_nothing_and_applies_each_batch_once(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (seed, mut rng) = fault_rng();
+    world(&pool, 12_000).await?;
+    let total = remember_counters(&pool).await?;
+    let url = database_url(&pool).await?;
+    let name = format!("test-sigkill-{}", uuid::Uuid::new_v4().simple());
+    let _topology = bound_queue(&name).await?;
+    let dir = tempfile::tempdir()?;
+    let (batch, window) = (100, 50);
+    let plan = plan_file(
+        &dir,
+        "sigkilled",
+        &format!(
+            "target: {{ exchange: {name} }}\n{}  - {{ id: republish, kind: publish }}\n",
+            BUMP.replace(
+                "batch_size: 100 }",
+                &format!("batch_size: {batch}, confirms_in_flight: {window} }}")
+            )
+        ),
+    );
+    let plan = plan.to_str().unwrap_or_default();
+    let mut kills = 0;
+    for _ in 0..5 {
+        let mut child = start(&["apply", plan], &url);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..1500))).await;
+        if child.finished() {
+            break;
+        }
+        child.kill()?;
+        kills += 1;
+    }
+    let out = run(&["apply", plan], &url);
+    assert!(
+        out.status.success(),
+        "seed {seed}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        not_bumped_once(&pool).await?,
+        0,
+        "seed {seed}: every batch applied exactly once over {kills} kills"
+    );
+    let ids = drain_ids(&name, total as usize).await?;
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(
+        distinct.len() as i64,
+        total,
+        "seed {seed}: no selected message lost"
+    );
+    let duplicates = ids.len() - distinct.len();
+    assert!(
+        duplicates <= kills * (batch + window),
+        "seed {seed}: {duplicates} duplicates over {kills} kills"
+    );
+    let (runs, status): (i64, String) =
+        sqlx::query_as("SELECT count(*) OVER (), status FROM replay.runs")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(
+        (runs, status.as_str()),
+        (1, "succeeded"),
+        "seed {seed}: one run, resumed after each kill"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
 async fn a_paused_executor_that_lost_its_lease_writes_nothing_when_it_wakes(
     pool: PgPool,
 ) -> anyhow::Result<()> {
@@ -541,5 +610,65 @@ async fn a_refusal_on_resume_leaves_the_run_resumable_and_the_hint_repeats_every
             .fetch_one(&pool)
             .await?;
     assert_eq!((runs, status.as_str()), (1, "succeeded"));
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn re_running_a_plan_that_succeeded_does_nothing_unless_asked_again(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 500).await?;
+    remember_counters(&pool).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "once", BUMP);
+    let plan = plan.to_str().unwrap_or_default();
+    let first = run(&["apply", plan], &url);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let again = run(&["apply", plan], &url);
+    assert!(again.status.success());
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        stdout.contains("already succeeded") && stdout.contains("nothing was done"),
+        "{stdout}"
+    );
+    assert_eq!(not_bumped_once(&pool).await?, 0, "nothing ran twice");
+    let unexplained = run(&["apply", plan, "--again"], &url);
+    assert_eq!(unexplained.status.code(), Some(2));
+    let anew = run(
+        &[
+            "apply",
+            plan,
+            "--again",
+            "--because",
+            "the handler was fixed once more",
+        ],
+        &url,
+    );
+    assert!(
+        anew.status.success(),
+        "{}",
+        String::from_utf8_lossy(&anew.stderr)
+    );
+    let bumped_twice: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM processed_events e JOIN counters_before b USING (event_id) \
+         WHERE e.retry_count = b.retry_count + 2",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let selected: i64 = sqlx::query_scalar("SELECT count(*) FROM counters_before")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(bumped_twice, selected, "--again ran it anew");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE details LIKE '%the handler was fixed once more%'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(audited, 1, "the reason for --again is audited");
     Ok(())
 }

@@ -83,6 +83,13 @@ impl Running {
         Ok(())
     }
 
+    /// Whether the process has exited by itself.
+    pub fn finished(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_none_or(|child| matches!(child.try_wait(), Ok(Some(_))))
+    }
+
     pub fn wait_with_output(mut self) -> std::io::Result<Output> {
         match self.0.take() {
             Some(child) => child.wait_with_output(),
