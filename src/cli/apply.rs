@@ -171,15 +171,12 @@ pub fn run(args: &ApplyArgs) -> u8 {
             signals.cancel();
         });
         if args.dry_run {
-            engine::dry_run(
-                &compiled,
-                &connection,
-                &overrides,
-                &pin,
-                &mut progress,
-                &mut report,
-            )
-            .await
+            let options = engine::DryRunOptions {
+                overrides: overrides.clone(),
+                pin: pin.clone(),
+                rehearse_all: args.rehearse_all,
+            };
+            engine::dry_run(&compiled, &connection, &options, &mut progress, &mut report).await
         } else {
             let options = ApplyOptions {
                 restart: args.restart,

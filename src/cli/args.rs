@@ -89,9 +89,14 @@ pub struct ApplyArgs {
     /// A parameter value, `name=value` (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
-    /// Rehearse: change nothing, publish nothing, report what would happen.
+    /// Rehearse: change nothing, publish nothing, report what would happen. Writes are rehearsed
+    /// on the first batch of each step (with a 2 s lock timeout) and the rest is counted.
     #[arg(long)]
     pub dry_run: bool,
+    /// With `--dry-run`: rehearse every batch of every step, not just the first (slow on large
+    /// selections, and holds row locks until it ends).
+    #[arg(long, requires = "dry_run")]
+    pub rehearse_all: bool,
     /// Abandon an unfinished run of this plan whose plan or parameters changed, and start anew.
     #[arg(long)]
     pub restart: bool,

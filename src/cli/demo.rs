@@ -85,6 +85,7 @@ pub fn run(args: &DemoArgs) -> u8 {
         plan: plan.clone(),
         params: vec!["since=24h".into()],
         dry_run,
+        rehearse_all: false,
         restart: false,
         yes: true,
         again: false,

@@ -2,7 +2,6 @@
 //! checkpoints, verify, roll back on a plan-logic failure), retrying passing faults from the last
 //! checkpoint, and record the outcome. Each error's class decides what happens; see `FaultClass`.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,10 +12,11 @@ use crate::engine::broker::Amqp;
 use crate::engine::error::{FaultClass, RunError};
 use crate::engine::events::{Reporter, RunEvent};
 use crate::engine::pace::TokenBucket;
-use crate::engine::report::{Failing, Report, StepReport, VerificationReport};
-use crate::engine::state::{Acquired, Lease, StepProgress};
+use crate::engine::report::{Failing, Report, VerificationReport};
+use crate::engine::sequence::{self, Recorded};
+use crate::engine::state::{Acquired, Lease};
 use crate::engine::status::RunStatus;
-use crate::engine::steps::{self, Cancel, StepContext};
+use crate::engine::steps::{Cancel, StepContext};
 use crate::engine::writes::{Commit, Writes};
 use crate::engine::{backup, freeze, gates, rollback, state, verify};
 use crate::plan::Plan;
@@ -336,7 +336,6 @@ impl Driver<'_> {
             plan.raw.rate_limit.per_second,
             plan.raw.rate_limit.batch_size,
         );
-        let progress = state::step_progress(pool, run.id).await?;
         report.wrote = true;
         let mut ctx = StepContext {
             plan,
@@ -345,15 +344,20 @@ impl Driver<'_> {
             started_at: run.started_at,
             binds: &scope,
             total: selected,
+            limit: selected,
             cancel: self.cancel,
             reporter,
         };
-        let outcome = run_steps(
+        let mut journal = Recorded {
+            pool: pool.clone(),
+            run_id: run.id,
+        };
+        let outcome = sequence::run_all(
             &mut ctx,
             &mut writes,
-            broker.as_mut(),
+            &mut broker,
             &mut clock,
-            &progress,
+            &mut journal,
             report,
         )
         .await;
@@ -511,7 +515,7 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis((base * jitter) as u64)
 }
 
-fn needs_broker(plan: &Plan) -> bool {
+pub(crate) fn needs_broker(plan: &Plan) -> bool {
     plan.raw.steps.iter().any(|s| {
         matches!(
             s,
@@ -523,113 +527,6 @@ fn needs_broker(plan: &Plan) -> bool {
                 })
         )
     })
-}
-
-async fn run_steps(
-    ctx: &mut StepContext<'_>,
-    writes: &mut Commit,
-    mut broker: Option<&mut Amqp>,
-    clock: &mut TokenBucket,
-    progress: &HashMap<String, StepProgress>,
-    report: &mut Report,
-) -> Result<(), RunError> {
-    for step in &ctx.plan.raw.steps {
-        let StepProgress {
-            done,
-            checkpoint,
-            touched,
-        } = progress.get(step.id()).cloned().unwrap_or_default();
-        if done {
-            report.steps.push(StepReport {
-                id: step.id().into(),
-                kind: step.kind().into(),
-                touched: touched as u64,
-                resumed_from: None,
-            });
-            continue;
-        }
-        // `replay stop` and signals are honoured before every step, once-steps included.
-        ctx.cancel.check()?;
-        ctx.emit(RunEvent::StepStarted {
-            step: step.id().into(),
-            kind: step.kind().into(),
-            total: ctx.total,
-            done: checkpoint as u64,
-        });
-        state::log(
-            &writes.pool,
-            ctx.run_id,
-            "step_started",
-            Some(step.id()),
-            json!({"checkpoint": checkpoint}),
-        )
-        .await;
-        let no_broker =
-            || RunError::Refused("this step needs RabbitMQ, which is not connected".into());
-        let touched = match step {
-            Step::Reset(s) => steps::reset(ctx, writes, clock, s, checkpoint, touched).await?,
-            Step::Sql(s) => steps::sql(ctx, writes, clock, s, checkpoint, touched).await?,
-            Step::Publish(s) => {
-                let b = broker.as_deref_mut().ok_or_else(no_broker)?;
-                steps::publish(ctx, writes, b, clock, s, checkpoint, touched).await?
-            }
-            Step::Wait(s) => match broker.as_deref_mut() {
-                Some(b) => steps::wait(ctx, writes, b, clock, s).await?,
-                None => steps::wait(ctx, writes, &mut NoBroker, clock, s).await?,
-            },
-            Step::PurgeQueue(s) => {
-                let b = broker.as_deref_mut().ok_or_else(no_broker)?;
-                steps::purge(ctx, writes, b, s).await?
-            }
-        };
-        ctx.emit(RunEvent::StepFinished {
-            step: step.id().into(),
-            touched,
-        });
-        state::log(
-            &writes.pool,
-            ctx.run_id,
-            "step_finished",
-            Some(step.id()),
-            json!({"touched": touched}),
-        )
-        .await;
-
-        report.steps.push(StepReport {
-            id: step.id().into(),
-            kind: step.kind().into(),
-            touched,
-            resumed_from: (checkpoint > 0).then_some(checkpoint as u64),
-        });
-    }
-    Ok(())
-}
-
-/// Wait steps on a query need no broker.
-struct NoBroker;
-
-impl crate::engine::broker::Broker for NoBroker {
-    async fn check_exchange(&mut self, _: &str) -> Result<(), crate::engine::error::BrokerError> {
-        Ok(())
-    }
-    async fn publish(
-        &mut self,
-        _: crate::engine::broker::OutgoingMessage,
-    ) -> Result<Vec<i64>, crate::engine::error::BrokerError> {
-        Ok(Vec::new())
-    }
-    async fn flush(&mut self) -> Result<Vec<i64>, crate::engine::error::BrokerError> {
-        Ok(Vec::new())
-    }
-    async fn queue_depth(
-        &mut self,
-        _: &str,
-    ) -> Result<Option<u64>, crate::engine::error::BrokerError> {
-        Ok(None)
-    }
-    async fn purge(&mut self, _: &str) -> Result<u64, crate::engine::error::BrokerError> {
-        Ok(0)
-    }
 }
 
 fn step_of(e: &RunError) -> String {

@@ -1,18 +1,21 @@
-//! A dry-run: the same steps over rehearsing implementations. Everything happens inside one
-//! transaction that is rolled back, and no message is sent; the executor's schema is not needed.
+//! A dry-run: the same step loop over rehearsing implementations. Everything happens inside one
+//! transaction that is rolled back (with a `lock_timeout`, so a rehearsal never queues behind
+//! the live worker), writes are rehearsed on the first batch of each step and the rest counted,
+//! and no message is sent; the executor's schema is not needed.
 
-use crate::engine::apply::{Connection, check_tables};
+use crate::engine::apply::{Connection, check_tables, needs_broker};
 use crate::engine::binds::BindScope;
 use crate::engine::broker::{Amqp, Recorder};
 use crate::engine::error::RunError;
 use crate::engine::events::{Reporter, RunEvent};
 use crate::engine::pace::NoWait;
-use crate::engine::report::{Report, StepReport, VerificationReport};
-use crate::engine::steps::{self, Cancel, StepContext};
+use crate::engine::report::{Report, VerificationReport};
+use crate::engine::sequence::{self, Unrecorded};
+use crate::engine::steps::{Cancel, StepContext};
 use crate::engine::writes::{Rehearse, Writes};
 use crate::engine::{backup, freeze, gates, state, verify};
 use crate::plan::Plan;
-use crate::plan::model::{Step, WaitStep};
+use crate::plan::model::{PublishEach, Step};
 
 /// Messages rendered into the report per publish step.
 const SAMPLE: usize = 3;
@@ -20,8 +23,7 @@ const SAMPLE: usize = 3;
 pub async fn dry_run(
     plan: &Plan,
     connection: &Connection,
-    overrides: &gates::Overrides,
-    pin: &crate::engine::pinned::Pin,
+    options: &DryRunOptions,
     reporter: &mut dyn Reporter,
     report: &mut Report,
 ) -> Result<(), RunError> {
@@ -41,26 +43,15 @@ pub async fn dry_run(
     report.gates = gates::check(plan, selected, started_at);
     report
         .gates
-        .extend(pin.rehearsal_gate(plan, &report.target, true));
-    overrides.apply(&mut report.gates);
+        .extend(options.pin.rehearsal_gate(plan, &report.target, true));
+    options.overrides.apply(&mut report.gates);
     if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref()) {
         crate::engine::dump::check(&pg_dump.directory).await?;
     }
     for snapshot in backup::take(&mut writes, plan, &scope, run_id, &[]).await? {
         report.backups.push(snapshot);
     }
-    let needs_broker = plan.raw.steps.iter().any(|s| {
-        matches!(
-            s,
-            Step::Publish(_)
-                | Step::PurgeQueue(_)
-                | Step::Wait(WaitStep {
-                    queue_empty: Some(_),
-                    ..
-                })
-        )
-    });
-    let amqp = match needs_broker {
+    let amqp = match needs_broker(plan) {
         true => Some(
             Amqp::connect(
                 &connection.amqp_url,
@@ -73,10 +64,21 @@ pub async fn dry_run(
         false => None,
     };
     let mut broker = Recorder::new(amqp, SAMPLE);
-    if needs_broker {
+    if needs_broker(plan) {
         crate::engine::broker::check_objects(&mut broker, plan).await?;
     }
-    let mut clock = NoWait;
+    // The verification queries' values now, before anything is rehearsed: what the run starts
+    // from. They are shown, not judged (nothing has been processed yet).
+    for v in &plan.raw.verify {
+        let actual = verify::value(&mut writes.outer, &scope, &v.sql, &v.name).await?;
+        report.verifications.push(VerificationReport {
+            name: v.name.clone(),
+            passed: true,
+            actual,
+            expected: serde_json::to_value(&v.expect).unwrap_or_default(),
+        });
+    }
+    let batch = u64::from(plan.raw.rate_limit.batch_size.max(1));
     let cancel = Cancel::default();
     let mut ctx = StepContext {
         plan,
@@ -85,58 +87,39 @@ pub async fn dry_run(
         started_at,
         binds: &scope,
         total: selected,
+        // A bounded rehearsal: the first batch of each step, unless asked for all of them.
+        limit: match options.rehearse_all {
+            true => selected,
+            false => selected.min(batch),
+        },
         cancel: &cancel,
         reporter,
     };
-    let mut result = Ok(());
-    for step in &plan.raw.steps {
-        let sent_before = broker.count;
-        let outcome = match step {
-            Step::Reset(s) => steps::reset(&mut ctx, &mut writes, &mut clock, s, 0, 0).await,
-            Step::Sql(s) => steps::sql(&mut ctx, &mut writes, &mut clock, s, 0, 0).await,
-            Step::Publish(s) => {
-                steps::publish(&mut ctx, &mut writes, &mut broker, &mut clock, s, 0, 0).await
-            }
-            Step::Wait(s) => steps::wait(&mut ctx, &mut writes, &mut broker, &mut clock, s)
-                .await
-                .map(|_| 0),
-            Step::PurgeQueue(s) => steps::purge(&mut ctx, &mut writes, &mut broker, s).await,
-        };
-        match outcome {
-            Ok(touched) => report.steps.push(StepReport {
-                id: step.id().into(),
-                kind: step.kind().into(),
-                touched: if matches!(step, Step::Publish(_)) {
-                    broker.count - sent_before
-                } else {
-                    touched
-                },
-                resumed_from: None,
-            }),
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        }
-    }
+    let result = sequence::run_all(
+        &mut ctx,
+        &mut writes,
+        &mut broker,
+        &mut NoWait,
+        &mut Unrecorded,
+        report,
+    )
+    .await;
     report.messages = broker.sample.clone();
-    // The verification queries' current values, without judging them: nothing was processed.
-    if result.is_ok() {
-        for v in &plan.raw.verify {
-            let actual = verify::value(&mut writes.outer, &scope, &v.sql, &v.name).await?;
-            report.verifications.push(VerificationReport {
-                name: v.name.clone(),
-                passed: true,
-                actual,
-                expected: serde_json::to_value(&v.expect).unwrap_or_default(),
-            });
-        }
-    }
     writes
         .finish()
         .await
         .map_err(RunError::db("rolling the dry-run back"))?;
     broker.close().await;
+    // Counted, not rehearsed: a reset touches each selected event's row once, and a per-event
+    // publish sends one message per selected event.
+    for (step, r) in plan.raw.steps.iter().zip(report.steps.iter_mut()) {
+        if matches!(step, Step::Reset(_))
+            || matches!(step, Step::Publish(p) if p.each == PublishEach::Event)
+        {
+            r.touched = selected;
+            r.rehearsed = None;
+        }
+    }
     report.estimated_secs = Some(estimate(plan, selected));
     report.status = match (&result, report.gates.iter().all(|g| g.passed)) {
         (Ok(()), true) => "would_run".into(),
@@ -148,6 +131,15 @@ pub async fn dry_run(
         return Err(RunError::Refused(refusal));
     }
     Ok(())
+}
+
+/// What a dry-run may be asked besides the plan.
+#[derive(Debug, Clone, Default)]
+pub struct DryRunOptions {
+    pub overrides: gates::Overrides,
+    pub pin: crate::engine::pinned::Pin,
+    /// Rehearse every batch of every step (slow, and holds row locks as long), not just the first.
+    pub rehearse_all: bool,
 }
 
 /// Seconds the batch steps need at the plan's rate (waits not included).

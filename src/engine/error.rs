@@ -49,6 +49,8 @@ pub enum BrokerError {
     },
     #[error("the broker did not answer within {seconds}s while {doing}")]
     Stalled { doing: String, seconds: u64 },
+    #[error("this step needs RabbitMQ, which is not connected")]
+    NotConnected,
     #[error("queue `{queue}` does not exist")]
     NoQueue { queue: String },
 }
@@ -158,6 +160,7 @@ impl RunError {
             RunError::Broker(BrokerError::NoExchange { .. } | BrokerError::NoQueue { .. }) => {
                 FaultClass::Refusal
             }
+            RunError::Broker(BrokerError::NotConnected) => FaultClass::Bug,
             RunError::Broker(_) => FaultClass::PlanLogic,
             RunError::Step { .. }
             | RunError::VerificationFailed { .. }

@@ -471,10 +471,11 @@ impl Page<'_> {
                 "publish" | "purge_queue" => plural_n(touched, "message", "messages"),
                 _ => plural_n(touched, "row", "rows"),
             };
-            let resumed = s
-                .resumed_from
-                .map(|c| format!(" (resumed at {})", thousands(i128::from(c))))
-                .unwrap_or_default();
+            let resumed = match (s.resumed_from, s.rehearsed) {
+                (Some(c), _) => format!(" (resumed at {})", thousands(i128::from(c))),
+                (None, Some(n)) => format!(" in the first {} events", thousands(i128::from(n))),
+                (None, None) => String::new(),
+            };
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {touched}{resumed} |",
@@ -494,8 +495,8 @@ impl Page<'_> {
         }
         if self.dry() {
             out.push_str(
-                "### Verifications\n\nChecked at the end of the run; read here after the rehearsed steps, \
-                 before anything is processed:\n\n\
+                "### Verifications\n\nChecked at the end of the run; read here before anything is rehearsed \
+                 or processed:\n\n\
                  | verification | value | expects |\n|---|--:|---|\n",
             );
         } else {
@@ -848,6 +849,7 @@ mod tests {
                 kind: "reset".into(),
                 touched: 3,
                 resumed_from: None,
+                rehearsed: None,
             }],
             estimated_secs: Some(0.006),
             next: vec!["apply with: replay apply plans/x.yaml --param since=24h".into()],

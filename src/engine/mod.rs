@@ -18,6 +18,7 @@ pub mod progress;
 pub mod redact;
 pub mod report;
 pub mod rollback;
+pub mod sequence;
 pub mod state;
 pub mod status;
 pub mod steps;
@@ -25,6 +26,6 @@ pub mod verify;
 pub mod writes;
 
 pub use apply::{ApplyOptions, Connection, apply};
-pub use dry_run::dry_run;
+pub use dry_run::{DryRunOptions, dry_run};
 pub use error::RunError;
 pub use report::Report;

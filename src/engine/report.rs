@@ -65,6 +65,9 @@ pub struct StepReport {
     /// Rows changed, or messages published (rendered, in a dry-run).
     pub touched: u64,
     pub resumed_from: Option<u64>,
+    /// A rehearsal that ran this batch-wise step over only the first events of the selection:
+    /// how many (the rest were counted, not rehearsed).
+    pub rehearsed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -147,10 +150,14 @@ impl Report {
                 (false, "publish") => "message(s) published and confirmed",
                 (false, _) => "row(s) touched",
             };
-            let resumed = s
-                .resumed_from
-                .map(|c| format!(" (resumed at {c})"))
-                .unwrap_or_default();
+            let resumed = match (s.resumed_from, s.rehearsed) {
+                (Some(c), _) => format!(" (resumed at {c})"),
+                (None, Some(n)) => format!(
+                    " (rehearsed on the first {n} of {} events; the rest counted)",
+                    self.selected
+                ),
+                (None, None) => String::new(),
+            };
             let _ = writeln!(
                 out,
                 "  step {} [{}]: {} {verb}{resumed}",

@@ -140,6 +140,10 @@ impl Rehearse {
     /// Opens the outer transaction and the temporary selection table (gone with the rollback).
     pub async fn start(pool: &PgPool) -> Result<Rehearse, sqlx::Error> {
         let mut outer = pool.begin().await?;
+        // A rehearsal never waits on the live worker's row locks: it fails fast instead.
+        sqlx::query("SET LOCAL lock_timeout = '2s'")
+            .execute(&mut *outer)
+            .await?;
         sqlx::query(
             "CREATE TEMP TABLE replay_selection (run_id UUID NOT NULL, seq BIGINT NOT NULL, \
              event_id TEXT NOT NULL, event_type TEXT NOT NULL, payload JSONB, PRIMARY KEY (run_id, seq)) \

@@ -122,7 +122,6 @@ async fn dry_run_changes_nothing_and_needs_no_executor_schema(pool: PgPool) -> a
         &plan,
         &connection(&pool).await?,
         &Default::default(),
-        &Default::default(),
         &mut Collect::default(),
         &mut report,
     )
@@ -158,7 +157,6 @@ async fn dry_run_renders_messages_without_publishing(pool: PgPool) -> anyhow::Re
     engine::dry_run(
         &plan,
         &connection(&pool).await?,
-        &Default::default(),
         &Default::default(),
         &mut Collect::default(),
         &mut report,
@@ -602,7 +600,6 @@ async fn dry_run_of_a_publish_leaves_tables_and_queues_as_they_were(
     engine::dry_run(
         &plan,
         &connection(&pool).await?,
-        &Default::default(),
         &Default::default(),
         &mut Collect::default(),
         &mut report,

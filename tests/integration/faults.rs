@@ -672,3 +672,55 @@ async fn re_running_a_plan_that_succeeded_does_nothing_unless_asked_again(
     assert_eq!(audited, 1, "the reason for --again is audited");
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_dry_run_rehearses_the_first_batch_and_never_queues_behind_the_worker(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 4_000).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "gentle",
+        "select: { status: [error] }\nrate_limit: { per_second: 500, batch_size: 100 }\nsteps:\n  - { id: reset, kind: reset }\n",
+    );
+    let plan = plan.to_str().unwrap_or_default();
+    let selected: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'error'")
+            .fetch_one(&pool)
+            .await?;
+    // The worker holds the last selected event (outside the first batch).
+    let mut worker = pool.begin().await?;
+    sqlx::query(
+        "SELECT 1 FROM processed_events WHERE event_id = (SELECT event_id FROM processed_events \
+         WHERE status = 'error' ORDER BY processed_at DESC, event_id DESC LIMIT 1) FOR UPDATE",
+    )
+    .execute(&mut *worker)
+    .await?;
+    let bounded = run(&["apply", plan, "--dry-run"], &url);
+    let stdout = String::from_utf8_lossy(&bounded.stdout);
+    assert!(
+        bounded.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&bounded.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "step reset [reset]: {selected} row(s) would be touched"
+        )),
+        "the rest is counted: {stdout}"
+    );
+    // Rehearsing every batch reaches the held row and gives up instead of waiting for it.
+    let full = run(&["apply", plan, "--dry-run", "--rehearse-all"], &url);
+    let stderr = String::from_utf8_lossy(&full.stderr);
+    assert_eq!(full.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lock timeout"), "{stderr}");
+    worker.rollback().await?;
+    let changed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'pending'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(changed, 0, "a dry-run changes nothing");
+    Ok(())
+}

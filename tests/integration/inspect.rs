@@ -230,8 +230,10 @@ async fn emitted_plan_validates_and_selects_what_inspect_counted(
         engine::dry_run(
             &compiled,
             &connection,
-            &overrides,
-            &Default::default(),
+            &engine::DryRunOptions {
+                overrides,
+                ..Default::default()
+            },
             &mut Collect::default(),
             &mut report,
         )

@@ -61,7 +61,6 @@ async fn dry_run(pool: &PgPool, plan: &Plan) -> anyhow::Result<Report> {
         plan,
         &connection,
         &Default::default(),
-        &Default::default(),
         &mut Collect::default(),
         &mut report,
     )

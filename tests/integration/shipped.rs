@@ -112,7 +112,6 @@ async fn every_shipped_plan_dry_runs_against_a_habitat(pool: PgPool) -> anyhow::
             &plan,
             &conn,
             &Default::default(),
-            &Default::default(),
             &mut Collect::default(),
             &mut report,
         )

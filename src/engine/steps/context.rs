@@ -39,6 +39,9 @@ pub struct StepContext<'a> {
     pub binds: &'a BindScope,
     /// Events in the frozen selection.
     pub total: u64,
+    /// Events the batch steps process: the whole selection when applying, the first batch when
+    /// rehearsing (unless `--rehearse-all`); the rest of a rehearsal is counted, not run.
+    pub limit: u64,
     pub cancel: &'a Cancel,
     pub reporter: &'a mut dyn Reporter,
 }

@@ -46,7 +46,7 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
         return Ok(1);
     }
 
-    let total = ctx.total as i64;
+    let total = ctx.limit as i64;
     let batch = i64::from(raw.rate_limit.batch_size);
     let selection = writes.selection_table();
     // `fetched` is how far messages were handed to the broker; `confirmed` how far every message

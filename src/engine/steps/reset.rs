@@ -36,7 +36,7 @@ pub async fn run<W: Writes, C: Clock>(
         event_id = quote_ident(&c.event_id),
     );
     let batch = i64::from(ctx.plan.raw.rate_limit.batch_size);
-    let total = ctx.total as i64;
+    let total = ctx.limit as i64;
     let (mut done, mut touched) = (checkpoint, touched);
     while done < total {
         ctx.cancel.check()?;

@@ -20,7 +20,7 @@ pub async fn run<W: Writes, C: Clock>(
     checkpoint: i64,
     touched: i64,
 ) -> Result<u64, RunError> {
-    let total = ctx.total as i64;
+    let total = ctx.limit as i64;
     let (batch, ranges): (i64, i64) = match step.each {
         SqlEach::Once => (total.max(1), 1),
         SqlEach::Batch => {
