@@ -59,34 +59,60 @@ pub async fn dump(
     Ok(path)
 }
 
-/// `postgres://u:p@h/db` → (`postgres://u@h/db`, `Some(p)`).
+/// The URL without its password (user info or `password=` parameter), and the decoded
+/// password: pg_dump gets it in its environment only, never in its arguments.
 fn split_password(url: &str) -> (String, Option<String>) {
+    let password = crate::engine::redact::password(url);
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_string(), None);
     };
     let (authority, tail) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, password)) => (
-                format!("{scheme}://{user}@{host}{tail}"),
-                Some(password.to_string()),
-            ),
-            None => (url.to_string(), None),
+            Some((user, _)) => format!("{user}@{host}"),
+            None => authority.to_string(),
         },
-        None => (url.to_string(), None),
-    }
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|p| {
+                    !p.split_once('=')
+                        .is_some_and(|(k, _)| k.eq_ignore_ascii_case("password"))
+                })
+                .collect();
+            match kept.is_empty() {
+                true => path.to_string(),
+                false => format!("{path}?{}", kept.join("&")),
+            }
+        }
+        None => tail.to_string(),
+    };
+    (format!("{scheme}://{authority}{tail}"), password)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn passwords_leave_the_url() {
-        assert_eq!(
-            super::split_password("postgres://u:p%40ss@h:5432/db"),
+    fn passwords_leave_the_url_decoded() {
+        let cases = [
             (
-                "postgres://u@h:5432/db".to_string(),
-                Some("p%40ss".to_string())
-            )
-        );
+                "postgres://u:p%40ss@h:5432/db",
+                "postgres://u@h:5432/db",
+                Some("p@ss"),
+            ),
+            (
+                "postgres://u@h/db?password=s%3Dcret&sslmode=require",
+                "postgres://u@h/db?sslmode=require",
+                Some("s=cret"),
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db", None),
+        ];
+        for (url, stripped, password) in cases {
+            let (u, p) = super::split_password(url);
+            assert_eq!((u.as_str(), p.as_deref()), (stripped, password), "{url}");
+        }
     }
 }

@@ -1,6 +1,7 @@
-//! Secrets never reach output: passwords in connection URLs are replaced before printing.
+//! Secrets never reach output: passwords in connection URLs (in the user info, or as a
+//! `?password=` parameter) are replaced before printing.
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// `postgres://user:secret@host/db?password=x` → `postgres://user:***@host/db?password=***`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
@@ -9,6 +10,7 @@ pub fn redact_url(url: &str) -> String {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
     };
+    let tail = redact_query(tail);
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
@@ -19,23 +21,81 @@ pub fn redact_url(url: &str) -> String {
             };
             format!("{scheme}://{masked}@{host}{tail}")
         }
-        None => url.to_string(),
+        None => format!("{scheme}://{authority}{tail}"),
     }
 }
 
-/// Removes every occurrence of the URL's password from a message (drivers sometimes echo URLs).
-pub fn scrub(message: &str, url: &str) -> String {
-    let password = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split('/').next())
-        .and_then(|authority| authority.rsplit_once('@'))
+/// Masks the value of every `password=` query parameter.
+fn redact_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_string();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", params.join("&"))
+}
+
+/// The URL's password as written (percent-encoded), from the user info or a `password=` parameter.
+fn raw_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let from_userinfo = authority
+        .rsplit_once('@')
         .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, password)| password)
-        .filter(|p| !p.is_empty());
-    match password {
-        Some(p) => message.replace(p, "***"),
-        None => message.to_string(),
+        .map(|(_, password)| password);
+    let from_query = rest.split_once('?').and_then(|(_, q)| {
+        q.split('&').find_map(|p| {
+            p.split_once('=')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("password"))
+                .map(|(_, v)| v)
+        })
+    });
+    from_userinfo.or(from_query).filter(|p| !p.is_empty())
+}
+
+/// The URL's password, decoded (what the server checks).
+pub fn password(url: &str) -> Option<String> {
+    raw_password(url).map(percent_decode)
+}
+
+/// `p%40ss` → `p@ss`; a malformed escape is kept as written.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
     }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Removes every occurrence of the URL's password, as written and decoded, from a message
+/// (drivers and tools sometimes echo URLs).
+pub fn scrub(message: &str, url: &str) -> String {
+    let mut out = message.to_string();
+    if let Some(raw) = raw_password(url) {
+        out = out.replace(raw, "***");
+        let decoded = percent_decode(raw);
+        if !decoded.is_empty() {
+            out = out.replace(&decoded, "***");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -55,6 +115,14 @@ mod tests {
             ),
             ("postgres://u@h/db", "postgres://u@h/db"),
             ("postgres://h/db", "postgres://h/db"),
+            (
+                "postgres://u@h/db?sslmode=require&password=s3cret",
+                "postgres://u@h/db?sslmode=require&password=***",
+            ),
+            (
+                "postgres://h/db?PASSWORD=s3cret",
+                "postgres://h/db?PASSWORD=***",
+            ),
         ];
         for (url, expected) in cases {
             assert_eq!(redact_url(url), expected);
@@ -63,5 +131,32 @@ mod tests {
             scrub("bad password secret", "postgres://u:secret@h/db"),
             "bad password ***"
         );
+        assert_eq!(
+            scrub(
+                "auth failed for p@ss and p%40ss",
+                "postgres://u:p%40ss@h/db"
+            ),
+            "auth failed for *** and ***"
+        );
+        assert_eq!(
+            scrub("no s3cret here", "postgres://u@h/db?password=s3cret"),
+            "no *** here"
+        );
+    }
+
+    #[test]
+    fn passwords_are_decoded() {
+        let cases = [
+            ("postgres://u:p%40ss@h/db", Some("p@ss")),
+            (
+                "postgres://u@h/db?password=a%26b&sslmode=disable",
+                Some("a&b"),
+            ),
+            ("postgres://u@h/db", None),
+            ("postgres://u:@h/db", None),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(password(url).as_deref(), expected, "{url}");
+        }
     }
 }
