@@ -147,6 +147,7 @@ pub fn run(args: &ApplyArgs) -> u8 {
         reason: compiled.raw.reason.clone(),
         params: compiled.params_json(),
         target: target_identity(&args.database_url),
+        schema_changes: plan::usage::schema_changes(&compiled.raw),
         ..Report::default()
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -127,6 +127,7 @@ impl Page<'_> {
         self.breakdown(&mut out);
         self.samples(&mut out);
         self.messages(&mut out);
+        self.schema_changes(&mut out);
         self.gates(&mut out);
         self.backups(&mut out);
         self.steps(&mut out);
@@ -401,6 +402,21 @@ impl Page<'_> {
                 "_… {} more characters not shown_",
                 thousands(cut as i128)
             );
+        }
+        out.push('\n');
+    }
+
+    /// Loud: a replay that changes the schema is rare and must not slip through review.
+    fn schema_changes(&self, out: &mut String) {
+        let changes = &self.report.schema_changes;
+        if changes.is_empty() {
+            return;
+        }
+        out.push_str(
+            "> [!CAUTION]\n> **This plan changes the schema or privileges** (`allow_ddl: true`):\n",
+        );
+        for change in changes.iter().take(self.detail.rows) {
+            let _ = writeln!(out, "> - {}", self.text(change));
         }
         out.push('\n');
     }
@@ -920,6 +936,20 @@ mod tests {
             .collect();
         r.error = Some("e".repeat(1_000_000));
         r
+    }
+
+    #[test]
+    fn schema_changes_are_shown_loudly() {
+        let quiet = render(&small());
+        assert!(!quiet.contains("[!CAUTION]"));
+        let mut r = small();
+        r.schema_changes = vec!["steps[1].sql: DROP".into()];
+        let out = render(&r);
+        assert!(
+            out.contains("> [!CAUTION]\n> **This plan changes the schema or privileges**")
+                && out.contains("> - steps\\[1\\].sql: DROP"),
+            "{out}"
+        );
     }
 
     #[test]

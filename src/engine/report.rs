@@ -27,6 +27,8 @@ pub struct Report {
     /// MD5 of the selected event ids in order (what a pinned plan compares).
     pub selection_digest: String,
     pub breakdown: Breakdown,
+    /// Statements of the plan that change the schema or privileges (`allow_ddl: true`).
+    pub schema_changes: Vec<String>,
     pub gates: Vec<GateResult>,
     pub backups: Vec<Snapshot>,
     pub dump_file: Option<String>,
@@ -163,6 +165,9 @@ impl Report {
                 "  step {} [{}]: {} {verb}{resumed}",
                 s.id, s.kind, s.touched
             );
+        }
+        for change in &self.schema_changes {
+            let _ = writeln!(out, "  SCHEMA CHANGE (allow_ddl): {change}");
         }
         for m in &self.messages {
             let _ = writeln!(

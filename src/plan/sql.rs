@@ -16,7 +16,15 @@ pub struct SqlInfo {
     pub writes: bool,
     /// Tables the statement writes to (lower-case, as written).
     pub written_tables: Vec<String>,
+    /// The statement changes the schema or privileges (`DROP`, `ALTER`, `TRUNCATE`, `CREATE`,
+    /// `GRANT`, `REVOKE`, `COMMENT`): its leading keyword.
+    pub ddl: Option<&'static str>,
 }
+
+/// Leading keywords of statements that change the schema or privileges.
+const DDL: &[&str] = &[
+    "DROP", "ALTER", "TRUNCATE", "CREATE", "GRANT", "REVOKE", "COMMENT",
+];
 
 /// Why a SQL text is refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -91,9 +99,18 @@ pub fn analyze(text: &str) -> Result<SqlInfo, SqlError> {
         }
         _ => (None, true, Vec::new()),
     };
+    // Judged on the parsed statement as sqlparser prints it, not on the text's first word.
+    let printed = statement.to_string();
+    let first = printed
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_uppercase();
+    let ddl = DDL.iter().find(|k| **k == first).copied();
     Ok(SqlInfo {
         binds: rewrite(text)?.1,
         unbounded_write,
+        ddl,
         writes,
         written_tables: written_tables.iter().map(|t| normalize_table(t)).collect(),
     })

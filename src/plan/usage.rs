@@ -10,9 +10,13 @@ pub enum SqlRole {
     Step {
         per_batch: bool,
         allow_without_where: bool,
+        allow_ddl: bool,
     },
     /// A rollback statement (may write).
-    Rollback { allow_without_where: bool },
+    Rollback {
+        allow_without_where: bool,
+        allow_ddl: bool,
+    },
     /// A read-only query: verification or wait condition.
     Query,
     /// A backup's row filter (an expression, not a statement).
@@ -46,6 +50,7 @@ pub fn sql_texts(plan: &RawPlan) -> Vec<SqlText<'_>> {
                 role: SqlRole::Step {
                     per_batch: s.each == SqlEach::Batch,
                     allow_without_where: s.allow_without_where,
+                    allow_ddl: s.allow_ddl,
                 },
             }),
             Step::Wait(w) => {
@@ -74,6 +79,7 @@ pub fn sql_texts(plan: &RawPlan) -> Vec<SqlText<'_>> {
                 text: &s.sql,
                 role: SqlRole::Rollback {
                     allow_without_where: s.allow_without_where,
+                    allow_ddl: s.allow_ddl,
                 },
             });
         }
@@ -161,4 +167,17 @@ pub fn selection_values(plan: &RawPlan) -> Vec<(Location, &str)> {
         out.push((select.key("payload").key(k.clone()), v.as_str()));
     }
     out
+}
+
+/// The statements that change the schema or privileges (allowed by `allow_ddl`), as
+/// `steps[2].sql: DROP`, for the review reports.
+pub fn schema_changes(plan: &RawPlan) -> Vec<String> {
+    sql_texts(plan)
+        .into_iter()
+        .filter(|t| matches!(t.role, SqlRole::Step { .. } | SqlRole::Rollback { .. }))
+        .filter_map(|t| {
+            let ddl = super::sql::analyze(t.text).ok()?.ddl?;
+            Some(format!("{}: {ddl}", t.location))
+        })
+        .collect()
 }

@@ -39,6 +39,7 @@ const PLAN_CODES: &[&str] = &[
     "template-in-sql",
     "multiple-statements",
     "unbounded-write",
+    "ddl-required",
     "query-writes",
     "force-required",
     "force-unacknowledged",

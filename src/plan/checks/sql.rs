@@ -35,14 +35,16 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
                 continue;
             }
         };
-        let allow = match text.role {
+        let (allow, allow_ddl) = match text.role {
             SqlRole::Step {
                 allow_without_where,
+                allow_ddl,
                 ..
             }
             | SqlRole::Rollback {
                 allow_without_where,
-            } => allow_without_where,
+                allow_ddl,
+            } => (allow_without_where, allow_ddl),
             SqlRole::Query | SqlRole::BackupFilter => {
                 if info.writes {
                     out.push(Diagnostic::error(
@@ -54,6 +56,18 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
                 continue;
             }
         };
+        if let Some(verb) = info.ddl
+            && !allow_ddl
+        {
+            out.push(
+                Diagnostic::error(
+                    "ddl-required",
+                    text.location.clone(),
+                    format!("`{verb}` changes the schema or privileges, which a replay rarely should"),
+                )
+                .with_help("if that is intended, set `allow_ddl: true` on this step; the review report will show it"),
+            );
+        }
         if let Some(verb) = info.unbounded_write
             && !allow
         {

@@ -129,6 +129,10 @@ pub struct SqlStep {
     /// Allow `UPDATE`/`DELETE` without `WHERE` (touches the whole table).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_without_where: bool,
+    /// Allow a statement that changes the schema or privileges (`DROP`, `ALTER`, `TRUNCATE`,
+    /// `CREATE`, `GRANT`, `REVOKE`); the review report shows it loudly.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_ddl: bool,
 }
 
 /// How often a SQL step runs.
@@ -217,6 +221,9 @@ pub struct RollbackSql {
     /// Allow `UPDATE`/`DELETE` without `WHERE`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_without_where: bool,
+    /// Allow a statement that changes the schema or privileges.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_ddl: bool,
 }
 
 /// Restore snapshotted rows.
