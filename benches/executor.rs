@@ -9,7 +9,7 @@
 //! 4. achieved events/s of a plan paced at 500/s for about 30 s;
 //! 5. whole-process time and peak RSS of a dry-run of a reset over all 1,000,000 events.
 //!
-//! `cargo bench --bench executor`. With a target dir shared by several worktrees, cargo may take
+//! `cargo bench --bench executor` (`-- dry-run` for the dry-run alone). With a target dir shared by several worktrees, cargo may take
 //! another worktree's newer build of the crate for fresh (its fingerprints compare mtimes of
 //! workspace-relative paths): `touch` this worktree's `src/**/*.rs` first to be sure the timed
 //! binary is built from them.
@@ -197,6 +197,10 @@ impl Applied {
 impl Bench {
     async fn all(&self) -> anyhow::Result<()> {
         self.generate().await?;
+        // `cargo bench --bench executor -- dry-run` measures the dry-run alone.
+        if std::env::args().any(|a| a == "dry-run") {
+            return self.dry_run().await;
+        }
         self.reset().await?;
         self.paced().await?;
         let publish_peak = self.publish().await?;

@@ -18,3 +18,7 @@ CREATE TABLE replay.run_xids (
 -- Superseded by run_xids: a row's hash at the end of the run could not tell the worker's writes
 -- during the run from the run's own.
 ALTER TABLE replay.backup_rows DROP COLUMN after_hash;
+
+-- When each selected event was processed, so that reports summarise the selection by day without
+-- joining the events table again.
+ALTER TABLE replay.selection ADD COLUMN processed_at TIMESTAMPTZ;

@@ -95,7 +95,7 @@ pub fn run(args: &DemoArgs) -> u8 {
         pinned: None,
         tolerance: 0,
         retries: crate::engine::apply::DEFAULT_RETRIES,
-        lease: crate::engine::apply::DEFAULT_LEASE,
+        lease: crate::engine::state::DEFAULT_LEASE,
         database_url: database_url.clone(),
         amqp_url: args.amqp_url.clone(),
         operator: Some("demo".into()),

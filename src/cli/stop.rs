@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::engine::status::RunStatus;
 use crate::engine::{Connection, RunError, rollback, state};
 use crate::exit_codes;
 
@@ -27,12 +28,10 @@ pub fn run(args: &StopArgs) -> u8 {
         let pool = state::connect(&connection.database_url).await?;
         let deadline = Instant::now() + Duration::from_secs(args.timeout);
         loop {
-            let status: String = sqlx::query_scalar("SELECT status FROM replay.runs WHERE id = $1")
-                .bind(args.run)
-                .fetch_one(&pool)
-                .await
-                .map_err(RunError::db("reading the run"))?;
-            if status != "running" {
+            let status = state::status_of(&pool, args.run)
+                .await?
+                .ok_or_else(|| RunError::Refused(format!("no run `{}`", args.run)))?;
+            if status != RunStatus::Running {
                 println!(
                     "run `{}` is {status}; `replay apply` with the same plan and parameters resumes it",
                     args.run

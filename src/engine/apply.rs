@@ -4,41 +4,34 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
 
 use crate::engine::binds::{BindScope, audited};
 use crate::engine::broker::Amqp;
+use crate::engine::connection::{Connection, check_tables};
 use crate::engine::error::{FaultClass, RunError};
 use crate::engine::events::{Reporter, RunEvent};
 use crate::engine::pace::TokenBucket;
 use crate::engine::report::{Failing, Report, VerificationReport};
 use crate::engine::sequence::{self, Recorded};
+use crate::engine::state::DEFAULT_LEASE;
 use crate::engine::state::{Acquired, Lease};
 use crate::engine::status::RunStatus;
 use crate::engine::steps::{Cancel, StepContext};
+use crate::engine::window::Windowed;
 use crate::engine::writes::{Commit, Writes};
-use crate::engine::{backup, freeze, gates, rollback, state, verify};
+use crate::engine::{audit, backup, freeze, gates, rollback, state, verify};
 use crate::plan::Plan;
-use crate::plan::model::{Step, WaitStep};
+use crate::plan::model::Step;
 use crate::plan::selection::quote_ident;
 
-/// How long an executor's lease lasts without a heartbeat.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Passing faults retried in one process before the run stops as `interrupted`.
 pub const DEFAULT_RETRIES: u32 = 8;
 /// The status value of a failed event (Habitat's).
 const FAILED_STATUS: &str = "error";
 /// How many still-failing events a report names.
 const FAILING_LISTED: i64 = 20;
-
-/// How to reach the target, and who runs.
-#[derive(Debug, Clone)]
-pub struct Connection {
-    pub database_url: String,
-    pub amqp_url: String,
-    pub operator: String,
-}
 
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -289,7 +282,7 @@ impl Driver<'_> {
             ));
         }
         // Every exchange and queue the plan names must exist before the first write.
-        let mut broker = match needs_broker(plan) {
+        let mut broker = match plan.needs_broker {
             true => {
                 let mut amqp = Amqp::connect(
                     &self.connection.amqp_url,
@@ -332,9 +325,15 @@ impl Driver<'_> {
             });
             report.backups.push(snapshot);
         }
-        let mut clock = TokenBucket::new(
-            plan.raw.rate_limit.per_second,
-            plan.raw.rate_limit.batch_size,
+        // Outside the plan's window the run pauses (unless the operator overrode the window).
+        let overridden = self.options.overrides.gates.iter().any(|g| g == "window");
+        let mut clock = Windowed::new(
+            TokenBucket::new(
+                plan.raw.rate_limit.per_second,
+                plan.raw.rate_limit.batch_size,
+            ),
+            plan.raw.safety.window.clone().filter(|_| !overridden),
+            self.cancel.clone(),
         );
         report.wrote = true;
         let mut ctx = StepContext {
@@ -361,6 +360,7 @@ impl Driver<'_> {
             report,
         )
         .await;
+        report.paused_secs += clock.paused.as_secs_f64();
         if let Some(b) = broker {
             b.close().await;
         }
@@ -488,7 +488,7 @@ impl Driver<'_> {
         if matches!(
             status,
             RunStatus::Succeeded | RunStatus::RolledBack | RunStatus::Refused
-        ) && let Err(e) = audit(
+        ) && let Err(e) = audit::write(
             &self.pool,
             self.plan,
             self.connection,
@@ -513,20 +513,6 @@ fn backoff(failures: u32) -> Duration {
     let base = (500u64 << failures.saturating_sub(1).min(5)).min(15_000) as f64;
     let jitter = rand::rng().random_range(0.8..1.2);
     Duration::from_millis((base * jitter) as u64)
-}
-
-pub(crate) fn needs_broker(plan: &Plan) -> bool {
-    plan.raw.steps.iter().any(|s| {
-        matches!(
-            s,
-            Step::Publish(_)
-                | Step::PurgeQueue(_)
-                | Step::Wait(WaitStep {
-                    queue_empty: Some(_),
-                    ..
-                })
-        )
-    })
 }
 
 fn step_of(e: &RunError) -> String {
@@ -619,64 +605,6 @@ async fn failing(
             .map(|(_, id, message)| (id, message.unwrap_or_default()))
             .collect(),
     }))
-}
-
-/// Refuses early, with the table's name, when the events or audit table is missing.
-pub async fn check_tables(pool: &PgPool, plan: &Plan) -> Result<(), RunError> {
-    let target = &plan.raw.target;
-    let mut tables = vec![target.events_table.clone()];
-    if !target.audit_table.is_empty() {
-        tables.push(target.audit_table.clone());
-    }
-    for table in tables {
-        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-            .bind(quote_ident(&table))
-            .fetch_one(pool)
-            .await
-            .map_err(RunError::db("looking up tables"))?;
-        if exists.is_none() {
-            return Err(RunError::Refused(format!(
-                "table `{table}` does not exist in the target database (see `target` in the plan)"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// One row in the target's audit table per finished run.
-pub(crate) async fn audit(
-    pool: &PgPool,
-    plan: &Plan,
-    connection: &Connection,
-    run_id: uuid::Uuid,
-    outcome: &str,
-) -> Result<(), RunError> {
-    if plan.raw.target.audit_table.is_empty() {
-        return Ok(());
-    }
-    // Overrides given for this run are part of its record.
-    let overrides: Vec<Value> = state::logged_details(pool, run_id, "override").await?;
-    let again: Vec<Value> = state::logged_details(pool, run_id, "again").await?;
-    let details = json!({
-        "plan": plan.raw.name,
-        "plan_hash": plan.hash,
-        "reason": plan.raw.reason,
-        "params": plan.params_json(),
-        "run_id": run_id.to_string(),
-        "outcome": outcome,
-        "overrides": overrides,
-        "again": again.first(),
-    });
-    sqlx::query(audited(&format!(
-        "INSERT INTO {} (action, details, performed_by) VALUES ('event_replay', $1, $2)",
-        quote_ident(&plan.raw.target.audit_table)
-    )))
-    .bind(details.to_string())
-    .bind(&connection.operator)
-    .execute(pool)
-    .await
-    .map_err(RunError::db("writing the audit log"))?;
-    Ok(())
 }
 
 /// `replay stop` sets `stop_requested`. Batch steps read it in each checkpoint's transaction; this

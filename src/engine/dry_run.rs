@@ -3,9 +3,9 @@
 //! the live worker), writes are rehearsed on the first batch of each step and the rest counted,
 //! and no message is sent; the executor's schema is not needed.
 
-use crate::engine::apply::{Connection, check_tables, needs_broker};
 use crate::engine::binds::BindScope;
 use crate::engine::broker::{Amqp, Recorder};
+use crate::engine::connection::{Connection, check_tables};
 use crate::engine::error::RunError;
 use crate::engine::events::{Reporter, RunEvent};
 use crate::engine::pace::NoWait;
@@ -37,7 +37,7 @@ pub async fn dry_run(
     let scope = BindScope::new(plan, run_id, started_at, writes.selection_table());
     let selected = freeze::freeze(&mut writes, plan, run_id).await?;
     report.selected = selected;
-    report.breakdown = freeze::breakdown(&mut writes, plan, run_id, 5).await?;
+    report.breakdown = freeze::breakdown(&mut writes, run_id, 5).await?;
     reporter.event(&RunEvent::SelectionFrozen { selected });
     report.selection_digest = freeze::digest(&mut writes, run_id).await?.1;
     report.gates = gates::check(plan, selected, started_at);
@@ -51,7 +51,7 @@ pub async fn dry_run(
     for snapshot in backup::take(&mut writes, plan, &scope, run_id, &[]).await? {
         report.backups.push(snapshot);
     }
-    let amqp = match needs_broker(plan) {
+    let amqp = match plan.needs_broker {
         true => Some(
             Amqp::connect(
                 &connection.amqp_url,
@@ -64,7 +64,7 @@ pub async fn dry_run(
         false => None,
     };
     let mut broker = Recorder::new(amqp, SAMPLE);
-    if needs_broker(plan) {
+    if plan.needs_broker {
         crate::engine::broker::check_objects(&mut broker, plan).await?;
     }
     // The verification queries' values now, before anything is rehearsed: what the run starts

@@ -31,8 +31,8 @@ pub async fn freeze<W: Writes>(
     };
     let selection = writes.selection_table();
     let sql = format!(
-        "INSERT INTO {selection} (run_id, seq, event_id, event_type, payload) \
-         SELECT ${run}, row_number() OVER (ORDER BY processed_at NULLS FIRST, event_id), event_id, event_type, payload \
+        "INSERT INTO {selection} (run_id, seq, event_id, event_type, payload, processed_at) \
+         SELECT ${run}, row_number() OVER (ORDER BY processed_at NULLS FIRST, event_id), event_id, event_type, payload, processed_at \
          FROM (SELECT {event_id} AS event_id, {event_type} AS event_type, {payload} AS payload, \
                {processed_at} AS processed_at FROM {table} WHERE {conditions} \
                ORDER BY {processed_at} NULLS FIRST, {event_id}{limit}) picked",
@@ -95,11 +95,9 @@ pub async fn count(conn: &mut sqlx::PgConnection, plan: &Plan) -> Result<u64, Ru
 /// Counts of the frozen selection by event type and by day, and a few events, for reports.
 pub async fn breakdown<W: Writes>(
     writes: &mut W,
-    plan: &Plan,
     run_id: uuid::Uuid,
     sample: i64,
 ) -> Result<Breakdown, RunError> {
-    let target = &plan.raw.target;
     let table = writes.selection_table();
     let mut tx = writes
         .begin()
@@ -116,12 +114,8 @@ pub async fn breakdown<W: Writes>(
     .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
     .collect();
     let by_day = sqlx::query(audited(&format!(
-        "SELECT coalesce(to_char(e.{processed_at}, 'YYYY-MM-DD'), '(none)'), count(*) \
-         FROM {table} s JOIN {events} e ON e.{event_id} = s.event_id WHERE s.run_id = $1 \
-         GROUP BY 1 ORDER BY 1 DESC LIMIT 60",
-        processed_at = quote_ident(&target.columns.processed_at),
-        events = quote_ident(&target.events_table),
-        event_id = quote_ident(&target.columns.event_id),
+        "SELECT coalesce(to_char(processed_at, 'YYYY-MM-DD'), '(none)'), count(*) \
+         FROM {table} WHERE run_id = $1 GROUP BY 1 ORDER BY 1 DESC LIMIT 60"
     )))
     .bind(run_id)
     .fetch_all(&mut *tx)

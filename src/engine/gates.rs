@@ -3,7 +3,7 @@
 use chrono::{Datelike, Timelike};
 
 use crate::plan::Plan;
-use crate::plan::model::{Weekday, Window};
+use crate::plan::model::Window;
 
 /// One gate's outcome.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -138,6 +138,31 @@ fn window_open(window: &Window, now: chrono::DateTime<chrono::Utc>) -> (bool, St
         return (false, format!("unknown time zone `{}`", window.timezone));
     };
     let local = now.with_timezone(&tz);
+    (
+        is_open(window, now).unwrap_or(false),
+        format!(
+            "now {} {}; window {} {}",
+            local.format("%a %H:%M"),
+            window.timezone,
+            window.between,
+            if window.days.is_empty() {
+                String::new()
+            } else {
+                let days: Vec<&str> = window.days.iter().map(|d| d.name()).collect();
+                days.join(", ")
+            }
+        ),
+    )
+}
+
+/// Whether the window is open at `now`. A window that crosses midnight (`22:00-02:00`) belongs to
+/// the day it starts: with `days: [fri]` it is open from Friday 22:00 to Saturday 02:00.
+pub fn is_open(window: &Window, now: chrono::DateTime<chrono::Utc>) -> Result<bool, String> {
+    let tz = window
+        .timezone
+        .parse::<chrono_tz::Tz>()
+        .map_err(|_| format!("unknown time zone `{}`", window.timezone))?;
+    let local = now.with_timezone(&tz);
     let minutes = |hhmm: &str| -> u32 {
         let (h, m) = hhmm.split_once(':').unwrap_or(("0", "0"));
         h.parse::<u32>().unwrap_or(0) * 60 + m.parse::<u32>().unwrap_or(0)
@@ -148,35 +173,33 @@ fn window_open(window: &Window, now: chrono::DateTime<chrono::Utc>) -> (bool, St
         minutes(to),
         local.hour() * 60 + local.minute(),
     );
-    let in_time = if from <= to {
-        at >= from && at < to
+    let started = if from <= to {
+        (at >= from && at < to).then_some(local.weekday())
+    } else if at >= from {
+        Some(local.weekday())
+    } else if at < to {
+        // After midnight: the window opened the day before.
+        Some(local.weekday().pred())
     } else {
-        at >= from || at < to
+        None
     };
-    let day = match local.weekday() {
-        chrono::Weekday::Mon => Weekday::Mon,
-        chrono::Weekday::Tue => Weekday::Tue,
-        chrono::Weekday::Wed => Weekday::Wed,
-        chrono::Weekday::Thu => Weekday::Thu,
-        chrono::Weekday::Fri => Weekday::Fri,
-        chrono::Weekday::Sat => Weekday::Sat,
-        chrono::Weekday::Sun => Weekday::Sun,
-    };
-    let in_day = window.days.is_empty() || window.days.contains(&day);
-    (
-        in_time && in_day,
-        format!(
-            "now {} {}; window {} {}",
-            local.format("%a %H:%M"),
-            window.timezone,
-            window.between,
-            if window.days.is_empty() {
-                String::new()
-            } else {
-                format!("{:?}", window.days)
-            }
-        ),
-    )
+    Ok(started
+        .is_some_and(|day| window.days.is_empty() || window.days.iter().any(|d| d.chrono() == day)))
+}
+
+/// When the window next opens, at or after `now` (to the minute; within eight days).
+pub fn next_open(
+    window: &Window,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let start = now
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(now);
+    (0..=8 * 24 * 60)
+        .map(|m| start + chrono::Duration::minutes(m))
+        .find(|t| *t >= now - chrono::Duration::minutes(1) && is_open(window, *t).unwrap_or(false))
+        .map(|t| t.max(now))
 }
 
 /// Whether the newest `*.dump` in the directory is young enough, and what was found.

@@ -1,9 +1,11 @@
 //! The executor: turns a compiled plan into a checkpointed run (or a rehearsal of one).
 
 pub mod apply;
+pub mod audit;
 pub mod backup;
 pub mod binds;
 pub mod broker;
+pub mod connection;
 pub mod dry_run;
 pub mod dump;
 pub mod error;
@@ -23,9 +25,11 @@ pub mod state;
 pub mod status;
 pub mod steps;
 pub mod verify;
+pub mod window;
 pub mod writes;
 
-pub use apply::{ApplyOptions, Connection, apply};
+pub use apply::{ApplyOptions, apply};
+pub use connection::Connection;
 pub use dry_run::{DryRunOptions, dry_run};
 pub use error::RunError;
 pub use report::Report;

@@ -46,6 +46,8 @@ pub struct Report {
     pub estimated_secs: Option<f64>,
     /// Passing faults retried from the checkpoint during this apply.
     pub retries: u32,
+    /// Seconds the run held outside its window.
+    pub paused_secs: f64,
     /// Whether this attempt reached the steps (so a refusal cannot say "nothing was written").
     #[serde(skip)]
     pub wrote: bool,
@@ -217,6 +219,22 @@ impl Report {
             for (id, message) in &failing.first {
                 let _ = writeln!(out, "    {id}: {message}");
             }
+        }
+        if self.paused_secs > 0.0 {
+            let _ = writeln!(
+                out,
+                "  paused outside the window for {}",
+                crate::plan::duration::format(std::time::Duration::from_secs(
+                    self.paused_secs as u64
+                ))
+            );
+        }
+        if self.retries > 0 {
+            let _ = writeln!(
+                out,
+                "  retried {} passing fault(s) from the checkpoint",
+                self.retries
+            );
         }
         for warning in &self.warnings {
             let _ = writeln!(out, "  warning: {warning}");

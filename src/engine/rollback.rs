@@ -4,9 +4,10 @@
 use serde_json::json;
 use sqlx::{PgPool, Row};
 
-use crate::engine::apply::Connection;
+use crate::engine::audit;
 use crate::engine::backup;
 use crate::engine::binds::{BindScope, audited, bind_all};
+use crate::engine::connection::Connection;
 use crate::engine::error::RunError;
 use crate::engine::events::{Reporter, RunEvent};
 use crate::engine::report::Report;
@@ -126,7 +127,7 @@ pub async fn rollback_run(
             "plan `{name}` has no rollback actions"
         )));
     }
-    let lease = state::acquire_run(&pool, run_id, crate::engine::apply::DEFAULT_LEASE).await?;
+    let lease = state::acquire_run(&pool, run_id, state::DEFAULT_LEASE).await?;
     let cause = format!("rolled back by {}", connection.operator);
     state::set_status(&pool, &lease, RunStatus::RollingBack, Some(&cause)).await?;
     let started_at: chrono::DateTime<chrono::Utc> = row.get(4);
@@ -145,8 +146,7 @@ pub async fn rollback_run(
         json!({"operator": connection.operator, "forced": force}),
     )
     .await;
-    crate::engine::apply::audit(&pool, &plan, connection, run_id, "rolled_back_by_operator")
-        .await?;
+    audit::write(&pool, &plan, connection, run_id, "rolled_back_by_operator").await?;
     report.status = RunStatus::RolledBack.to_string();
     Ok(())
 }

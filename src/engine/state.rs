@@ -66,6 +66,9 @@ pub async fn migrate(pool: &PgPool) -> Result<(), RunError> {
     })
 }
 
+/// How long an executor's lease lasts without a heartbeat.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
 /// An unfinished run of a plan.
 #[derive(Debug, Clone)]
 pub struct OpenRun {
@@ -666,4 +669,139 @@ pub async fn record_verification(
     .await
     .map_err(RunError::db("recording verifications"))?;
     Ok(())
+}
+
+/// Whether the `replay` schema exists (a read command on a fresh database has nothing to show).
+pub async fn schema_exists(pool: &PgPool) -> Result<bool, RunError> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass('replay.runs')::text")
+        .fetch_one(pool)
+        .await
+        .map_err(RunError::db("looking for runs"))?;
+    Ok(exists.is_some())
+}
+
+/// A run as `replay status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub id: uuid::Uuid,
+    pub plan: String,
+    pub status: RunStatus,
+    pub selected: i64,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub operator: String,
+    pub plan_hash: String,
+    pub error: Option<String>,
+    /// The executor holding a live lease, if any (`host:pid`).
+    pub executor: Option<String>,
+    pub steps: Vec<StepSummary>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepSummary {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub checkpoint: i64,
+    pub touched: i64,
+}
+
+/// The newest runs (or one run), with their steps.
+pub async fn runs(pool: &PgPool, run: Option<uuid::Uuid>) -> Result<Vec<RunSummary>, RunError> {
+    let rows = sqlx::query(
+        "SELECT id, plan_name, status, coalesce(selected_count, 0), started_at, operator, \
+                left(plan_hash, 12), error, \
+                CASE WHEN lease_expires_at > clock_timestamp() THEN lease_owner END \
+         FROM replay.runs WHERE ($1::uuid IS NULL OR id = $1) ORDER BY started_at DESC LIMIT 20",
+    )
+    .bind(run)
+    .fetch_all(pool)
+    .await
+    .map_err(RunError::db("reading runs"))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let id: uuid::Uuid = r.get(0);
+        let steps = sqlx::query(
+            "SELECT step_id, kind, status, checkpoint, touched FROM replay.step_runs \
+             WHERE run_id = $1 ORDER BY ordinal",
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .map_err(RunError::db("reading steps"))?
+        .iter()
+        .map(|s| StepSummary {
+            id: s.get(0),
+            kind: s.get(1),
+            status: s.get(2),
+            checkpoint: s.get(3),
+            touched: s.get(4),
+        })
+        .collect();
+        out.push(RunSummary {
+            id,
+            plan: r.get(1),
+            status: r.get(2),
+            selected: r.get(3),
+            started_at: r.get(4),
+            operator: r.get(5),
+            plan_hash: r.get(6),
+            error: r.get(7),
+            executor: r.get(8),
+            steps,
+        });
+    }
+    Ok(out)
+}
+
+/// A run's status, if the run exists.
+pub async fn status_of(pool: &PgPool, run_id: uuid::Uuid) -> Result<Option<RunStatus>, RunError> {
+    sqlx::query_scalar("SELECT status FROM replay.runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(RunError::db("reading the run"))
+}
+
+/// One line of `replay audit`: a run and what operators did to it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryEntry {
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub id: uuid::Uuid,
+    pub plan: String,
+    pub plan_hash: String,
+    pub operator: String,
+    pub status: RunStatus,
+    pub reason: String,
+    /// Stops, rollbacks, restarts, overrides and re-runs, in order.
+    pub events: String,
+}
+
+pub async fn history(pool: &PgPool, limit: i64) -> Result<Vec<HistoryEntry>, RunError> {
+    let rows = sqlx::query(
+        "SELECT r.started_at, r.id, r.plan_name, left(r.plan_hash, 12), r.operator, r.status, r.reason, \
+                coalesce(string_agg(l.kind || coalesce(' ' || (l.detail ->> 'operator'), '') \
+                         || coalesce(' ' || (l.detail ->> 'gate') || ': ' || (l.detail ->> 'because'), '') \
+                         || CASE WHEN l.kind = 'again' THEN coalesce(': ' || (l.detail ->> 'because'), '') ELSE '' END, \
+                         '; ' ORDER BY l.id) \
+                         FILTER (WHERE l.kind IN ('stop_requested', 'operator_rollback', 'abandoned', 'override', 'rolled_back', 'again')), '') \
+         FROM replay.runs r LEFT JOIN replay.run_log l ON l.run_id = r.id \
+         GROUP BY r.id ORDER BY r.started_at DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(RunError::db("reading the history"))?;
+    Ok(rows
+        .iter()
+        .map(|r| HistoryEntry {
+            started_at: r.get(0),
+            id: r.get(1),
+            plan: r.get(2),
+            plan_hash: r.get(3),
+            operator: r.get(4),
+            status: r.get(5),
+            reason: r.get(6),
+            events: r.get(7),
+        })
+        .collect())
 }

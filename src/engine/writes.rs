@@ -146,7 +146,8 @@ impl Rehearse {
             .await?;
         sqlx::query(
             "CREATE TEMP TABLE replay_selection (run_id UUID NOT NULL, seq BIGINT NOT NULL, \
-             event_id TEXT NOT NULL, event_type TEXT NOT NULL, payload JSONB, PRIMARY KEY (run_id, seq)) \
+             event_id TEXT NOT NULL, event_type TEXT NOT NULL, payload JSONB, processed_at TIMESTAMPTZ, \
+             PRIMARY KEY (run_id, seq)) \
              ON COMMIT DROP",
         )
         .execute(&mut *outer)

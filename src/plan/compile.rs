@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use super::model::RawPlan;
+use super::model::{RawPlan, Step};
 use super::params::{self, ParamError, ParamValue, param_ref};
 use super::selection::{self, SelectionQuery};
 
@@ -18,6 +18,9 @@ pub struct Plan {
     /// SHA-256 of the parameter values; runs are resumed per plan name and parameters.
     pub params_hash: String,
     pub selection: SelectionQuery,
+    /// Whether a step needs RabbitMQ (a publish, a purge, a wait on a queue): known before the
+    /// run, so the broker is connected and its objects checked before the first write.
+    pub needs_broker: bool,
 }
 
 impl Plan {
@@ -59,12 +62,18 @@ pub fn compile(raw: RawPlan, args: &[String]) -> Result<Plan, ParamError> {
         }
     };
     let selection = selection::compile(&raw.target, &raw.select, &resolve);
+    let needs_broker = raw.steps.iter().any(|s| match s {
+        Step::Publish(_) | Step::PurgeQueue(_) => true,
+        Step::Wait(w) => w.queue_empty.is_some(),
+        Step::Reset(_) | Step::Sql(_) => false,
+    });
     Ok(Plan {
         raw,
         hash,
         params,
         params_hash,
         selection,
+        needs_broker,
     })
 }
 
