@@ -232,6 +232,11 @@ pub fn run(args: &ApplyArgs) -> u8 {
         report
             .next
             .push(format!("inspect with: replay status {id}"));
+        if report.failing.as_ref().is_some_and(|f| f.total > 0) {
+            report.next.push(format!(
+                "plan the events that failed again: replay inspect --run {id} --status error --emit-plan NEXT.yaml"
+            ));
+        }
     }
     match args.format {
         OutputFormat::Json => println!(

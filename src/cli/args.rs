@@ -56,6 +56,10 @@ pub struct InspectArgs {
     /// Payload field equality, `field=value` (repeatable).
     #[arg(long = "payload", value_name = "FIELD=VALUE")]
     pub payload: Vec<String>,
+    /// Only the events a run selected (e.g. `--run RUN --status error`: those that failed again;
+    /// with `--emit-plan`, a plan for exactly them).
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<uuid::Uuid>,
     /// Queues whose depth to show (repeatable).
     #[arg(long = "queue")]
     pub queues: Vec<String>,

@@ -51,7 +51,8 @@ pub fn run(args: &InspectArgs) -> u8 {
     };
     let target = Target::default();
     let (found, broker) = runtime.block_on(async {
-        let found = inspect::inspect(&args.database_url, &target, &select, args.sample).await;
+        let found =
+            inspect::inspect(&args.database_url, &target, &select, args.sample, args.run).await;
         // The broker is only asked when a queue is: looking at events needs no RabbitMQ.
         let broker = match (&found, args.queues.is_empty()) {
             (Ok(_), false) => Some(inspect::queue_depths(&args.amqp_url, &args.queues).await),
@@ -79,7 +80,12 @@ pub fn run(args: &InspectArgs) -> u8 {
         None => {}
     }
     if let Some(path) = &args.emit_plan {
-        let text = inspect::plan_skeleton(&found, chrono::Utc::now());
+        let mut planned = found.clone();
+        if planned.run.is_some() {
+            // Exactly the run's events that match now.
+            planned.selection.event_ids = std::mem::take(&mut planned.matching);
+        }
+        let text = inspect::plan_skeleton(&planned, chrono::Utc::now());
         if let Err(e) = write_new(path, &text) {
             eprintln!(
                 "error: cannot write the plan skeleton to `{}`: {e}",

@@ -42,6 +42,13 @@ pub struct Inspection {
     pub queues: Vec<QueueDepth>,
     /// Where the plan skeleton was written.
     pub plan_file: Option<String>,
+    /// The run whose frozen selection this inspection is limited to (`--run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<uuid::Uuid>,
+    /// With `--run`: the ids of the events that match now, in selection order (what
+    /// `--emit-plan` selects exactly).
+    #[serde(skip)]
+    pub matching: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -86,11 +93,61 @@ pub async fn inspect(
     target: &Target,
     select: &Selection,
     sample: i64,
+    run: Option<uuid::Uuid>,
 ) -> Result<Inspection, RunError> {
     let pool = state::connect(database_url).await?;
-    let result = summarise(&pool, target, select, sample).await;
+    let result = async {
+        let Some(run) = run else {
+            return summarise(&pool, target, select, sample).await;
+        };
+        // Limited to what the run selected: e.g. `--run RUN --status error`, its events that
+        // failed again.
+        let in_run = state::selected_event_ids(&pool, run).await?;
+        let mut select = select.clone();
+        select.event_ids = match select.event_ids.is_empty() {
+            true => in_run,
+            false => in_run
+                .into_iter()
+                .filter(|id| select.event_ids.contains(id))
+                .collect(),
+        };
+        let mut found = summarise(&pool, target, &select, sample).await?;
+        found.matching = matching_ids(&pool, target, &select).await?;
+        found.run = Some(run);
+        Ok(found)
+    }
+    .await;
     pool.close().await;
     result
+}
+
+/// The ids of the events a selection matches now, oldest first.
+async fn matching_ids(
+    pool: &sqlx::PgPool,
+    target: &Target,
+    select: &Selection,
+) -> Result<Vec<String>, RunError> {
+    let literal = |text: &str| ParamValue::String(text.to_string());
+    let q = selection::compile(target, select, &literal);
+    let c = &target.columns;
+    let rows = bind_all(
+        sqlx::query(audited(&format!(
+            "SELECT {event_id}::text FROM {table} WHERE {conditions} \
+             ORDER BY {processed_at} NULLS FIRST, {event_id}",
+            event_id = quote_ident(&c.event_id),
+            processed_at = quote_ident(&c.processed_at),
+            table = quote_ident(&target.events_table),
+            conditions = q.where_clause(),
+        ))),
+        &q.binds,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(RunError::db("listing the matching events"))?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()
+        .map_err(RunError::db("listing the matching events"))
 }
 
 async fn summarise(
@@ -190,6 +247,8 @@ async fn summarise(
         sample,
         queues: Vec::new(),
         plan_file: None,
+        run: None,
+        matching: Vec::new(),
     })
 }
 
@@ -374,7 +433,19 @@ pub fn plan_skeleton(inspection: &Inspection, now: DateTime<Utc>) -> String {
         "# Plan skeleton written by `replay inspect` at {} from:",
         now.format("%Y-%m-%dT%H:%M:%SZ")
     );
-    let _ = writeln!(out, "#   {}", command(select));
+    let _ = writeln!(
+        out,
+        "#   {}",
+        match inspection.run {
+            // The ids below are the run's events that matched; the command that found them:
+            Some(run) => command(&Selection {
+                event_ids: Vec::new(),
+                ..select.clone()
+            })
+            .replacen("replay inspect", &format!("replay inspect --run {run}"), 1),
+            None => command(select),
+        }
+    );
     let _ = writeln!(
         out,
         "# The selection ({}) matched {} event(s) then:",

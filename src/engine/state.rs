@@ -805,3 +805,18 @@ pub async fn history(pool: &PgPool, limit: i64) -> Result<Vec<HistoryEntry>, Run
         })
         .collect())
 }
+
+/// The event ids of a run's frozen selection, in order; refuses an unknown run.
+pub async fn selected_event_ids(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+) -> Result<Vec<String>, RunError> {
+    if !schema_exists(pool).await? || status_of(pool, run_id).await?.is_none() {
+        return Err(RunError::Refused(format!("no run `{run_id}`")));
+    }
+    sqlx::query_scalar("SELECT event_id FROM replay.selection WHERE run_id = $1 ORDER BY seq")
+        .bind(run_id)
+        .fetch_all(pool)
+        .await
+        .map_err(RunError::db("reading the run's selection"))
+}

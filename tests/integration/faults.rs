@@ -724,3 +724,93 @@ async fn a_dry_run_rehearses_the_first_batch_and_never_queues_behind_the_worker(
     assert_eq!(changed, 0, "a dry-run changes nothing");
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn events_that_failed_again_are_named_and_inspect_plans_exactly_them(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 2_000).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    // No rollback: what the worker did stays, and the verification's failure is the news.
+    let plan = plan_file(&dir, "failed-again", REPLAY_AND_VERIFY);
+    let child = start(&["apply", plan.to_str().unwrap_or_default()], &url);
+    until("the reset to finish", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT status = 'done' FROM replay.step_runs WHERE step_id = 'reset'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    })
+    .await?;
+    sqlx::query(
+        "UPDATE processed_events e SET status = 'processed', error_message = NULL FROM replay.selection s \
+         WHERE s.event_id = e.event_id AND s.seq > 1",
+    )
+    .execute(&pool)
+    .await?;
+    let poison: String = sqlx::query_scalar(
+        "UPDATE processed_events e SET status = 'error', error_message = 'poison' FROM replay.selection s \
+         WHERE s.event_id = e.event_id AND s.seq = 1 RETURNING e.event_id",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("still failing: 1 selected event(s)")
+            && stdout.contains(&format!("{poison}: poison")),
+        "{stdout}"
+    );
+    let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert!(
+        stdout.contains(&format!(
+            "replay inspect --run {run_id} --status error --emit-plan"
+        )),
+        "{stdout}"
+    );
+    // A failed event outside the run must not be picked up.
+    let outsider: String = sqlx::query_scalar(
+        "UPDATE processed_events SET status = 'error' WHERE id = (SELECT min(id) FROM processed_events \
+         WHERE event_id NOT IN (SELECT event_id FROM replay.selection)) RETURNING event_id",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let next = dir.path().join("next.yaml");
+    let next = next.to_str().unwrap_or_default();
+    let inspected = run(
+        &[
+            "inspect",
+            "--run",
+            &run_id.to_string(),
+            "--status",
+            "error",
+            "--emit-plan",
+            next,
+        ],
+        &url,
+    );
+    assert!(
+        inspected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspected.stderr)
+    );
+    let text = std::fs::read_to_string(next)?;
+    assert!(
+        text.contains(&format!("  event_ids:\n    - \"{poison}\"\n")) && !text.contains(&outsider),
+        "{text}"
+    );
+    let dry = run(&["apply", next, "--dry-run", "--format", "json"], &url);
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout)?;
+    assert_eq!(
+        report["selected"], 1,
+        "exactly the event that failed again: {report}"
+    );
+    Ok(())
+}
