@@ -111,9 +111,9 @@ pub struct ApplyArgs {
     /// `--because`; recorded). Without it such a re-run does nothing and exits 0.
     #[arg(long)]
     pub again: bool,
-    /// Let a failing safety gate pass (max_events, unfiltered, window, backup, force); needs `--because`.
-    #[arg(long = "override", value_name = "GATE")]
-    pub overrides: Vec<String>,
+    /// Let a failing safety gate pass; needs `--because`.
+    #[arg(long = "override", value_name = "GATE", value_enum)]
+    pub overrides: Vec<crate::engine::gates::Gate>,
     /// Why the gates are overridden, or why `--again` (recorded in the run log and the audit row).
     #[arg(long)]
     pub because: Option<String>,

@@ -326,7 +326,7 @@ impl Driver<'_> {
             report.backups.push(snapshot);
         }
         // Outside the plan's window the run pauses (unless the operator overrode the window).
-        let overridden = self.options.overrides.gates.iter().any(|g| g == "window");
+        let overridden = self.options.overrides.gates.contains(&gates::Gate::Window);
         let mut clock = Windowed::new(
             TokenBucket::new(
                 plan.raw.rate_limit.per_second,

@@ -5,10 +5,51 @@ use chrono::{Datelike, Timelike};
 use crate::plan::Plan;
 use crate::plan::model::Window;
 
+/// A safety gate, as `--override` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Gate {
+    /// More events selected than `safety.max_events`.
+    MaxEvents,
+    /// `select.all: true`: no filter.
+    Unfiltered,
+    /// Outside `safety.window`.
+    Window,
+    /// `safety.require_backup` without a backup.
+    Backup,
+    /// `safety.recent_dump`: no young enough `pg_dump` file.
+    RecentDump,
+    /// `safety.force` without its acknowledgement.
+    Force,
+    /// `safety.rehearsal` without the staging proof.
+    Rehearsal,
+}
+
+impl Gate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::MaxEvents => "max_events",
+            Gate::Unfiltered => "unfiltered",
+            Gate::Window => "window",
+            Gate::Backup => "backup",
+            Gate::RecentDump => "recent_dump",
+            Gate::Force => "force",
+            Gate::Rehearsal => "rehearsal",
+        }
+    }
+}
+
+impl std::fmt::Display for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One gate's outcome.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GateResult {
-    pub gate: &'static str,
+    pub gate: Gate,
     pub passed: bool,
     pub detail: String,
     /// The reason given with `--override`, when the gate failed and was overridden.
@@ -27,20 +68,10 @@ impl std::fmt::Display for GateResult {
     }
 }
 
-/// Gate names, as `--override` takes them.
-pub const GATES: &[&str] = &[
-    "max_events",
-    "unfiltered",
-    "window",
-    "backup",
-    "force",
-    "rehearsal",
-];
-
 /// An operator's `--override GATE --because "…"`.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    pub gates: Vec<String>,
+    pub gates: Vec<Gate>,
     pub because: Option<String>,
 }
 
@@ -48,7 +79,7 @@ impl Overrides {
     /// Marks failed gates that are overridden as passed, keeping the reason.
     pub fn apply(&self, results: &mut [GateResult]) {
         for g in results.iter_mut().filter(|g| !g.passed) {
-            if self.gates.iter().any(|o| o == g.gate) {
+            if self.gates.contains(&g.gate) {
                 g.passed = true;
                 g.overridden = self.because.clone();
             }
@@ -76,7 +107,7 @@ pub fn check(plan: &Plan, selected: u64, now: chrono::DateTime<chrono::Utc>) -> 
         overridden: None,
     };
     let mut out = vec![gate(
-        "max_events",
+        Gate::MaxEvents,
         selected <= safety.max_events,
         format!(
             "{selected} selected; the plan allows at most {}",
@@ -85,14 +116,14 @@ pub fn check(plan: &Plan, selected: u64, now: chrono::DateTime<chrono::Utc>) -> 
     )];
     if plan.raw.select.all {
         out.push(gate(
-            "unfiltered",
+            Gate::Unfiltered,
             false,
             "the selection has no filter (`all: true`): every event would be replayed".into(),
         ));
     }
     if let Some(window) = &safety.window {
         let (passed, detail) = window_open(window, now);
-        out.push(gate("window", passed, detail));
+        out.push(gate(Gate::Window, passed, detail));
     }
     if safety.require_backup {
         let backed_up = plan
@@ -101,7 +132,7 @@ pub fn check(plan: &Plan, selected: u64, now: chrono::DateTime<chrono::Utc>) -> 
             .as_ref()
             .is_some_and(|b| !b.tables.is_empty() || b.pg_dump.is_some());
         out.push(gate(
-            "backup",
+            Gate::Backup,
             backed_up,
             if backed_up {
                 "the run takes a backup before its first write".into()
@@ -121,11 +152,11 @@ pub fn check(plan: &Plan, selected: u64, now: chrono::DateTime<chrono::Utc>) -> 
         } else {
             newest_dump(recent, now)
         };
-        out.push(gate("backup", passed, detail));
+        out.push(gate(Gate::RecentDump, passed, detail));
     }
     if safety.force {
         out.push(gate(
-            "force",
+            Gate::Force,
             safety.acknowledge.is_some(),
             "WARNING: idempotency is bypassed; side effects (emails, payments) may repeat".into(),
         ));

@@ -432,7 +432,7 @@ impl Page<'_> {
                 out,
                 "- {} {} — {}",
                 if g.passed { "✅" } else { "❌" },
-                self.code(g.gate),
+                self.code(g.gate.as_str()),
                 self.text(&g.detail)
             );
         }
@@ -855,7 +855,7 @@ mod tests {
             status: "would_run".into(),
             selected: 3,
             gates: vec![GateResult {
-                gate: "max_events",
+                gate: crate::engine::gates::Gate::MaxEvents,
                 passed: true,
                 detail: "3 selected; the plan allows at most 10".into(),
                 overridden: None,

@@ -163,7 +163,7 @@ impl Pin {
             ),
         };
         Some(crate::engine::gates::GateResult {
-            gate: "rehearsal",
+            gate: crate::engine::gates::Gate::Rehearsal,
             passed,
             detail,
             overridden: None,

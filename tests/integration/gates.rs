@@ -139,7 +139,7 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
             format!("select: {{ status: [error] }}\n{}{reset}", recent(&empty)),
             &["--yes"],
             4,
-            "safety gate `backup`: no `*.dump` file in",
+            "safety gate `recent_dump`: no `*.dump` file in",
         ),
         case(
             "recent-dump",
@@ -149,7 +149,7 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
             ),
             &["--yes"],
             0,
-            "gate backup: pass (newest dump",
+            "gate recent_dump: pass (newest dump",
         ),
         case(
             "unfiltered-overridden",
@@ -183,7 +183,7 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
             &[
                 "--yes",
                 "--override",
-                "backup",
+                "recent_dump",
                 "--because",
                 "override 5: dump server down, approved",
             ],
@@ -228,7 +228,7 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
                 "no such gate here",
             ],
             2,
-            "no such gate",
+            "invalid value 'speed' for '--override <GATE>'",
         ),
         case(
             "no-terminal-no-yes",

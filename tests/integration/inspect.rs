@@ -224,7 +224,7 @@ async fn emitted_plan_validates_and_selects_what_inspect_counted(
         };
         // A plan of everything passes only with its gate overridden, as an operator would.
         let overrides = replay::engine::gates::Overrides {
-            gates: vec!["unfiltered".into()],
+            gates: vec![replay::engine::gates::Gate::Unfiltered],
             because: Some("test: inspect emitted a selection of all events".into()),
         };
         engine::dry_run(

@@ -45,6 +45,7 @@ const PLAN_CODES: &[&str] = &[
     "force-unacknowledged",
     "unfiltered-selection",
     "template-in-selection",
+    "template-not-allowed",
     "bad-value",
     "wait-condition",
     "expectation",

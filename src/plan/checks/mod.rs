@@ -7,6 +7,7 @@ mod safety;
 mod selection;
 mod sql;
 mod step_ids;
+mod template_fields;
 mod templates;
 
 use super::diagnostic::Diagnostic;
@@ -19,6 +20,7 @@ pub fn run(plan: &RawPlan) -> Vec<Diagnostic> {
     params::check(plan, &mut out);
     selection::check(plan, &mut out);
     templates::check(plan, &mut out);
+    template_fields::check(plan, &mut out);
     sql::check(plan, &mut out);
     safety::check(plan, &mut out);
     rate_limit::check(plan, &mut out);
