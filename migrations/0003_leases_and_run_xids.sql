@@ -4,7 +4,10 @@
 ALTER TABLE replay.runs
     ADD COLUMN lease_owner      TEXT,
     ADD COLUMN lease_token      BIGINT NOT NULL DEFAULT 0,
-    ADD COLUMN lease_expires_at TIMESTAMPTZ;
+    ADD COLUMN lease_expires_at TIMESTAMPTZ,
+    -- Boot and PID namespace of the holder: only a holder of the same boot and namespace can be
+    -- seen to have died through its pid (containers may share a hostname).
+    ADD COLUMN lease_origin     TEXT;
 
 -- The transaction ids of a run's committed batches. A row whose `xmin` is one of them is still as
 -- the run left it; any other changed row was written since (by the worker, by anyone) and a

@@ -126,10 +126,9 @@ pub fn run(args: &ApplyArgs) -> u8 {
     };
     let mut report = Report {
         version: 1,
-        mode: if args.dry_run {
-            "dry-run".into()
-        } else {
-            "apply".into()
+        mode: match args.dry_run {
+            true => crate::engine::status::Mode::DryRun,
+            false => crate::engine::status::Mode::Apply,
         },
         plan: compiled.raw.name.clone(),
         plan_hash: compiled.hash.clone(),
@@ -249,7 +248,9 @@ pub fn exit_code(e: &RunError) -> u8 {
     use crate::engine::error::FaultClass;
     match (e.class(), e) {
         (_, RunError::Interrupted) => exit_codes::INTERRUPTED,
-        (_, RunError::RetriesExhausted { .. }) => exit_codes::RESUMABLE,
+        (_, RunError::RetriesExhausted { .. } | RunError::LeaseExpired { .. }) => {
+            exit_codes::RESUMABLE
+        }
         (
             _,
             RunError::VerificationFailed { .. }

@@ -16,7 +16,7 @@ pub fn run(args: &RollbackArgs) -> u8 {
     };
     let mut report = Report {
         version: 1,
-        mode: "rollback".into(),
+        mode: crate::engine::status::Mode::Rollback,
         ..Report::default()
     };
     let mut progress = Progress::new(false);

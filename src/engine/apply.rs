@@ -16,7 +16,7 @@ use crate::engine::pace::TokenBucket;
 use crate::engine::report::{Failing, Report, VerificationReport};
 use crate::engine::sequence::{self, Recorded};
 use crate::engine::state::DEFAULT_LEASE;
-use crate::engine::state::{Acquired, Lease};
+use crate::engine::state::{Acquired, Lapse, Lease};
 use crate::engine::status::RunStatus;
 use crate::engine::steps::{Cancel, StepContext};
 use crate::engine::window::Windowed;
@@ -74,6 +74,9 @@ struct Driver<'a> {
     pool: PgPool,
     lease: Lease,
     cancel: &'a Cancel,
+    /// The gates passed and the operator confirmed, once for this process: a retry after a
+    /// passing fault neither asks again nor refuses at the window (the clock pauses there).
+    gated: std::cell::Cell<bool>,
 }
 
 /// Runs the plan; the report is filled as far as the run went, also on error.
@@ -148,12 +151,23 @@ pub async fn apply(
         pool: pool.clone(),
         lease,
         cancel,
+        gated: std::cell::Cell::new(false),
     };
     let heartbeat = driver.lease.heartbeat(pool.clone(), cancel.clone());
     let stop_watch = watch_stop_requests(pool.clone(), run.id, cancel.clone());
     let result = driver.drive(reporter, report).await;
     heartbeat.abort();
     stop_watch.abort();
+    // A stop the heartbeat caused says why.
+    let result = match (result, driver.lease.lapse()) {
+        (Err(RunError::Interrupted), Some(Lapse::TakenOver)) => Err(RunError::LeaseLost {
+            run_id: run.id.to_string(),
+        }),
+        (Err(RunError::Interrupted), Some(Lapse::Expired)) => Err(RunError::LeaseExpired {
+            run_id: run.id.to_string(),
+        }),
+        (result, _) => result,
+    };
     let result = driver.finish(result, report).await;
     driver.lease.release(&pool).await;
     reporter.event(&RunEvent::RunFinished {
@@ -171,12 +185,19 @@ impl Driver<'_> {
         report: &mut Report,
     ) -> Result<(), RunError> {
         let mut failures = 0;
+        let mut reached = self.progress_marker().await;
         loop {
             let error = match self.attempt(reporter, report).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.class() == FaultClass::Transient => e,
                 Err(e) => return Err(e),
             };
+            // The budget is for faults in a row: an attempt that moved a checkpoint starts it anew.
+            let now = self.progress_marker().await;
+            if now > reached {
+                failures = 0;
+                reached = now;
+            }
             failures += 1;
             if failures > self.options.retries {
                 return Err(RunError::RetriesExhausted {
@@ -209,6 +230,14 @@ impl Driver<'_> {
         }
     }
 
+    /// How far the run's checkpoints are (0 when they cannot be read).
+    async fn progress_marker(&self) -> i64 {
+        state::step_progress(&self.pool, self.lease.run_id)
+            .await
+            .map(|p| p.values().map(|s| s.checkpoint + i64::from(s.done)).sum())
+            .unwrap_or(0)
+    }
+
     /// One attempt, from whatever the run's records say is done.
     async fn attempt(
         &self,
@@ -222,6 +251,21 @@ impl Driver<'_> {
         report.backups.clear();
         let mut writes = Commit { pool: pool.clone() };
         let scope = BindScope::new(plan, run.id, run.started_at, writes.selection_table());
+        match run.status {
+            // The rollback committed but its acknowledgement was lost: it is done.
+            RunStatus::RolledBack => {
+                return Err(RunError::RollbackResumed {
+                    cause: run.error.clone().unwrap_or_default(),
+                });
+            }
+            s if !s.resumable() => {
+                return Err(RunError::Refused(format!(
+                    "run `{}` is {s}; there is nothing to resume",
+                    run.id
+                )));
+            }
+            _ => {}
+        }
         if run.status == RunStatus::RollingBack {
             // A rollback was under way when the last attempt ended: finish it, never the steps.
             let cause = run
@@ -251,8 +295,10 @@ impl Driver<'_> {
                     .map_err(RunError::db("counting the selection"))?;
                 let counted = freeze::count(&mut conn, plan).await?;
                 drop(conn);
-                self.gates(counted, report)?;
-                let n = freeze::freeze(&mut writes, plan, run.id).await?;
+                if !self.gated.get() {
+                    self.gates(counted, report)?;
+                }
+                let n = freeze::freeze(&mut writes, plan, run.id, self.lease.token).await?;
                 state::record_selected(pool, &self.lease, n).await?;
                 reporter.event(&RunEvent::SelectionFrozen { selected: n });
                 n
@@ -266,20 +312,23 @@ impl Driver<'_> {
         });
         let (_, digest) = freeze::digest(&mut writes, run.id).await?;
         report.selection_digest = digest;
-        self.options
-            .pin
-            .check_selection(&report.target, selected, &report.selection_digest)
-            .map_err(RunError::Refused)?;
-        self.gates(selected, report)?;
-        for g in report.gates.iter().filter(|g| g.overridden.is_some()) {
-            state::log(pool, run.id, "override", None, json!({"gate": g.gate, "because": g.overridden, "operator": self.connection.operator, "detail": g.detail})).await;
-        }
-        if let Some(confirm) = self.options.confirm.filter(|_| !report.resumed)
-            && !confirm(report)
-        {
-            return Err(RunError::Refused(
-                "not confirmed; nothing was written".into(),
-            ));
+        if !self.gated.get() {
+            self.options
+                .pin
+                .check_selection(&report.target, selected, &report.selection_digest)
+                .map_err(RunError::Refused)?;
+            self.gates(selected, report)?;
+            for g in report.gates.iter().filter(|g| g.overridden.is_some()) {
+                state::log(pool, run.id, "override", None, json!({"gate": g.gate, "because": g.overridden, "operator": self.connection.operator, "detail": g.detail})).await;
+            }
+            if let Some(confirm) = self.options.confirm.filter(|_| !report.resumed)
+                && !confirm(report)
+            {
+                return Err(RunError::Refused(
+                    "not confirmed; nothing was written".into(),
+                ));
+            }
+            self.gated.set(true);
         }
         // Every exchange and queue the plan names must exist before the first write.
         let mut broker = match plan.needs_broker {
@@ -317,7 +366,16 @@ impl Driver<'_> {
             report.dump_file = Some(path.display().to_string());
         }
         let already = state::backed_up_tables(pool, run.id).await?;
-        for snapshot in backup::take(&mut writes, plan, &scope, run.id, &already).await? {
+        for snapshot in backup::take(
+            &mut writes,
+            plan,
+            &scope,
+            run.id,
+            self.lease.token,
+            &already,
+        )
+        .await?
+        {
             reporter.event(&RunEvent::BackupTaken {
                 table: snapshot.table.clone(),
                 rows: snapshot.rows,
@@ -462,8 +520,19 @@ impl Driver<'_> {
                 FaultClass::Refusal => RunStatus::Refused,
             },
         };
+        let mut message = result.as_ref().err().map(|e| e.to_string());
+        // Once a rollback is under way, only its own end may replace it: whatever stopped it, the
+        // next attempt finishes the rollback, never the steps.
+        let mut status = status;
+        if status != RunStatus::RolledBack
+            && let Ok(run) = state::run(&self.pool, self.lease.run_id).await
+            && run.status == RunStatus::RollingBack
+            && result.is_err()
+        {
+            status = RunStatus::RollingBack;
+            message = run.error;
+        }
         report.status = status.to_string();
-        let message = result.as_ref().err().map(|e| e.to_string());
         // The rollback recorded its status in its own transaction.
         if status != RunStatus::RolledBack {
             // With the database gone the status cannot be recorded; the run stays `running`, its

@@ -46,6 +46,7 @@ pub async fn take<W: Writes>(
     plan: &Plan,
     scope: &BindScope,
     run_id: uuid::Uuid,
+    lease: i64,
     already: &[String],
 ) -> Result<Vec<Snapshot>, RunError> {
     let mut out = Vec::new();
@@ -60,6 +61,7 @@ pub async fn take<W: Writes>(
             .map_err(|m| RunError::Refused(format!("backup of `{}`: {m}", table.table)))?;
         let doing = format!("snapshotting `{}`", table.table);
         let mut tx = writes.begin().await.map_err(RunError::db(doing.clone()))?;
+        W::prove(&mut tx, run_id, lease).await?;
         let key = if table.table == plan.raw.target.events_table && table.filter.is_none() {
             plan.raw.target.columns.event_id.clone()
         } else {
@@ -111,8 +113,9 @@ impl std::fmt::Display for Restored {
 const KEPT_LISTED: i64 = 20;
 
 /// Restores the snapshotted rows of one table that are still as this run left them (their
-/// `xmin` is one of the run's batch transactions) or that are gone; rows changed since by anyone
-/// else are kept and counted, unless `force`. Rows equal to their snapshot are left alone.
+/// `xmin` is one of the run's batch transactions, or this rollback's) or that are gone; rows
+/// changed since by anyone else are kept and counted, unless `force`. Rows equal to their
+/// snapshot are left alone.
 pub async fn restore(
     conn: &mut sqlx::PgConnection,
     run_id: uuid::Uuid,
@@ -133,19 +136,27 @@ pub async fn restore(
     };
     let t = quote_ident(table);
     let k = quote_ident(&key);
+    // The run's rows: written by one of its batch transactions, or by this rollback's own
+    // statements (the current transaction).
+    let mine = "(t.xmin::text::bigint IN (SELECT xid FROM replay.run_xids WHERE run_id = $1) \
+                OR t.xmin::text::bigint = txid_current() % 4294967296)";
     for statement in [
         "DROP TABLE IF EXISTS pg_temp.replay_restore".to_string(),
-        "CREATE TEMP TABLE replay_restore (key TEXT PRIMARY KEY, row_data JSONB NOT NULL, mine BOOLEAN NOT NULL) ON COMMIT DROP".into(),
+        "DROP TABLE IF EXISTS pg_temp.replay_deleted".to_string(),
+        "CREATE TEMP TABLE replay_restore (key TEXT PRIMARY KEY, row_data JSONB NOT NULL, \
+         missing BOOLEAN NOT NULL) ON COMMIT DROP"
+            .into(),
+        "CREATE TEMP TABLE replay_deleted (key TEXT PRIMARY KEY) ON COMMIT DROP".into(),
     ] {
         sqlx::query(audited(&statement))
             .execute(&mut *conn)
             .await
             .map_err(RunError::db(doing.clone()))?;
     }
+    // Every snapshotted row that differs from its snapshot (or is gone).
     sqlx::query(audited(&format!(
-        "INSERT INTO pg_temp.replay_restore (key, row_data, mine) \
+        "INSERT INTO pg_temp.replay_restore (key, row_data, missing) \
          SELECT b.key, b.row_data, t.{k} IS NULL \
-                OR t.xmin::text::bigint IN (SELECT xid FROM replay.run_xids WHERE run_id = $1) \
          FROM replay.backup_rows b LEFT JOIN {t} t ON t.{k}::text = b.key \
          WHERE b.run_id = $1 AND b.table_name = $2 AND (t.{k} IS NULL OR to_jsonb(t) <> b.row_data)"
     )))
@@ -154,33 +165,38 @@ pub async fn restore(
     .execute(&mut *conn)
     .await
     .map_err(RunError::db(doing.clone()))?;
-    let (kept, kept_keys): (i64, Vec<String>) = sqlx::query_as(
-        "SELECT count(*), (array_agg(key ORDER BY key))[1:$2]::text[] \
-         FROM pg_temp.replay_restore WHERE NOT mine AND NOT $1",
-    )
-    .bind(force)
-    .bind(KEPT_LISTED)
-    .fetch_one(&mut *conn)
-    .await
-    .map(|(n, keys): (i64, Option<Vec<String>>)| (n, keys.unwrap_or_default()))
-    .map_err(RunError::db(doing.clone()))?;
+    // Deleted only while still the run's: the condition is checked again on the row version the
+    // DELETE finally meets, so a row the worker commits meanwhile is kept.
     sqlx::query(audited(&format!(
-        "DELETE FROM {t} t USING pg_temp.replay_restore r WHERE (r.mine OR $1) AND t.{k}::text = r.key"
+        "WITH gone AS (DELETE FROM {t} t USING pg_temp.replay_restore r \
+                       WHERE t.{k}::text = r.key AND ($2 OR {mine}) RETURNING r.key) \
+         INSERT INTO pg_temp.replay_deleted SELECT key FROM gone"
     )))
+    .bind(run_id)
     .bind(force)
     .execute(&mut *conn)
     .await
     .map_err(RunError::db(doing.clone()))?;
     let restored = sqlx::query(audited(&format!(
         "INSERT INTO {t} SELECT (jsonb_populate_record(NULL::{t}, r.row_data)).* \
-         FROM pg_temp.replay_restore r WHERE r.mine OR $1"
+         FROM pg_temp.replay_restore r \
+         WHERE r.missing OR r.key IN (SELECT key FROM pg_temp.replay_deleted)"
     )))
-    .bind(force)
     .execute(&mut *conn)
     .await
     .map_err(RunError::db(doing.clone()))?
     .rows_affected();
-    sqlx::query("DROP TABLE pg_temp.replay_restore")
+    let (kept, kept_keys): (i64, Vec<String>) = sqlx::query_as(
+        "SELECT count(*), (array_agg(key ORDER BY key))[1:$1]::text[] \
+         FROM pg_temp.replay_restore r \
+         WHERE NOT r.missing AND r.key NOT IN (SELECT key FROM pg_temp.replay_deleted)",
+    )
+    .bind(KEPT_LISTED)
+    .fetch_one(&mut *conn)
+    .await
+    .map(|(n, keys): (i64, Option<Vec<String>>)| (n, keys.unwrap_or_default()))
+    .map_err(RunError::db(doing.clone()))?;
+    sqlx::query("DROP TABLE pg_temp.replay_restore, pg_temp.replay_deleted")
         .execute(&mut *conn)
         .await
         .map_err(RunError::db(doing))?;

@@ -35,7 +35,7 @@ pub async fn dry_run(
         .await
         .map_err(RunError::db("starting the dry-run transaction"))?;
     let scope = BindScope::new(plan, run_id, started_at, writes.selection_table());
-    let selected = freeze::freeze(&mut writes, plan, run_id).await?;
+    let selected = freeze::freeze(&mut writes, plan, run_id, 0).await?;
     report.selected = selected;
     report.breakdown = freeze::breakdown(&mut writes, run_id, 5).await?;
     reporter.event(&RunEvent::SelectionFrozen { selected });
@@ -48,7 +48,7 @@ pub async fn dry_run(
     if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref()) {
         crate::engine::dump::check(&pg_dump.directory).await?;
     }
-    for snapshot in backup::take(&mut writes, plan, &scope, run_id, &[]).await? {
+    for snapshot in backup::take(&mut writes, plan, &scope, run_id, 0, &[]).await? {
         report.backups.push(snapshot);
     }
     let amqp = match plan.needs_broker {

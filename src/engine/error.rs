@@ -59,6 +59,13 @@ impl BrokerError {
     /// A lost connection or channel passes; a refused or unroutable message, or a missing
     /// exchange or queue, does not.
     pub fn is_transient(&self) -> bool {
+        // The broker itself refusing the connection (ACCESS_REFUSED, an unknown vhost) does not
+        // pass with time.
+        if let BrokerError::Connect { source, .. } = self
+            && source.is_amqp_error()
+        {
+            return false;
+        }
         matches!(
             self,
             BrokerError::Connect { .. }
@@ -130,6 +137,10 @@ pub enum RunError {
     LeaseLost { run_id: String },
     #[error("the rollback of an earlier failure finished (the failure: {cause})")]
     RollbackResumed { cause: String },
+    #[error(
+        "could not renew the lease on run `{run_id}` before it ran out (the database is unreachable), so this executor stopped; the checkpoint is saved"
+    )]
+    LeaseExpired { run_id: String },
     #[error("gave up after {attempts} attempt(s) at a passing fault; the checkpoint is saved")]
     RetriesExhausted {
         attempts: u32,
@@ -167,7 +178,9 @@ impl RunError {
             | RunError::VerificationFailedNoRollback { .. }
             | RunError::RollbackResumed { .. } => FaultClass::PlanLogic,
             RunError::Refused(_) | RunError::Locked { .. } => FaultClass::Refusal,
-            RunError::Interrupted | RunError::RetriesExhausted { .. } => FaultClass::Interrupted,
+            RunError::Interrupted
+            | RunError::RetriesExhausted { .. }
+            | RunError::LeaseExpired { .. } => FaultClass::Interrupted,
             RunError::LeaseLost { .. } => FaultClass::LeaseLost,
         }
     }
@@ -176,7 +189,7 @@ impl RunError {
 /// Whether a database error passes with time: a lost connection, or SQLSTATE classes 08
 /// (connection), 40 (serialization, deadlock), 53 (resources), 57 (operator intervention, e.g.
 /// `pg_terminate_backend`), 55P03 (lock not available) and 25P03 (a session ended for idling in
-/// a transaction).
+/// a transaction); but not 57014 (a statement timeout) nor 08P01 (a protocol violation).
 pub fn is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -186,8 +199,12 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            matches!(code.get(..2), Some("08" | "40" | "53" | "57"))
-                || matches!(&*code, "55P03" | "25P03")
+            // A statement timeout (57014) would time out again, and a protocol violation (08P01)
+            // is a bug: neither passes with time.
+            let lasting = matches!(&*code, "57014" | "08P01");
+            !lasting
+                && (matches!(code.get(..2), Some("08" | "40" | "53" | "57"))
+                    || matches!(&*code, "55P03" | "25P03"))
         }),
         _ => false,
     }

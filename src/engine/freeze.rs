@@ -14,6 +14,7 @@ pub async fn freeze<W: Writes>(
     writes: &mut W,
     plan: &Plan,
     run_id: uuid::Uuid,
+    lease: i64,
 ) -> Result<u64, RunError> {
     let target = &plan.raw.target;
     let c = &target.columns;
@@ -47,6 +48,8 @@ pub async fn freeze<W: Writes>(
         .begin()
         .await
         .map_err(RunError::db("freezing the selection"))?;
+    // An executor that lost the run must not replace the selection under its new owner.
+    W::prove(&mut tx, run_id, lease).await?;
     // A process killed after this commit but before the run recorded its selection size freezes
     // again on resume: start from nothing, so the second freeze replaces the first.
     sqlx::query(audited(&format!(

@@ -141,7 +141,7 @@ impl Page<'_> {
     }
 
     fn dry(&self) -> bool {
-        self.report.mode == "dry-run"
+        self.report.mode == crate::engine::status::Mode::DryRun
     }
 
     /// A value from data as inline code, cut to the level's length.
@@ -847,7 +847,7 @@ mod tests {
     fn small() -> Report {
         let mut r = Report {
             version: 1,
-            mode: "dry-run".into(),
+            mode: crate::engine::status::Mode::DryRun,
             plan: "replay|<b>`x`".into(),
             plan_hash: "ab".repeat(32),
             params: serde_json::json!({"since": "24h"}),
@@ -1018,7 +1018,7 @@ mod tests {
     #[test]
     fn a_run_shows_verifications_passed_or_failed() {
         let mut r = small();
-        r.mode = "apply".into();
+        r.mode = crate::engine::status::Mode::Apply;
         r.status = "rolled_back".into();
         r.run_id = Some("0b7c".into());
         r.resumed = true;

@@ -24,7 +24,7 @@ pub struct PinnedPlan {
     pub selected: u64,
     pub selection_digest: String,
     /// `dry-run` or `apply`.
-    pub mode: String,
+    pub mode: crate::engine::status::Mode,
     /// `would_run`, `succeeded`, …
     pub outcome: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -43,7 +43,7 @@ impl PinnedPlan {
             target: report.target.clone(),
             selected: report.selected,
             selection_digest: report.selection_digest.clone(),
-            mode: report.mode.clone(),
+            mode: report.mode,
             outcome: report.status.clone(),
             created_at: chrono::Utc::now(),
         }
@@ -89,14 +89,15 @@ impl PinnedPlan {
         required: crate::plan::model::Rehearsal,
         target: &str,
     ) -> Result<(), String> {
+        use crate::engine::status::Mode;
         use crate::plan::model::Rehearsal;
         let (mode, outcome) = match required {
-            Rehearsal::DryRun => ("dry-run", "would_run"),
-            Rehearsal::Apply => ("apply", "succeeded"),
+            Rehearsal::DryRun => (Mode::DryRun, "would_run"),
+            Rehearsal::Apply => (Mode::Apply, "succeeded"),
         };
         let accepted = self.mode == mode && self.outcome == outcome
             || (required == Rehearsal::DryRun
-                && self.mode == "apply"
+                && self.mode == Mode::Apply
                 && self.outcome == "succeeded");
         if !accepted {
             return Err(format!(

@@ -12,7 +12,7 @@ use crate::engine::gates::GateResult;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub version: u32,
-    pub mode: String,
+    pub mode: crate::engine::status::Mode,
     pub plan: String,
     pub plan_hash: String,
     pub reason: String,
@@ -85,7 +85,7 @@ pub struct VerificationReport {
 impl Report {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let dry = self.mode == "dry-run";
+        let dry = self.mode == crate::engine::status::Mode::DryRun;
         let _ = writeln!(
             out,
             "{} plan `{}` ({}) on {}",

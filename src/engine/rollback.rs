@@ -128,6 +128,8 @@ pub async fn rollback_run(
         )));
     }
     let lease = state::acquire_run(&pool, run_id, state::DEFAULT_LEASE).await?;
+    // Held while the rollback runs, so that no `apply` takes the run over meanwhile.
+    let heartbeat = lease.heartbeat(pool.clone(), crate::engine::steps::Cancel::default());
     let cause = format!("rolled back by {}", connection.operator);
     state::set_status(&pool, &lease, RunStatus::RollingBack, Some(&cause)).await?;
     let started_at: chrono::DateTime<chrono::Utc> = row.get(4);
@@ -136,6 +138,7 @@ pub async fn rollback_run(
         &plan, &pool, &scope, &lease, &cause, force, reporter, report,
     )
     .await;
+    heartbeat.abort();
     lease.release(&pool).await;
     result?;
     state::log(

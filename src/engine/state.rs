@@ -11,7 +11,7 @@ use sqlx::{PgPool, Row};
 
 use crate::engine::error::RunError;
 use crate::engine::redact::{redact_url, scrub};
-use crate::engine::status::RunStatus;
+use crate::engine::status::{RunStatus, StepStatus};
 use crate::plan::Plan;
 
 /// Connects to the target database; the error never shows the password.
@@ -108,6 +108,18 @@ pub struct Lease {
     pub token: i64,
     pub owner: String,
     pub ttl: Duration,
+    /// Set by the heartbeat when it stops the run: the lease was taken over, or could not be
+    /// renewed before it ran out.
+    lapse: std::sync::Arc<std::sync::OnceLock<Lapse>>,
+}
+
+/// Why the heartbeat stopped the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lapse {
+    /// Another executor holds the run now.
+    TakenOver,
+    /// The database could not be reached to renew it before it ran out.
+    Expired,
 }
 
 /// Who this executor is, for `lease_owner` and the run log: `host:pid`.
@@ -117,6 +129,17 @@ pub fn executor_name() -> String {
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "localhost".into());
     format!("{host}:{}", std::process::id())
+}
+
+/// The boot and PID namespace this executor runs in: pids mean something only within them.
+fn origin() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|b| b.trim().to_string())
+        .unwrap_or_default();
+    let namespace = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    format!("{boot}/{namespace}")
 }
 
 /// What `acquire` found.
@@ -153,7 +176,7 @@ pub async fn acquire(
     let open = sqlx::query(concat!(
         "SELECT ",
         run_columns!(),
-        ", lease_expires_at > clock_timestamp() AS live, lease_owner FROM replay.runs \
+        ", lease_expires_at > clock_timestamp() AS live, lease_owner, lease_origin FROM replay.runs \
          WHERE plan_name = $1 AND status = ANY($2) ORDER BY started_at DESC LIMIT 1 FOR UPDATE"
     ))
     .bind(&plan.raw.name)
@@ -166,7 +189,8 @@ pub async fn acquire(
         let run = open_run_of(&row);
         let live = row.get::<Option<bool>, _>(7).unwrap_or(false);
         let holder: Option<String> = row.get(8);
-        if live && !holder.as_deref().is_some_and(died_here) {
+        let same_origin = row.get::<Option<String>, _>(9).as_deref() == Some(origin().as_str());
+        if live && !(same_origin && holder.as_deref().is_some_and(died_here)) {
             return Err(RunError::Locked {
                 plan: plan.raw.name.clone(),
                 run_id: run.id.to_string(),
@@ -175,6 +199,13 @@ pub async fn acquire(
         let same = run.plan_hash == plan.hash && run.params_hash == plan.params_hash;
         match (same, restart) {
             (true, _) => resume = Some(run),
+            (false, true) if run.status == RunStatus::RollingBack => {
+                return Err(RunError::Refused(format!(
+                    "run `{}` is rolling back; `--restart` would abandon it half undone: finish it with \
+                     `replay apply` of its original plan, or `replay rollback {}`",
+                    run.id, run.id
+                )));
+            }
             (false, true) => {
                 sqlx::query(
                     "UPDATE replay.runs SET status = $2, error = 'abandoned by --restart', \
@@ -226,7 +257,7 @@ pub async fn acquire(
     let token: i64 = sqlx::query_scalar(
         "UPDATE replay.runs SET lease_token = lease_token + 1, lease_owner = $2, \
          lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond', \
-         status = $4, stop_requested = false, updated_at = now() \
+         status = $4, stop_requested = false, updated_at = now(), lease_origin = $5 \
          WHERE id = $1 RETURNING lease_token",
     )
     .bind(run.id)
@@ -237,6 +268,7 @@ pub async fn acquire(
         RunStatus::RollingBack => RunStatus::RollingBack,
         _ => RunStatus::Running,
     })
+    .bind(origin())
     .fetch_one(&mut *tx)
     .await
     .map_err(RunError::db(doing))?;
@@ -256,6 +288,7 @@ pub async fn acquire(
             token,
             owner,
             ttl,
+            lapse: Default::default(),
         },
         run,
     })
@@ -270,13 +303,14 @@ pub async fn acquire_run(
     let owner = executor_name();
     let row = sqlx::query(
         "UPDATE replay.runs SET lease_token = lease_token + 1, lease_owner = $2, \
-         lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond' \
+         lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond', lease_origin = $4 \
          WHERE id = $1 AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp()) \
          RETURNING lease_token",
     )
     .bind(run_id)
     .bind(&owner)
     .bind(ttl.as_millis() as f64)
+    .bind(origin())
     .fetch_optional(pool)
     .await
     .map_err(RunError::db("taking the run's lease"))?;
@@ -286,6 +320,7 @@ pub async fn acquire_run(
             token: r.get(0),
             owner,
             ttl,
+            lapse: Default::default(),
         }),
         None => Err(RunError::Locked {
             plan: plan_name(pool, run_id).await?.unwrap_or_default(),
@@ -320,20 +355,35 @@ impl Lease {
     ) -> tokio::task::JoinHandle<()> {
         let lease = self.clone();
         tokio::spawn(async move {
+            let mut renewed = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(lease.ttl / 3).await;
                 match lease.renew(&pool).await {
-                    Ok(true) => {}
+                    Ok(true) => renewed = tokio::time::Instant::now(),
                     Ok(false) => {
                         tracing::error!(run = %lease.run_id, "the lease was taken over by another executor; stopping");
+                        let _ = lease.lapse.set(Lapse::TakenOver);
                         cancel.cancel();
                         return;
                     }
-                    // A passing fault: the next beat tries again; checkpoints stay fenced.
+                    // A passing fault: the next beat tries again; checkpoints stay fenced. Work
+                    // outside PostgreSQL (publishing) is not, so once the lease may have run out
+                    // this executor stops on its own.
+                    Err(e) if renewed.elapsed() >= lease.ttl => {
+                        tracing::error!(error = %e, run = %lease.run_id, "cannot renew the lease before it runs out; stopping");
+                        let _ = lease.lapse.set(Lapse::Expired);
+                        cancel.cancel();
+                        return;
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
                 }
             }
         })
+    }
+
+    /// Why the heartbeat stopped the run, if it did.
+    pub fn lapse(&self) -> Option<Lapse> {
+        self.lapse.get().copied()
     }
 
     async fn renew(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
@@ -499,13 +549,21 @@ pub async fn set_status(
 
 /// Records the size of the frozen selection.
 pub async fn record_selected(pool: &PgPool, lease: &Lease, selected: u64) -> Result<(), RunError> {
-    sqlx::query("UPDATE replay.runs SET selected_count = $3 WHERE id = $1 AND lease_token = $2")
-        .bind(lease.run_id)
-        .bind(lease.token)
-        .bind(selected as i64)
-        .execute(pool)
-        .await
-        .map_err(RunError::db("recording the selection size"))?;
+    let recorded = sqlx::query(
+        "UPDATE replay.runs SET selected_count = $3 WHERE id = $1 AND lease_token = $2",
+    )
+    .bind(lease.run_id)
+    .bind(lease.token)
+    .bind(selected as i64)
+    .execute(pool)
+    .await
+    .map_err(RunError::db("recording the selection size"))?
+    .rows_affected();
+    if recorded == 0 {
+        return Err(RunError::LeaseLost {
+            run_id: lease.run_id.to_string(),
+        });
+    }
     Ok(())
 }
 
@@ -596,7 +654,7 @@ pub async fn step_progress(
             (
                 r.get::<String, _>(0),
                 StepProgress {
-                    done: r.get::<String, _>(1) == "done",
+                    done: r.get::<StepStatus, _>(1) == StepStatus::Done,
                     checkpoint: r.get(2),
                     touched: r.get(3),
                 },
@@ -700,7 +758,7 @@ pub struct RunSummary {
 pub struct StepSummary {
     pub id: String,
     pub kind: String,
-    pub status: String,
+    pub status: StepStatus,
     pub checkpoint: i64,
     pub touched: i64,
 }

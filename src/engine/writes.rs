@@ -5,6 +5,7 @@ use crate::engine::binds::audited;
 use sqlx::{Acquire, PgConnection, PgPool, Postgres, Transaction};
 
 use crate::engine::error::RunError;
+use crate::engine::status::StepStatus;
 use crate::plan::selection::quote_ident;
 
 /// A source of transactions for the steps, and where the run's bookkeeping lands.
@@ -26,6 +27,10 @@ pub trait Writes {
         touched: i64,
         done: bool,
     ) -> Result<bool, RunError>;
+    /// Proves, inside a transaction that writes the run's records (the frozen selection, a
+    /// backup), that this executor still owns the run; a rehearsal owns nothing and proves nothing.
+    async fn prove(conn: &mut PgConnection, run_id: uuid::Uuid, lease: i64)
+    -> Result<(), RunError>;
     /// Snapshots rows (`SELECT key, row` query given) into the backup; returns (rows, checksum).
     async fn snapshot(
         conn: &mut PgConnection,
@@ -64,7 +69,7 @@ impl Writes for Commit {
         let doing = || RunError::db(format!("checkpointing step `{step}`"));
         sqlx::query(
             "UPDATE replay.step_runs SET checkpoint = $3, touched = $4, \
-             status = CASE WHEN $5 THEN 'done' ELSE 'running' END, \
+             status = CASE WHEN $5 THEN $6 ELSE $7 END, \
              started_at = coalesce(started_at, now()), \
              finished_at = CASE WHEN $5 THEN now() END \
              WHERE run_id = $1 AND step_id = $2",
@@ -74,6 +79,8 @@ impl Writes for Commit {
         .bind(checkpoint)
         .bind(touched)
         .bind(done)
+        .bind(StepStatus::Done)
+        .bind(StepStatus::Running)
         .execute(&mut *conn)
         .await
         .map_err(doing())?;
@@ -87,6 +94,16 @@ impl Writes for Commit {
         .await
         .map_err(doing())?;
         Ok(stop)
+    }
+
+    async fn prove(
+        conn: &mut PgConnection,
+        run_id: uuid::Uuid,
+        lease: i64,
+    ) -> Result<(), RunError> {
+        crate::engine::state::fence(conn, run_id, lease)
+            .await
+            .map(|_| ())
     }
 
     async fn snapshot(
@@ -179,6 +196,14 @@ impl Writes for Rehearse {
         _done: bool,
     ) -> Result<bool, RunError> {
         Ok(false)
+    }
+
+    async fn prove(
+        _conn: &mut PgConnection,
+        _run_id: uuid::Uuid,
+        _lease: i64,
+    ) -> Result<(), RunError> {
+        Ok(())
     }
 
     async fn snapshot(

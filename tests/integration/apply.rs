@@ -115,7 +115,7 @@ async fn dry_run_changes_nothing_and_needs_no_executor_schema(pool: PgPool) -> a
     let before = fingerprint(&pool).await?;
     let plan = load("plans/replay-failed-events.yaml", |t| t, &["since=24h"])?;
     let mut report = Report {
-        mode: "dry-run".into(),
+        mode: replay::engine::status::Mode::DryRun,
         ..Report::default()
     };
     engine::dry_run(
@@ -708,7 +708,13 @@ async fn a_run_killed_between_freezing_and_recording_the_size_resumes(
     else {
         anyhow::bail!("a fresh database has no other run of the plan");
     };
-    let frozen = freeze::freeze(&mut Commit { pool: pool.clone() }, &plan, run.id).await?;
+    let frozen = freeze::freeze(
+        &mut Commit { pool: pool.clone() },
+        &plan,
+        run.id,
+        lease.token,
+    )
+    .await?;
     assert!(frozen > 0);
     // The process that froze is gone: its lease with it.
     lease.release(&pool).await;

@@ -22,6 +22,10 @@ fn fault_rng() -> (u64, rand::rngs::SmallRng) {
 }
 
 /// A step that bumps a counter once per selected event and batch: applied twice, it shows.
+/// (Each batch also sleeps 50 ms in the server, so that a fault usually meets a statement in
+/// flight rather than an idle pooled connection.)
+const BUMP_BUSY: &str = "select: { status: [error] }\nrate_limit: { per_second: 100000, batch_size: 100 }\nsteps:\n  - id: bump\n    kind: sql\n    each: batch\n    sql: \"UPDATE processed_events SET retry_count = retry_count + 1 WHERE event_id = ANY(:batch_event_ids) AND (SELECT pg_sleep(0.05)) IS NOT NULL\"\n";
+
 const BUMP: &str = "select: { status: [error] }\nrate_limit: { per_second: 3000, batch_size: 100 }\nsteps:\n  - id: bump\n    kind: sql\n    each: batch\n    sql: \"UPDATE processed_events SET retry_count = retry_count + 1 WHERE event_id = ANY(:batch_event_ids)\"\n";
 
 /// Remembers each failed event's counter, to check later that every one moved by exactly one.
@@ -88,7 +92,7 @@ async fn terminated_backends_are_retried_in_process_and_each_batch_applies_once(
     let total = remember_counters(&pool).await?;
     let url = database_url(&pool).await?;
     let dir = tempfile::tempdir()?;
-    let plan = plan_file(&dir, "terminated", BUMP);
+    let plan = plan_file(&dir, "terminated", BUMP_BUSY);
     let plan = plan.to_str().unwrap_or_default();
     let child = start(&["apply", plan], &url);
     // Terminate every backend the executor holds, three times, at random points of the step.
@@ -811,6 +815,116 @@ async fn events_that_failed_again_are_named_and_inspect_plans_exactly_them(
     assert_eq!(
         report["selected"], 1,
         "exactly the event that failed again: {report}"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_rollback_that_fails_stays_rolling_back_until_it_can_finish(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 1_000).await?;
+    let before: String = sqlx::query_scalar(
+        "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t",
+    )
+    .fetch_one(&pool)
+    .await?;
+    // The rollback's first action inserts a row that is already there: it fails until it is gone.
+    sqlx::query("CREATE TABLE undo_marks (id INT PRIMARY KEY)")
+        .execute(&pool)
+        .await?;
+    sqlx::query("INSERT INTO undo_marks VALUES (1)")
+        .execute(&pool)
+        .await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "failing-rollback",
+        "select: { status: [error] }\nbackup: { tables: [{ table: processed_events }] }\nsteps:\n  - { id: reset, kind: reset }\n\
+         verify:\n  - name: impossible\n    sql: \"SELECT count(*) FROM processed_events WHERE status = 'pending'\"\n    expect: { equals: 0 }\n\
+         rollback:\n  - { kind: sql, sql: \"INSERT INTO undo_marks VALUES (1)\" }\n  - { kind: restore_backup, tables: [processed_events] }\n",
+    );
+    let plan = plan.to_str().unwrap_or_default();
+    let failed = run(&["apply", plan], &url);
+    let stdout = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("resume with: replay apply"), "{stdout}");
+    let (status, error): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error FROM replay.runs")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(status, "rolling_back", "the rollback is not forgotten");
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("verification"),
+        "the cause is kept: {error:?}"
+    );
+    // Still failing: the resume tries the rollback again, not the steps.
+    let again = run(&["apply", plan], &url);
+    assert_eq!(again.status.code(), Some(1));
+    sqlx::query("DELETE FROM undo_marks").execute(&pool).await?;
+    let finished = run(&["apply", plan], &url);
+    assert_eq!(
+        finished.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    let after: String = sqlx::query_scalar(
+        "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(after, before, "the snapshot is back");
+    let (status, steps_started): (String, i64) = sqlx::query_as(
+        "SELECT (SELECT status FROM replay.runs), \
+         (SELECT count(*) FROM replay.run_log WHERE kind = 'step_started')",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((status.as_str(), steps_started), ("rolled_back", 1));
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_slowly_paced_batch_step_never_idles_inside_a_transaction(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 300).await?;
+    let total = remember_counters(&pool).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    // Each batch of 50 waits 1.25 s for its tokens; the lease (and so the longest a session may
+    // idle inside a transaction) is 1 s.
+    let plan = plan_file(
+        &dir,
+        "slow-batches",
+        &BUMP.replace(
+            "rate_limit: { per_second: 3000, batch_size: 100 }",
+            "rate_limit: { per_second: 40, batch_size: 50 }",
+        ),
+    );
+    let out = run(
+        &["apply", plan.to_str().unwrap_or_default(), "--lease", "1s"],
+        &url,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(total > 50, "several batches");
+    assert_eq!(not_bumped_once(&pool).await?, 0);
+    let retries: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM replay.run_log WHERE kind = 'retry'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(
+        retries, 0,
+        "no session was ended for idling in a transaction"
     );
     Ok(())
 }

@@ -214,7 +214,7 @@ async fn emitted_plan_validates_and_selects_what_inspect_counted(
         assert!(raw.safety.max_events >= counted);
         let compiled = plan::compile(raw, &[])?;
         let mut report = Report {
-            mode: "dry-run".into(),
+            mode: replay::engine::status::Mode::DryRun,
             ..Report::default()
         };
         let connection = Connection {

@@ -45,7 +45,7 @@ async fn dry_run(pool: &PgPool, plan: &Plan) -> anyhow::Result<Report> {
     let (url, _) = database_url(pool).await?;
     let mut report = Report {
         version: 1,
-        mode: "dry-run".into(),
+        mode: replay::engine::status::Mode::DryRun,
         plan: plan.raw.name.clone(),
         plan_hash: plan.hash.clone(),
         params: plan.params_json(),

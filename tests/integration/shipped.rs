@@ -105,7 +105,7 @@ async fn every_shipped_plan_dry_runs_against_a_habitat(pool: PgPool) -> anyhow::
     for (name, params) in cases {
         let plan = shipped(name, &params)?;
         let mut report = Report {
-            mode: "dry-run".into(),
+            mode: replay::engine::status::Mode::DryRun,
             ..Report::default()
         };
         let result = engine::dry_run(

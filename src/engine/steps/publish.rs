@@ -60,6 +60,9 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
         .await
         .map_err(|e| ctx.db_failed(&step.id, confirmed as u64, e))?;
     while fetched < total {
+        throttle(ctx, broker, clock, &step.id).await?;
+        let upto = (fetched + batch).min(total);
+        clock.pace((upto - fetched) as u64).await;
         if ctx.cancel.is_cancelled() {
             // A stop or a signal: wait for the confirms in flight and keep them, so a resume
             // republishes nothing.
@@ -79,9 +82,6 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
             .await?;
             return Err(RunError::Interrupted);
         }
-        throttle(ctx, broker, clock, &step.id).await?;
-        let upto = (fetched + batch).min(total);
-        clock.pace((upto - fetched) as u64).await;
         // The next batch is read while this one is published, so the broker never waits on the
         // database.
         let current = std::mem::take(&mut rows);
@@ -244,7 +244,10 @@ async fn throttle<B: Broker, C: Clock>(
         return Ok(());
     };
     loop {
-        ctx.cancel.check()?;
+        // A stop ends the hold; the caller flushes and checkpoints before it returns.
+        if ctx.cancel.is_cancelled() {
+            return Ok(());
+        }
         let Some(depth) = broker.queue_depth(&queue).await? else {
             return Err(ctx.failed(
                 step,

@@ -39,9 +39,10 @@ pub async fn run<W: Writes, C: Clock>(
     let total = ctx.limit as i64;
     let (mut done, mut touched) = (checkpoint, touched);
     while done < total {
-        ctx.cancel.check()?;
         let upto = (done + batch).min(total);
         clock.pace((upto - done) as u64).await;
+        // Checked after the pacing (or a hold outside the window), right before the batch.
+        ctx.cancel.check()?;
         let fail = |e: sqlx::Error| ctx.db_failed(&step.id, done as u64, e);
         let mut tx = writes.begin().await.map_err(fail)?;
         let rows = sqlx::query(audited(&sql))

@@ -36,18 +36,21 @@ pub async fn run<W: Writes, C: Clock>(
         done / batch.max(1)
     };
     while executed < ranges {
-        ctx.cancel.check()?;
         let upto = match step.each {
             SqlEach::Once => total,
             SqlEach::Batch => (done + batch).min(total),
         };
+        // Paced before the transaction opens, so no session idles inside one.
+        if step.each == SqlEach::Batch {
+            clock.pace((upto - done) as u64).await;
+        }
+        ctx.cancel.check()?;
         let fail = |message: String| ctx.failed(&step.id, done as u64, message);
         let mut tx = writes
             .begin()
             .await
             .map_err(|e| ctx.db_failed(&step.id, done as u64, e))?;
         let scope = if step.each == SqlEach::Batch {
-            clock.pace((upto - done) as u64).await;
             let ids: Vec<String> = sqlx::query_scalar(audited(&format!(
                 "SELECT event_id FROM {selection} WHERE run_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
             )))
