@@ -5,9 +5,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use replay::habitat::{
-    self, FailureMode, GeneratorConfig, OutgoingEvent, Publisher, Worker, WorkerConfig,
-};
+use habitat::{self, FailureMode, GeneratorConfig, OutgoingEvent, Publisher, Worker, WorkerConfig};
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};

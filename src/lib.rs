@@ -6,7 +6,6 @@
 pub mod cli;
 pub mod engine;
 pub mod exit_codes;
-pub mod habitat;
 pub mod plan;
 
 pub use cli::run;

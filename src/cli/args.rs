@@ -24,8 +24,6 @@ pub enum Command {
     Status(StatusArgs),
     /// Create the executor's `replay` schema in the target database.
     Init(InitArgs),
-    /// Create a scratch Habitat, break it, and fix it with a shipped plan (end to end).
-    Demo(DemoArgs),
     /// Ask a running apply to stop at its next batch boundary (from any machine).
     Stop(StopArgs),
     /// Undo a finished or stopped run: its rollback actions and exact-row restores.
@@ -172,23 +170,6 @@ pub struct InitArgs {
     /// PostgreSQL URL of the target.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
-}
-
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// PostgreSQL server URL (a scratch database `replay_demo` is created on it).
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
-    pub server_url: String,
-    /// RabbitMQ URL.
-    #[arg(
-        long,
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_default_value = true
-    )]
-    pub amqp_url: String,
-    /// Events to generate.
-    #[arg(long, default_value_t = 20_000)]
-    pub events: u64,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,6 @@
 mod apply;
 mod args;
 mod audit;
-mod demo;
 mod init;
 mod inspect;
 mod rollback;
@@ -55,10 +54,6 @@ where
             rollback::run(&args)
         }
         Command::Audit(args) => audit::run(&args),
-        Command::Demo(args) => {
-            init_tracing(OutputFormat::Text);
-            demo::run(&args)
-        }
     }
 }
 

@@ -1,10 +1,10 @@
 //! End-to-end runs of shipped plans against the reference world on the real services.
 
 use super::support::*;
+use habitat::{self, GeneratorConfig, Worker, WorkerConfig};
 use replay::engine::events::Collect;
 use replay::engine::steps::Cancel;
 use replay::engine::{self, ApplyOptions, Connection, Report, RunError};
-use replay::habitat::{self, GeneratorConfig, Worker, WorkerConfig};
 use replay::plan::{self, Plan, Source};
 use sqlx::PgPool;
 

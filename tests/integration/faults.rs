@@ -72,6 +72,40 @@ where
     Ok(())
 }
 
+/// Checksum of the whole events table.
+async fn events_checksum(pool: &PgPool) -> anyhow::Result<String> {
+    Ok(sqlx::query_scalar(
+        "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Waits until the run's `reset` step is done.
+async fn reset_done(pool: &PgPool) -> anyhow::Result<()> {
+    until("the reset to finish", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT status = 'done' FROM replay.step_runs WHERE step_id = 'reset'",
+        )
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    })
+    .await
+}
+
+/// A reset whose verification cannot pass, so that the rollback runs: first `first_action`,
+/// then the restore of the snapshot.
+fn failing_verification_then(first_action: &str) -> String {
+    format!(
+        "select: {{ status: [error] }}\nbackup: {{ tables: [{{ table: processed_events }}] }}\nsteps:\n  - {{ id: reset, kind: reset }}\n\
+         verify:\n  - name: impossible\n    sql: \"SELECT count(*) FROM processed_events WHERE status = 'pending'\"\n    expect: {{ equals: 0 }}\n\
+         rollback:\n  - {{ kind: sql, sql: \"{first_action}\" }}\n  - {{ kind: restore_backup, tables: [processed_events] }}\n"
+    )
+}
+
 fn signal(sig: &str, pid: u32) -> anyhow::Result<()> {
     anyhow::ensure!(
         Command::new("kill")
@@ -304,17 +338,7 @@ async fn a_poison_event_rolls_back_only_the_rows_the_worker_did_not_process(
         ),
     );
     let child = start(&["apply", plan.to_str().unwrap_or_default()], &url);
-    until("the reset to finish", || async {
-        sqlx::query_scalar::<_, bool>(
-            "SELECT status = 'done' FROM replay.step_runs WHERE step_id = 'reset'",
-        )
-        .fetch_optional(&pool)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
-    })
-    .await?;
+    reset_done(&pool).await?;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM replay.selection")
         .fetch_one(&pool)
         .await?;
@@ -383,11 +407,7 @@ async fn a_crash_inside_the_rollback_resumes_the_rollback_not_the_steps(
     pool: PgPool,
 ) -> anyhow::Result<()> {
     world(&pool, 2_000).await?;
-    let before: String = sqlx::query_scalar(
-        "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let before: String = events_checksum(&pool).await?;
     sqlx::query("CREATE TABLE blocker (id INT PRIMARY KEY, n INT NOT NULL)")
         .execute(&pool)
         .await?;
@@ -399,9 +419,7 @@ async fn a_crash_inside_the_rollback_resumes_the_rollback_not_the_steps(
     let plan = plan_file(
         &dir,
         "crash-in-rollback",
-        "select: { status: [error] }\nbackup: { tables: [{ table: processed_events }] }\nsteps:\n  - { id: reset, kind: reset }\n\
-         verify:\n  - name: impossible\n    sql: \"SELECT count(*) FROM processed_events WHERE status = 'pending'\"\n    expect: { equals: 0 }\n\
-         rollback:\n  - { kind: sql, sql: \"UPDATE blocker SET n = n + 1 WHERE id = 1\" }\n  - { kind: restore_backup, tables: [processed_events] }\n",
+        &failing_verification_then("UPDATE blocker SET n = n + 1 WHERE id = 1"),
     );
     let plan = plan.to_str().unwrap_or_default();
     // Hold the row the rollback's first action needs, so the rollback is caught inside.
@@ -441,11 +459,7 @@ async fn a_crash_inside_the_rollback_resumes_the_rollback_not_the_steps(
         .fetch_one(&pool)
         .await?;
     assert_eq!(n, 1, "the rollback ran once in full");
-    let after: String = sqlx::query_scalar(
-        "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let after: String = events_checksum(&pool).await?;
     assert_eq!(after, before, "the snapshot is back");
     let (runs, status, steps_started): (i64, String, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM replay.runs), (SELECT status FROM replay.runs), \
@@ -465,8 +479,7 @@ async fn a_crash_inside_the_rollback_resumes_the_rollback_not_the_steps(
 async fn a_missing_queue_is_refused_before_the_first_write(pool: PgPool) -> anyhow::Result<()> {
     world(&pool, 500).await?;
     let url = database_url(&pool).await?;
-    let checksum = "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t";
-    let before: String = sqlx::query_scalar(checksum).fetch_one(&pool).await?;
+    let before = events_checksum(&pool).await?;
     let dir = tempfile::tempdir()?;
     let queue = format!("no-such-queue-{}", uuid::Uuid::new_v4().simple());
     for (name, step) in [
@@ -503,8 +516,7 @@ async fn a_missing_queue_is_refused_before_the_first_write(pool: PgPool) -> anyh
                 .await?;
         assert_eq!(status, "refused");
     }
-    let after: String = sqlx::query_scalar(checksum).fetch_one(&pool).await?;
-    assert_eq!(after, before, "nothing was reset");
+    assert_eq!(events_checksum(&pool).await?, before, "nothing was reset");
     Ok(())
 }
 
@@ -739,17 +751,7 @@ async fn events_that_failed_again_are_named_and_inspect_plans_exactly_them(
     // No rollback: what the worker did stays, and the verification's failure is the news.
     let plan = plan_file(&dir, "failed-again", REPLAY_AND_VERIFY);
     let child = start(&["apply", plan.to_str().unwrap_or_default()], &url);
-    until("the reset to finish", || async {
-        sqlx::query_scalar::<_, bool>(
-            "SELECT status = 'done' FROM replay.step_runs WHERE step_id = 'reset'",
-        )
-        .fetch_optional(&pool)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
-    })
-    .await?;
+    reset_done(&pool).await?;
     sqlx::query(
         "UPDATE processed_events e SET status = 'processed', error_message = NULL FROM replay.selection s \
          WHERE s.event_id = e.event_id AND s.seq > 1",
@@ -824,11 +826,7 @@ async fn a_rollback_that_fails_stays_rolling_back_until_it_can_finish(
     pool: PgPool,
 ) -> anyhow::Result<()> {
     world(&pool, 1_000).await?;
-    let before: String = sqlx::query_scalar(
-        "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let before: String = events_checksum(&pool).await?;
     // The rollback's first action inserts a row that is already there: it fails until it is gone.
     sqlx::query("CREATE TABLE undo_marks (id INT PRIMARY KEY)")
         .execute(&pool)
@@ -841,9 +839,7 @@ async fn a_rollback_that_fails_stays_rolling_back_until_it_can_finish(
     let plan = plan_file(
         &dir,
         "failing-rollback",
-        "select: { status: [error] }\nbackup: { tables: [{ table: processed_events }] }\nsteps:\n  - { id: reset, kind: reset }\n\
-         verify:\n  - name: impossible\n    sql: \"SELECT count(*) FROM processed_events WHERE status = 'pending'\"\n    expect: { equals: 0 }\n\
-         rollback:\n  - { kind: sql, sql: \"INSERT INTO undo_marks VALUES (1)\" }\n  - { kind: restore_backup, tables: [processed_events] }\n",
+        &failing_verification_then("INSERT INTO undo_marks VALUES (1)"),
     );
     let plan = plan.to_str().unwrap_or_default();
     let failed = run(&["apply", plan], &url);
@@ -873,11 +869,7 @@ async fn a_rollback_that_fails_stays_rolling_back_until_it_can_finish(
         "{}",
         String::from_utf8_lossy(&finished.stderr)
     );
-    let after: String = sqlx::query_scalar(
-        "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM processed_events t",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let after: String = events_checksum(&pool).await?;
     assert_eq!(after, before, "the snapshot is back");
     let (status, steps_started): (String, i64) = sqlx::query_as(
         "SELECT (SELECT status FROM replay.runs), \

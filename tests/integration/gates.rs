@@ -3,7 +3,7 @@
 use super::support::*;
 use std::process::{Command, Stdio};
 
-use replay::habitat::{self, GeneratorConfig};
+use habitat::{self, GeneratorConfig};
 use sqlx::PgPool;
 
 struct Case {

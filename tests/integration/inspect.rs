@@ -4,9 +4,9 @@
 use super::support::*;
 use std::process::Command;
 
+use habitat::{self, GeneratorConfig};
 use replay::engine::events::Collect;
 use replay::engine::{self, Connection, Report};
-use replay::habitat::{self, GeneratorConfig};
 use replay::plan::{self, Source};
 use sqlx::PgPool;
 

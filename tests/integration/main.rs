@@ -3,7 +3,6 @@
 mod apply;
 mod faults;
 mod gates;
-mod habitat;
 mod inspect;
 mod markdown;
 mod pinned;
@@ -12,3 +11,4 @@ mod process;
 mod resilience;
 mod shipped;
 mod support;
+mod world;

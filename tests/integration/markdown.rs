@@ -1,9 +1,9 @@
 //! The Markdown report of a dry-run, as a pull-request comment, on the real services.
 
+use habitat::{self, GeneratorConfig};
 use replay::engine::events::Collect;
 use replay::engine::markdown::{self, GITHUB_LIMIT};
 use replay::engine::{self, Connection, Report};
-use replay::habitat::{self, GeneratorConfig};
 use replay::plan::{self, Plan, Source};
 use sqlx::PgPool;
 

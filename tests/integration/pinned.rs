@@ -4,7 +4,7 @@ use super::support::*;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use replay::habitat::{self, GeneratorConfig};
+use habitat::{self, GeneratorConfig};
 use sqlx::PgPool;
 
 async fn world(pool: &PgPool) -> anyhow::Result<()> {

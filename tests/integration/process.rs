@@ -10,13 +10,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use habitat::{self, GeneratorConfig};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions,
     ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Connection as Amqp, ConnectionProperties, ExchangeKind};
-use replay::habitat::{self, GeneratorConfig};
 use sqlx::PgPool;
 
 pub async fn world(pool: &PgPool, events: u64) -> anyhow::Result<i64> {

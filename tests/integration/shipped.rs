@@ -1,10 +1,10 @@
 //! Every shipped plan runs as shipped: a dry-run of each against a generated Habitat would run, and
 //! the single-event database plans apply for real with the worker fixing the event.
 
+use habitat::{self, GeneratorConfig, Worker, WorkerConfig};
 use replay::engine::events::Collect;
 use replay::engine::steps::Cancel;
 use replay::engine::{self, ApplyOptions, Connection, Report};
-use replay::habitat::{self, GeneratorConfig, Worker, WorkerConfig};
 use replay::plan::{self, Plan};
 use sqlx::PgPool;
 

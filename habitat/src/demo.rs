@@ -1,13 +1,29 @@
-//! `replay demo`: a scratch Habitat where a buggy handler left failures, fixed end to end by a
-//! shipped plan through `apply --dry-run` and `apply`.
+//! `habitat demo`: a scratch Habitat where a buggy handler left failures, fixed end to end by a
+//! shipped plan through `replay apply --dry-run` and `replay apply`.
 
 use std::path::PathBuf;
 
-use crate::exit_codes;
-use crate::habitat::{self, GeneratorConfig, Worker, WorkerConfig};
+use replay::exit_codes;
 
-use super::apply;
-use super::args::{ApplyArgs, DemoArgs, OutputFormat};
+use crate::{self as habitat, GeneratorConfig, Worker, WorkerConfig};
+
+/// Where the demo runs.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// PostgreSQL server URL (a scratch database `replay_demo` is created on it).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub server_url: String,
+    /// RabbitMQ URL.
+    #[arg(
+        long,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_default_value = true
+    )]
+    pub amqp_url: String,
+    /// Events to generate.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: u64,
+}
 
 const DATABASE: &str = "replay_demo";
 
@@ -81,45 +97,43 @@ pub fn run(args: &DemoArgs) -> u8 {
         }
     };
     let plan = plan_path("replay-failed-events.yaml");
-    let apply_args = |dry_run| ApplyArgs {
-        plan: plan.clone(),
-        params: vec!["since=24h".into()],
-        dry_run,
-        rehearse_all: false,
-        restart: false,
-        yes: true,
-        again: false,
-        overrides: Vec::new(),
-        because: None,
-        out: None,
-        pinned: None,
-        tolerance: 0,
-        retries: crate::engine::apply::DEFAULT_RETRIES,
-        lease: crate::engine::state::DEFAULT_LEASE,
-        database_url: database_url.clone(),
-        amqp_url: args.amqp_url.clone(),
-        operator: Some("demo".into()),
-        format: OutputFormat::Text,
-        log_format: OutputFormat::Text,
+    let plan_arg = plan.display().to_string();
+    // `replay` as its user runs it, in this process.
+    let apply = |dry_run: bool| {
+        let mut argv = vec![
+            "replay",
+            "apply",
+            plan_arg.as_str(),
+            "--param",
+            "since=24h",
+            "--yes",
+            "--operator",
+            "demo",
+            "--database-url",
+            database_url.as_str(),
+            "--amqp-url",
+            args.amqp_url.as_str(),
+        ];
+        if dry_run {
+            argv.push("--dry-run");
+        }
+        replay::run(argv)
     };
-    println!(
-        "== 3. replay apply {} --dry-run --param since=24h",
-        plan.display()
-    );
-    let code = apply::run(&apply_args(true));
+    println!("== 3. replay apply {plan_arg} --dry-run --param since=24h");
+    let code = apply(true);
     if code != exit_codes::SUCCESS {
         let _ = runtime.block_on(worker.stop());
         return code;
     }
-    println!("== 4. replay apply {} --param since=24h", plan.display());
-    let code = apply::run(&apply_args(false));
+    println!("== 4. replay apply {plan_arg} --param since=24h");
+    let code = apply(false);
     let stats = runtime.block_on(worker.stop());
     if let Ok(stats) = stats {
         println!("   worker: {stats:?}");
     }
-    let redacted = crate::engine::redact::redact_url(&database_url);
+    let redacted = replay::engine::redact::redact_url(&database_url);
     println!("== look further:");
-    println!("   DATABASE_URL={redacted} cargo run -- status");
+    println!("   cargo run --release -- status --database-url {redacted}");
     println!("   psql {redacted} -c \"SELECT status, count(*) FROM processed_events GROUP BY 1\"");
     println!("   psql {redacted} -c \"SELECT * FROM audit_log ORDER BY id DESC LIMIT 5\"");
     code
@@ -131,6 +145,7 @@ fn plan_path(name: &str) -> PathBuf {
         local
     } else {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
             .join("plans")
             .join(name)
     }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use replay::habitat::{
+use habitat::{
     self, EventType, FailureMode, GeneratorConfig, OutgoingEvent, Publisher, Worker, WorkerConfig,
     WorkerStats,
 };

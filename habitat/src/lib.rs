@@ -1,5 +1,7 @@
-//! The Habitat reference world: schema, data generator and reference worker (test and demo infrastructure).
+//! The Habitat reference world: schema, data generator and reference worker, for `replay`'s tests,
+//! benchmarks and demo. The `replay` crate does not depend on it.
 
+pub mod demo;
 mod error;
 mod event_type;
 pub mod generator;
