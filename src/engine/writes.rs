@@ -15,6 +15,9 @@ pub trait Writes {
     /// A transaction for one batch; committing it makes the batch durable (or, rehearsed, visible
     /// to the next steps only).
     async fn begin(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error>;
+    /// A transaction for a query that must not write (a wait condition): `READ ONLY` when it is a
+    /// transaction of its own; inside a rehearsal, whatever it did is rolled back anyway.
+    async fn begin_read_only(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error>;
     /// Records a step's checkpoint inside the batch's transaction, fenced by the lease's token
     /// (a lost lease fails it, so the batch rolls back); says whether `replay stop` asked the run
     /// to stop (read in the same transaction, so the stop lands on this boundary).
@@ -54,6 +57,14 @@ impl Writes for Commit {
 
     async fn begin(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
         self.pool.begin().await
+    }
+
+    async fn begin_read_only(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 
     async fn checkpoint(
@@ -183,6 +194,11 @@ impl Writes for Rehearse {
     }
 
     async fn begin(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+        self.outer.begin().await
+    }
+
+    async fn begin_read_only(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+        // A savepoint cannot be made read-only without making the whole rehearsal so.
         self.outer.begin().await
     }
 

@@ -920,3 +920,33 @@ async fn a_slowly_paced_batch_step_never_idles_inside_a_transaction(
     );
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn wait_and_verification_queries_cannot_write(pool: PgPool) -> anyhow::Result<()> {
+    world(&pool, 300).await?;
+    // `nextval` passes the offline read-only check; the read-only transaction stops it.
+    sqlx::query("CREATE SEQUENCE probe").execute(&pool).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    for (name, body) in [
+        (
+            "writing-wait",
+            "select: { status: [error] }\nsteps:\n  - { id: reset, kind: reset }\n  - { id: probe, kind: wait, until: \"SELECT nextval('probe') > 0\", timeout: 1m }\n",
+        ),
+        (
+            "writing-verification",
+            "select: { status: [error] }\nsteps:\n  - { id: reset, kind: reset }\nverify:\n  - name: probe\n    sql: \"SELECT nextval('probe')\"\n    expect: { at_least: 1 }\n",
+        ),
+    ] {
+        let plan = plan_file(&dir, name, body);
+        let out = run(&["apply", plan.to_str().unwrap_or_default()], &url);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(stderr.contains("read-only transaction"), "{name}: {stderr}");
+    }
+    let called: bool = sqlx::query_scalar("SELECT is_called FROM probe")
+        .fetch_one(&pool)
+        .await?;
+    assert!(!called, "the sequence never moved");
+    Ok(())
+}

@@ -33,7 +33,7 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
                     .prepare(query)
                     .map_err(|m| ctx.failed(&step.id, 0, m))?;
                 let fail = |e: sqlx::Error| ctx.db_failed(&step.id, 0, e);
-                let mut tx = writes.begin().await.map_err(fail)?;
+                let mut tx = writes.begin_read_only().await.map_err(fail)?;
                 let row = bind_all(sqlx::query(audited(&text)), &binds)
                     .fetch_optional(&mut *tx)
                     .await
