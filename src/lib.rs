@@ -7,5 +7,6 @@ pub mod cli;
 pub mod engine;
 pub mod exit_codes;
 pub mod plan;
+pub mod render;
 
 pub use cli::run;

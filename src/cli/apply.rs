@@ -3,11 +3,11 @@
 use std::io::IsTerminal;
 
 use crate::engine::pinned::PinnedPlan;
-use crate::engine::progress::Progress;
 use crate::engine::steps::Cancel;
 use crate::engine::{self, ApplyOptions, Connection, Report, RunError};
 use crate::exit_codes;
 use crate::plan::{self, Rendered};
+use crate::render::progress::Progress;
 
 use super::args::{ApplyArgs, OutputFormat};
 
@@ -231,8 +231,8 @@ pub fn run(args: &ApplyArgs) -> u8 {
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         ),
-        OutputFormat::Text => print!("{}", report.to_text()),
-        OutputFormat::Markdown => print!("{}", crate::engine::markdown::render(&report)),
+        OutputFormat::Text => print!("{}", crate::render::text(&report)),
+        OutputFormat::Markdown => print!("{}", crate::render::markdown::render(&report)),
     }
     match &result {
         Ok(()) => exit_codes::SUCCESS,

@@ -1,8 +1,8 @@
 //! `replay rollback RUN`: undo a finished or stopped run as far as its plan allows.
 
-use crate::engine::progress::Progress;
 use crate::engine::{Connection, Report, rollback};
 use crate::exit_codes;
+use crate::render::progress::Progress;
 
 use super::apply::exit_code;
 use super::args::RollbackArgs;

@@ -2,9 +2,9 @@
 
 use habitat::{self, GeneratorConfig};
 use replay::engine::events::Collect;
-use replay::engine::markdown::{self, GITHUB_LIMIT};
 use replay::engine::{self, Connection, Report};
 use replay::plan::{self, Plan, Source};
+use replay::render::markdown::{self, GITHUB_LIMIT};
 use sqlx::PgPool;
 
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

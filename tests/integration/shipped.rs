@@ -116,12 +116,16 @@ async fn every_shipped_plan_dry_runs_against_a_habitat(pool: PgPool) -> anyhow::
             &mut report,
         )
         .await;
-        assert!(result.is_ok(), "{name}: {result:?}\n{}", report.to_text());
+        assert!(
+            result.is_ok(),
+            "{name}: {result:?}\n{}",
+            replay::render::text(&report)
+        );
         assert_eq!(report.status, "would_run", "{name}");
         assert!(
             report.selected > 0,
             "{name}: selected nothing\n{}",
-            report.to_text()
+            replay::render::text(&report)
         );
     }
     worker.stop().await?;

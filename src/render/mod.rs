@@ -1,0 +1,9 @@
+//! Everything people read of a run: the final report as text and as a Markdown pull-request
+//! comment, and live progress. The executor only emits events and fills a `Report`; it renders
+//! nothing itself.
+
+pub mod markdown;
+pub mod progress;
+pub mod text;
+
+pub use text::text;

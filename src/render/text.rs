@@ -1,0 +1,186 @@
+//! The report of a run or dry-run as text for people.
+
+use std::fmt::Write as _;
+
+use crate::engine::report::Report;
+
+/// The report as text for people.
+pub fn text(report: &Report) -> String {
+    let mut out = String::new();
+    let dry = report.mode == crate::engine::status::Mode::DryRun;
+    let _ = writeln!(
+        out,
+        "{} plan `{}` ({}) on {}",
+        if dry { "DRY-RUN of" } else { "Run of" },
+        report.plan,
+        &report.plan_hash[..report.plan_hash.len().min(12)],
+        report.target
+    );
+    if let Some(id) = &report.run_id {
+        let _ = writeln!(
+            out,
+            "  run id: {id}{}",
+            if report.resumed { " (resumed)" } else { "" }
+        );
+    }
+    let _ = writeln!(out, "  selected events: {}", report.selected);
+    for (t, n) in &report.breakdown.by_type {
+        let _ = writeln!(out, "    {t}: {n}");
+    }
+    if !report.breakdown.by_day.is_empty() {
+        let days: Vec<String> = report
+            .breakdown
+            .by_day
+            .iter()
+            .take(10)
+            .map(|(d, n)| format!("{d}: {n}"))
+            .collect();
+        let more = report.breakdown.by_day.len().saturating_sub(10);
+        let _ = writeln!(
+            out,
+            "    by day: {}{}",
+            days.join(", "),
+            if more > 0 {
+                format!(" (+{more} more days)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    for (id, t, payload) in &report.breakdown.sample {
+        let _ = writeln!(out, "    sample: {id} {t} {}", truncate(payload, 100));
+    }
+    for g in &report.gates {
+        let _ = writeln!(out, "  {g}");
+    }
+    for b in &report.backups {
+        let _ = writeln!(
+            out,
+            "  backup {}: {} row(s){}",
+            b.table,
+            b.rows,
+            if b.checksum.is_empty() {
+                " would be snapshotted".to_string()
+            } else {
+                format!(", checksum {}", b.checksum)
+            }
+        );
+    }
+    if let Some(file) = &report.dump_file {
+        let _ = writeln!(out, "  pg_dump: {file}");
+    }
+    for s in &report.steps {
+        let verb = match (dry, s.kind.as_str()) {
+            (true, "publish") => "message(s) would be published",
+            (true, _) => "row(s) would be touched",
+            (false, "publish") => "message(s) published and confirmed",
+            (false, _) => "row(s) touched",
+        };
+        let resumed = match (s.resumed_from, s.rehearsed) {
+            (Some(c), _) => format!(" (resumed at {c})"),
+            (None, Some(n)) => format!(
+                " (rehearsed on the first {n} of {} events; the rest counted)",
+                report.selected
+            ),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  step {} [{}]: {} {verb}{resumed}",
+            s.id, s.kind, s.touched
+        );
+    }
+    for change in &report.schema_changes {
+        let _ = writeln!(out, "  SCHEMA CHANGE (allow_ddl): {change}");
+    }
+    for m in &report.messages {
+        let _ = writeln!(
+            out,
+            "    message to {} key `{}` id `{}`: {}",
+            m.exchange,
+            m.routing_key,
+            m.message_id,
+            truncate(&m.body, 120)
+        );
+    }
+    for v in &report.verifications {
+        if dry {
+            let _ = writeln!(
+                out,
+                "  verify `{}`: currently {} (expects {})",
+                v.name, v.actual, v.expected
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  verify `{}`: {} (actual {}, expected {})",
+                v.name,
+                if v.passed { "PASS" } else { "FAIL" },
+                v.actual,
+                v.expected
+            );
+        }
+    }
+    for (action, rows) in &report.rollback {
+        let _ = writeln!(out, "  rollback {action}: {rows} row(s)");
+    }
+    for kept in &report.kept {
+        let _ = writeln!(out, "  {kept}");
+    }
+    if let Some(failing) = &report.failing {
+        let _ = writeln!(
+            out,
+            "  still failing: {} selected event(s){}",
+            failing.total,
+            if failing.total > failing.first.len() as u64 {
+                format!(" (the first {} below)", failing.first.len())
+            } else {
+                String::new()
+            }
+        );
+        for (id, message) in &failing.first {
+            let _ = writeln!(out, "    {id}: {message}");
+        }
+    }
+    if report.paused_secs > 0.0 {
+        let _ = writeln!(
+            out,
+            "  paused outside the window for {}",
+            crate::plan::duration::format(std::time::Duration::from_secs(
+                report.paused_secs as u64
+            ))
+        );
+    }
+    if report.retries > 0 {
+        let _ = writeln!(
+            out,
+            "  retried {} passing fault(s) from the checkpoint",
+            report.retries
+        );
+    }
+    for warning in &report.warnings {
+        let _ = writeln!(out, "  warning: {warning}");
+    }
+    if let Some(secs) = report.estimated_secs {
+        let _ = writeln!(
+            out,
+            "  estimated duration at the rate limit: {secs:.1}s (waits not included)"
+        );
+    }
+    let _ = writeln!(out, "  outcome: {}", report.status);
+    if let Some(e) = &report.error {
+        let _ = writeln!(out, "  error: {e}");
+    }
+    for n in &report.next {
+        let _ = writeln!(out, "  next: {n}");
+    }
+    out
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
