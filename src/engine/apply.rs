@@ -98,6 +98,7 @@ pub async fn apply(
         options.lease,
         options.restart,
         options.again.is_some(),
+        options.overrides.because.as_deref(),
     )
     .await?
     {
@@ -254,6 +255,7 @@ impl Driver<'_> {
         match run.status {
             // The rollback committed but its acknowledgement was lost: it is done.
             RunStatus::RolledBack => {
+                report.rolled_back = true;
                 return Err(RunError::RollbackResumed {
                     cause: run.error.clone().unwrap_or_default(),
                 });

@@ -180,7 +180,8 @@ pub async fn restore(
     let restored = sqlx::query(audited(&format!(
         "INSERT INTO {t} SELECT (jsonb_populate_record(NULL::{t}, r.row_data)).* \
          FROM pg_temp.replay_restore r \
-         WHERE r.missing OR r.key IN (SELECT key FROM pg_temp.replay_deleted)"
+         WHERE r.missing OR r.key IN (SELECT key FROM pg_temp.replay_deleted) \
+         ON CONFLICT DO NOTHING"
     )))
     .execute(&mut *conn)
     .await

@@ -59,10 +59,11 @@ impl BrokerError {
     /// A lost connection or channel passes; a refused or unroutable message, or a missing
     /// exchange or queue, does not.
     pub fn is_transient(&self) -> bool {
-        // The broker itself refusing the connection (ACCESS_REFUSED, an unknown vhost) does not
-        // pass with time.
+        // The broker refusing the credentials (ACCESS_REFUSED, 403) does not pass with time; a
+        // broker shutting down or a vhost that is down does.
         if let BrokerError::Connect { source, .. } = self
-            && source.is_amqp_error()
+            && let lapin::ErrorKind::ProtocolError(amqp) = source.kind()
+            && amqp.get_id() == 403
         {
             return false;
         }
@@ -186,6 +187,18 @@ impl RunError {
     }
 }
 
+/// A database error that is neither the plan's fault nor passing: a statement timeout or a
+/// cancel (57014), a protocol violation. It stops the run, resumable once fixed; no rollback.
+pub fn is_lasting_fault(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| matches!(&*code, "57014" | "08P01")),
+        _ => false,
+    }
+}
+
 /// Whether a database error passes with time: a lost connection, or SQLSTATE classes 08
 /// (connection), 40 (serialization, deadlock), 53 (resources), 57 (operator intervention, e.g.
 /// `pg_terminate_backend`), 55P03 (lock not available) and 25P03 (a session ended for idling in
@@ -194,7 +207,6 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,

@@ -2,7 +2,7 @@
 //! right after a failed step or verification, or later by `replay rollback RUN`.
 
 use serde_json::json;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use crate::engine::audit;
 use crate::engine::backup;
@@ -91,13 +91,10 @@ pub async fn rollback_run(
     report: &mut Report,
 ) -> Result<(), RunError> {
     let pool = state::connect(&connection.database_url).await?;
-    let row = sqlx::query("SELECT plan_name, status, plan_document, params, started_at FROM replay.runs WHERE id = $1")
-        .bind(run_id)
-        .fetch_optional(&pool)
-        .await
-        .map_err(RunError::db("reading the run"))?
+    let recorded = state::recorded_run(&pool, run_id)
+        .await?
         .ok_or_else(|| RunError::Refused(format!("no run `{run_id}`")))?;
-    let (name, status): (String, RunStatus) = (row.get(0), row.get(1));
+    let (name, status) = (recorded.plan_name.clone(), recorded.status);
     if matches!(
         status,
         RunStatus::RolledBack | RunStatus::Abandoned | RunStatus::Refused
@@ -106,9 +103,9 @@ pub async fn rollback_run(
             "run `{run_id}` is {status}; there is nothing to roll back"
         )));
     }
-    let raw: RawPlan = serde_json::from_value(row.get(2))
+    let raw: RawPlan = serde_json::from_value(recorded.plan_document)
         .map_err(|e| RunError::Refused(format!("the run's plan cannot be read back: {e}")))?;
-    let params: serde_json::Value = row.get(3);
+    let params = recorded.params;
     let args: Vec<String> = params
         .as_object()
         .map(|m| {
@@ -127,16 +124,27 @@ pub async fn rollback_run(
             "plan `{name}` has no rollback actions"
         )));
     }
+    // A run that stopped before its backups were taken cannot be restored: say so before
+    // anything is recorded, rather than leave it rolling back for good.
+    let taken = state::backed_up_tables(&pool, run_id).await?;
+    if let Some(missing) = restored_tables(&plan).find(|t| !taken.contains(t)) {
+        return Err(RunError::Refused(format!(
+            "run `{run_id}` has no backup of `{missing}` (it stopped before taking it), so its rollback cannot restore it"
+        )));
+    }
     let lease = state::acquire_run(&pool, run_id, state::DEFAULT_LEASE).await?;
     // Held while the rollback runs, so that no `apply` takes the run over meanwhile.
     let heartbeat = lease.heartbeat(pool.clone(), crate::engine::steps::Cancel::default());
     let cause = format!("rolled back by {}", connection.operator);
-    state::set_status(&pool, &lease, RunStatus::RollingBack, Some(&cause)).await?;
-    let started_at: chrono::DateTime<chrono::Utc> = row.get(4);
+    let started_at = recorded.started_at;
     let scope = BindScope::new(&plan, run_id, started_at, "replay.selection");
-    let result = run_actions(
-        &plan, &pool, &scope, &lease, &cause, force, reporter, report,
-    )
+    let result = async {
+        state::set_status(&pool, &lease, RunStatus::RollingBack, Some(&cause)).await?;
+        run_actions(
+            &plan, &pool, &scope, &lease, &cause, force, reporter, report,
+        )
+        .await
+    }
     .await;
     heartbeat.abort();
     lease.release(&pool).await;
@@ -154,40 +162,20 @@ pub async fn rollback_run(
     Ok(())
 }
 
+/// The tables the plan's rollback restores.
+fn restored_tables(plan: &Plan) -> impl Iterator<Item = &String> {
+    plan.raw
+        .rollback
+        .iter()
+        .filter_map(|r| match r {
+            RollbackStep::RestoreBackup(r) => Some(&r.tables),
+            RollbackStep::Sql(_) => None,
+        })
+        .flatten()
+}
+
 /// `replay stop RUN`: asks the run to stop at its next batch boundary.
 pub async fn request_stop(connection: &Connection, run_id: uuid::Uuid) -> Result<String, RunError> {
     let pool = state::connect(&connection.database_url).await?;
-    let updated: Option<String> = sqlx::query_scalar(
-        "UPDATE replay.runs SET stop_requested = true WHERE id = $1 AND status = $2 RETURNING plan_name",
-    )
-    .bind(run_id)
-    .bind(RunStatus::Running)
-    .fetch_optional(&pool)
-    .await
-    .map_err(RunError::db("requesting the stop"))?;
-    match updated {
-        Some(plan) => {
-            state::log(
-                &pool,
-                run_id,
-                "stop_requested",
-                None,
-                json!({"operator": connection.operator}),
-            )
-            .await;
-            Ok(plan)
-        }
-        None => {
-            let status: Option<String> =
-                sqlx::query_scalar("SELECT status FROM replay.runs WHERE id = $1")
-                    .bind(run_id)
-                    .fetch_optional(&pool)
-                    .await
-                    .map_err(RunError::db("reading the run"))?;
-            Err(RunError::Refused(match status {
-                Some(s) => format!("run `{run_id}` is not running (it is {s})"),
-                None => format!("no run `{run_id}`"),
-            }))
-        }
-    }
+    state::request_stop(&pool, run_id, &connection.operator).await
 }

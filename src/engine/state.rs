@@ -139,7 +139,11 @@ fn origin() -> String {
     let namespace = std::fs::read_link("/proc/self/ns/pid")
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    format!("{boot}/{namespace}")
+    match boot.is_empty() || namespace.is_empty() {
+        // Without them pids cannot be compared: never take a lease over early.
+        true => format!("unknown:{}", uuid::Uuid::new_v4()),
+        false => format!("{boot}/{namespace}"),
+    }
 }
 
 /// What `acquire` found.
@@ -164,6 +168,7 @@ pub async fn acquire(
     ttl: Duration,
     restart: bool,
     again: bool,
+    because: Option<&str>,
 ) -> Result<Acquired, RunError> {
     let doing = "taking the run's lease";
     let owner = executor_name();
@@ -199,10 +204,11 @@ pub async fn acquire(
         let same = run.plan_hash == plan.hash && run.params_hash == plan.params_hash;
         match (same, restart) {
             (true, _) => resume = Some(run),
-            (false, true) if run.status == RunStatus::RollingBack => {
+            (false, true) if run.status == RunStatus::RollingBack && because.is_none() => {
                 return Err(RunError::Refused(format!(
-                    "run `{}` is rolling back; `--restart` would abandon it half undone: finish it with \
-                     `replay apply` of its original plan, or `replay rollback {}`",
+                    "run `{}` is rolling back; finish it with `replay apply` of its original plan or \
+                     `replay rollback {}`. Its rollback never committed, so its rows are as its steps \
+                     left them; to abandon it anyway, pass `--restart --because \"…\"` (audited)",
                     run.id, run.id
                 )));
             }
@@ -221,7 +227,7 @@ pub async fn acquire(
                     run.id,
                     "abandoned",
                     None,
-                    serde_json::json!({"by": operator}),
+                    serde_json::json!({"by": operator, "because": because, "was": run.status}),
                 )
                 .await
                 .map_err(RunError::db(doing))?;
@@ -358,8 +364,14 @@ impl Lease {
             let mut renewed = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(lease.ttl / 3).await;
-                match lease.renew(&pool).await {
-                    Ok(true) => renewed = tokio::time::Instant::now(),
+                // Timed from the request, and bounded: a black-holed connection must not hold the
+                // heartbeat past the point where it has to stop the executor.
+                let sent = tokio::time::Instant::now();
+                let answer = tokio::time::timeout(lease.ttl / 3, lease.renew(&pool))
+                    .await
+                    .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+                match answer {
+                    Ok(true) => renewed = sent,
                     Ok(false) => {
                         tracing::error!(run = %lease.run_id, "the lease was taken over by another executor; stopping");
                         let _ = lease.lapse.set(Lapse::TakenOver);
@@ -369,7 +381,7 @@ impl Lease {
                     // A passing fault: the next beat tries again; checkpoints stay fenced. Work
                     // outside PostgreSQL (publishing) is not, so once the lease may have run out
                     // this executor stops on its own.
-                    Err(e) if renewed.elapsed() >= lease.ttl => {
+                    Err(e) if renewed.elapsed() >= lease.ttl * 2 / 3 => {
                         tracing::error!(error = %e, run = %lease.run_id, "cannot renew the lease before it runs out; stopping");
                         let _ = lease.lapse.set(Lapse::Expired);
                         cancel.cancel();
@@ -526,23 +538,44 @@ pub async fn set_status(
     error: Option<&str>,
 ) -> Result<(), RunError> {
     let finished = !status.resumable();
-    let updated = sqlx::query(
-        "UPDATE replay.runs SET status = $3, error = $4, updated_at = now(), \
-         finished_at = CASE WHEN $5 THEN now() END WHERE id = $1 AND lease_token = $2",
+    // A rollback under way ends only as rolled back (or goes on rolling back), a succeeded run
+    // changes only by being rolled back, and other finished runs stay as they are: whatever an
+    // executor concludes, it cannot reopen or forget them.
+    let (owned, changed): (Option<bool>, Option<bool>) = sqlx::query_as(
+        "WITH current AS (SELECT lease_token = $2 AS owned, status FROM replay.runs WHERE id = $1), \
+              changed AS ( \
+                UPDATE replay.runs SET status = $3, error = $4, updated_at = now(), \
+                       finished_at = CASE WHEN $5 THEN now() END \
+                WHERE id = $1 AND lease_token = $2 \
+                  AND (status = ANY($6) OR (status IN ($7, $9) AND $3 = ANY($8))) \
+                RETURNING 1) \
+         SELECT (SELECT owned FROM current), EXISTS (SELECT 1 FROM changed)",
     )
     .bind(lease.run_id)
     .bind(lease.token)
     .bind(status)
     .bind(error)
     .bind(finished)
-    .execute(conn)
+    .bind(
+        RunStatus::ALL
+            .iter()
+            .filter(|s| s.resumable() && **s != RunStatus::RollingBack)
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(RunStatus::RollingBack)
+    .bind([RunStatus::RollingBack.as_str(), RunStatus::RolledBack.as_str()])
+    .bind(RunStatus::Succeeded)
+    .fetch_one(conn)
     .await
-    .map_err(RunError::db("recording the run's status"))?
-    .rows_affected();
-    if updated == 0 {
+    .map_err(RunError::db("recording the run's status"))?;
+    if owned != Some(true) {
         return Err(RunError::LeaseLost {
             run_id: lease.run_id.to_string(),
         });
+    }
+    if changed != Some(true) {
+        tracing::warn!(run = %lease.run_id, status = %status, "the run's recorded status stands");
     }
     Ok(())
 }
@@ -877,4 +910,66 @@ pub async fn selected_event_ids(
         .fetch_all(pool)
         .await
         .map_err(RunError::db("reading the run's selection"))
+}
+
+/// A run as recorded, with what it needs to be rolled back later.
+pub struct RecordedRun {
+    pub plan_name: String,
+    pub status: RunStatus,
+    pub plan_document: Value,
+    pub params: Value,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub async fn recorded_run(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+) -> Result<Option<RecordedRun>, RunError> {
+    let row = sqlx::query(
+        "SELECT plan_name, status, plan_document, params, started_at FROM replay.runs WHERE id = $1",
+    )
+    .bind(run_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(RunError::db("reading the run"))?;
+    Ok(row.map(|r| RecordedRun {
+        plan_name: r.get(0),
+        status: r.get(1),
+        plan_document: r.get(2),
+        params: r.get(3),
+        started_at: r.get(4),
+    }))
+}
+
+/// Asks a running run to stop at its next batch boundary; the plan's name, or why not.
+pub async fn request_stop(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+    operator: &str,
+) -> Result<String, RunError> {
+    let updated: Option<String> = sqlx::query_scalar(
+        "UPDATE replay.runs SET stop_requested = true WHERE id = $1 AND status = $2 RETURNING plan_name",
+    )
+    .bind(run_id)
+    .bind(RunStatus::Running)
+    .fetch_optional(pool)
+    .await
+    .map_err(RunError::db("requesting the stop"))?;
+    match updated {
+        Some(plan) => {
+            log(
+                pool,
+                run_id,
+                "stop_requested",
+                None,
+                serde_json::json!({"operator": operator}),
+            )
+            .await;
+            Ok(plan)
+        }
+        None => Err(RunError::Refused(match status_of(pool, run_id).await? {
+            Some(s) => format!("run `{run_id}` is not running (it is {s})"),
+            None => format!("no run `{run_id}`"),
+        })),
+    }
 }

@@ -703,6 +703,7 @@ async fn a_run_killed_between_freezing_and_recording_the_size_resumes(
         std::time::Duration::from_secs(30),
         false,
         false,
+        None,
     )
     .await?
     else {

@@ -61,14 +61,15 @@ impl StepContext<'_> {
     /// A database error inside a step: a passing fault is retried from the checkpoint by the
     /// driver; anything else fails the step (and so rolls back).
     pub fn db_failed(&self, step: &str, done: u64, e: sqlx::Error) -> RunError {
-        if crate::engine::error::is_transient(&e) {
+        let transient = crate::engine::error::is_transient(&e);
+        if transient || crate::engine::error::is_lasting_fault(&e) {
             RunError::Database {
                 doing: format!(
                     "running step `{step}` (after {done} of {} events)",
                     self.total
                 ),
                 message: crate::engine::error::describe_sqlx(&e),
-                transient: true,
+                transient,
             }
         } else {
             self.failed(step, done, crate::engine::error::describe_sqlx(&e))
