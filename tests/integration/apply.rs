@@ -747,3 +747,67 @@ async fn a_run_killed_between_freezing_and_recording_the_size_resumes(
     assert_eq!(rows as u64, frozen);
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_recorded_status_only_moves_forward(pool: PgPool) -> anyhow::Result<()> {
+    use replay::engine::state;
+    use replay::engine::status::RunStatus;
+    broken_world(&pool).await?;
+    let plan = load(
+        "plans/reset-stuck-events.yaml",
+        |t| t.replace("status: [processing]", "status: [error]"),
+        &["older_than=1s"],
+    )?;
+    state::migrate(&pool).await?;
+    let state::Acquired::Run { run, lease } = state::acquire(
+        &pool,
+        &plan,
+        "test",
+        std::time::Duration::from_secs(30),
+        false,
+        false,
+        None,
+    )
+    .await?
+    else {
+        anyhow::bail!("a fresh database has no other run of the plan");
+    };
+    let recorded = |pool: PgPool| async move {
+        anyhow::Ok(
+            state::status_of(&pool, run.id)
+                .await?
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        )
+    };
+    // A rollback under way ends only as rolled back.
+    state::set_status(
+        &pool,
+        &lease,
+        RunStatus::RollingBack,
+        Some("a verification failed"),
+    )
+    .await?;
+    for attempt in [
+        RunStatus::Failed,
+        RunStatus::Interrupted,
+        RunStatus::Succeeded,
+    ] {
+        state::set_status(&pool, &lease, attempt, Some("later")).await?;
+        assert_eq!(recorded(pool.clone()).await?, "rolling_back", "{attempt}");
+    }
+    state::set_status(&pool, &lease, RunStatus::RolledBack, None).await?;
+    assert_eq!(recorded(pool.clone()).await?, "rolled_back");
+    // A finished run stays finished.
+    state::set_status(&pool, &lease, RunStatus::Running, None).await?;
+    assert_eq!(recorded(pool.clone()).await?, "rolled_back");
+    // An executor that lost its lease records nothing at all.
+    lease.release(&pool).await;
+    let _newer = state::acquire_run(&pool, run.id, std::time::Duration::from_secs(30)).await?;
+    let lost = state::set_status(&pool, &lease, RunStatus::Failed, None).await;
+    assert!(matches!(
+        lost,
+        Err(replay::engine::RunError::LeaseLost { .. })
+    ));
+    Ok(())
+}
