@@ -106,6 +106,23 @@ fn failing_verification_then(first_action: &str) -> String {
     )
 }
 
+/// The one run is rolled back, the events table is as `before`, and the steps ran only once.
+async fn rolled_back_once(pool: &PgPool, before: &str) -> anyhow::Result<()> {
+    assert_eq!(events_checksum(pool).await?, before, "the snapshot is back");
+    let (runs, status, steps_started): (i64, String, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM replay.runs), (SELECT status FROM replay.runs), \
+         (SELECT count(*) FROM replay.run_log WHERE kind = 'step_started')",
+    )
+    .fetch_one(pool)
+    .await?;
+    assert_eq!(
+        (runs, status.as_str(), steps_started),
+        (1, "rolled_back", 1),
+        "the same run finished its rollback without running its steps again"
+    );
+    Ok(())
+}
+
 fn signal(sig: &str, pid: u32) -> anyhow::Result<()> {
     anyhow::ensure!(
         Command::new("kill")
@@ -459,20 +476,7 @@ async fn a_crash_inside_the_rollback_resumes_the_rollback_not_the_steps(
         .fetch_one(&pool)
         .await?;
     assert_eq!(n, 1, "the rollback ran once in full");
-    let after: String = events_checksum(&pool).await?;
-    assert_eq!(after, before, "the snapshot is back");
-    let (runs, status, steps_started): (i64, String, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM replay.runs), (SELECT status FROM replay.runs), \
-         (SELECT count(*) FROM replay.run_log WHERE kind = 'step_started')",
-    )
-    .fetch_one(&pool)
-    .await?;
-    assert_eq!(
-        (runs, status.as_str(), steps_started),
-        (1, "rolled_back", 1),
-        "the same run finished its rollback without running its steps again"
-    );
-    Ok(())
+    rolled_back_once(&pool, &before).await
 }
 
 #[sqlx::test(migrations = false)]
@@ -869,16 +873,7 @@ async fn a_rollback_that_fails_stays_rolling_back_until_it_can_finish(
         "{}",
         String::from_utf8_lossy(&finished.stderr)
     );
-    let after: String = events_checksum(&pool).await?;
-    assert_eq!(after, before, "the snapshot is back");
-    let (status, steps_started): (String, i64) = sqlx::query_as(
-        "SELECT (SELECT status FROM replay.runs), \
-         (SELECT count(*) FROM replay.run_log WHERE kind = 'step_started')",
-    )
-    .fetch_one(&pool)
-    .await?;
-    assert_eq!((status.as_str(), steps_started), ("rolled_back", 1));
-    Ok(())
+    rolled_back_once(&pool, &before).await
 }
 
 #[sqlx::test(migrations = false)]
