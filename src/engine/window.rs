@@ -77,7 +77,18 @@ impl<C: Clock> Windowed<C> {
 impl<C: Clock> Clock for Windowed<C> {
     async fn pace(&mut self, events: u64) {
         self.hold().await;
-        self.inner.pace(events).await;
+        // A slow rate can mean a long wait for tokens: a stop or a signal cuts it short (the
+        // step then stops before its batch).
+        let cancel = self.cancel.clone();
+        let stopped = async move {
+            while !cancel.is_cancelled() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::select! {
+            _ = self.inner.pace(events) => {}
+            _ = stopped => {}
+        }
     }
 
     async fn poll_pause(&mut self, interval: Duration) -> bool {
@@ -157,6 +168,32 @@ mod tests {
             "{:?}",
             clock.paused
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_cuts_a_long_wait_for_tokens_short() {
+        let cancel = Cancel::default();
+        // One event a second: a batch of 1,000 waits about 1,000 s for its tokens.
+        let mut clock = Windowed::new(
+            crate::engine::pace::TokenBucket::new(1, 1_000),
+            None,
+            cancel.clone(),
+        );
+        let stopper = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                cancel.cancel();
+            })
+        };
+        let started = Instant::now();
+        clock.pace(1_000).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "the stop ended the wait after {:?}",
+            started.elapsed()
+        );
+        stopper.await.unwrap_or_default();
     }
 
     #[tokio::test(start_paused = true)]
