@@ -142,11 +142,11 @@ pub async fn restore(
                 OR t.xmin::text::bigint = txid_current() % 4294967296)";
     for statement in [
         "DROP TABLE IF EXISTS pg_temp.replay_restore".to_string(),
-        "DROP TABLE IF EXISTS pg_temp.replay_deleted".to_string(),
+        "DROP TABLE IF EXISTS pg_temp.replay_restored".to_string(),
         "CREATE TEMP TABLE replay_restore (key TEXT PRIMARY KEY, row_data JSONB NOT NULL, \
          missing BOOLEAN NOT NULL) ON COMMIT DROP"
             .into(),
-        "CREATE TEMP TABLE replay_deleted (key TEXT PRIMARY KEY) ON COMMIT DROP".into(),
+        "CREATE TEMP TABLE replay_restored (key TEXT PRIMARY KEY) ON COMMIT DROP".into(),
     ] {
         sqlx::query(audited(&statement))
             .execute(&mut *conn)
@@ -165,39 +165,64 @@ pub async fn restore(
     .execute(&mut *conn)
     .await
     .map_err(RunError::db(doing.clone()))?;
-    // Deleted only while still the run's: the condition is checked again on the row version the
-    // DELETE finally meets, so a row the worker commits meanwhile is kept.
-    sqlx::query(audited(&format!(
-        "WITH gone AS (DELETE FROM {t} t USING pg_temp.replay_restore r \
-                       WHERE t.{k}::text = r.key AND ($2 OR {mine}) RETURNING r.key) \
-         INSERT INTO pg_temp.replay_deleted SELECT key FROM gone"
+    // Rows still there are updated in place, so that a worker's update waiting on the same row
+    // follows the new version (a delete would make it miss the row) and no `ON DELETE` cascade
+    // fires. Only while still the run's: the condition is checked again on the row version the
+    // UPDATE finally meets, so a row the worker commits meanwhile is kept.
+    let columns: Option<String> = sqlx::query_scalar(
+        "SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute \
+         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped \
+           AND attgenerated = '' AND attidentity <> 'a'",
+    )
+    .bind(&t)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(RunError::db(doing.clone()))?;
+    let Some(columns) = columns else {
+        return Err(RunError::Refused(format!(
+            "table `{table}` has no columns to restore"
+        )));
+    };
+    let from_backup: String = columns
+        .split(',')
+        .map(|c| format!("p.{c}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let updated = sqlx::query(audited(&format!(
+        "WITH done AS (UPDATE {t} t SET ({columns}) = ROW({from_backup}) \
+                       FROM pg_temp.replay_restore r \
+                       CROSS JOIN LATERAL jsonb_populate_record(NULL::{t}, r.row_data) p \
+                       WHERE NOT r.missing AND t.{k}::text = r.key AND ($2 OR {mine}) \
+                       RETURNING r.key) \
+         INSERT INTO pg_temp.replay_restored SELECT key FROM done"
     )))
     .bind(run_id)
     .bind(force)
     .execute(&mut *conn)
     .await
-    .map_err(RunError::db(doing.clone()))?;
-    let restored = sqlx::query(audited(&format!(
+    .map_err(RunError::db(doing.clone()))?
+    .rows_affected();
+    // Rows that are gone come back; one re-inserted meanwhile is left as it is.
+    let inserted = sqlx::query(audited(&format!(
         "INSERT INTO {t} SELECT (jsonb_populate_record(NULL::{t}, r.row_data)).* \
-         FROM pg_temp.replay_restore r \
-         WHERE r.missing OR r.key IN (SELECT key FROM pg_temp.replay_deleted) \
-         ON CONFLICT DO NOTHING"
+         FROM pg_temp.replay_restore r WHERE r.missing ON CONFLICT DO NOTHING"
     )))
     .execute(&mut *conn)
     .await
     .map_err(RunError::db(doing.clone()))?
     .rows_affected();
+    let restored = updated + inserted;
     let (kept, kept_keys): (i64, Vec<String>) = sqlx::query_as(
         "SELECT count(*), (array_agg(key ORDER BY key))[1:$1]::text[] \
          FROM pg_temp.replay_restore r \
-         WHERE NOT r.missing AND r.key NOT IN (SELECT key FROM pg_temp.replay_deleted)",
+         WHERE NOT r.missing AND r.key NOT IN (SELECT key FROM pg_temp.replay_restored)",
     )
     .bind(KEPT_LISTED)
     .fetch_one(&mut *conn)
     .await
     .map(|(n, keys): (i64, Option<Vec<String>>)| (n, keys.unwrap_or_default()))
     .map_err(RunError::db(doing.clone()))?;
-    sqlx::query("DROP TABLE pg_temp.replay_restore, pg_temp.replay_deleted")
+    sqlx::query("DROP TABLE pg_temp.replay_restore, pg_temp.replay_restored")
         .execute(&mut *conn)
         .await
         .map_err(RunError::db(doing))?;

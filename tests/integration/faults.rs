@@ -945,3 +945,44 @@ async fn wait_and_verification_queries_cannot_write(pool: PgPool) -> anyhow::Res
     assert!(!called, "the sequence never moved");
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_restore_updates_rows_in_place_so_no_cascade_fires(pool: PgPool) -> anyhow::Result<()> {
+    world(&pool, 300).await?;
+    sqlx::raw_sql(
+        "CREATE TABLE periods (id INT PRIMARY KEY, note TEXT NOT NULL); \
+         CREATE TABLE period_children (id INT PRIMARY KEY, \
+             period_id INT NOT NULL REFERENCES periods (id) ON DELETE CASCADE); \
+         INSERT INTO periods VALUES (1, 'original'); INSERT INTO period_children VALUES (10, 1);",
+    )
+    .execute(&pool)
+    .await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "in-place",
+        "select: { status: [error] }\nbackup: { tables: [{ table: periods, where: \"id = 1\" }] }\n\
+         steps:\n  - { id: touch, kind: sql, sql: \"UPDATE periods SET note = 'changed' WHERE id = 1\" }\n\
+         verify:\n  - name: impossible\n    sql: \"SELECT count(*) FROM periods\"\n    expect: { equals: 0 }\n\
+         rollback:\n  - { kind: restore_backup, tables: [periods] }\n",
+    );
+    let out = run(&["apply", plan.to_str().unwrap_or_default()], &url);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (note, children): (String, i64) = sqlx::query_as(
+        "SELECT (SELECT note FROM periods WHERE id = 1), (SELECT count(*) FROM period_children)",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        (note.as_str(), children),
+        ("original", 1),
+        "restored in place; the child row survives"
+    );
+    Ok(())
+}
