@@ -227,6 +227,48 @@ async fn unknown_exchange_is_a_clear_error_in_dry_run_and_apply(
 }
 
 #[sqlx::test(migrations = false)]
+async fn an_interrupted_publish_flushes_its_confirms_so_the_resume_publishes_nothing_twice(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let total = world(&pool, 12_000).await?;
+    let url = database_url(&pool).await?;
+    let name = format!("test-sigint-publish-{}", uuid::Uuid::new_v4().simple());
+    let _topology = bound_queue(&name).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "interrupted-publish",
+        &format!(
+            "target: {{ exchange: {name} }}\nselect: {{ status: [error] }}\nrate_limit: {{ per_second: 2000, batch_size: 100, confirms_in_flight: 50 }}\nsteps:\n  - {{ id: republish, kind: publish }}\n"
+        ),
+    );
+    let plan = plan.to_str().unwrap_or_default();
+    let child = start(&["apply", plan], &url);
+    checkpoint_midway(&pool, "republish", total).await?;
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    let out = child.wait_with_output()?;
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resumed = run(&["apply", plan], &url);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let ids = drain_ids(&name, total as usize).await?;
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len() as i64, total, "nothing lost");
+    assert_eq!(ids.len(), distinct.len(), "nothing published twice");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
 async fn killed_publish_resumes_losing_nothing_with_bounded_duplicates(
     pool: PgPool,
 ) -> anyhow::Result<()> {
