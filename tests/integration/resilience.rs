@@ -226,23 +226,56 @@ async fn unknown_exchange_is_a_clear_error_in_dry_run_and_apply(
     Ok(())
 }
 
+/// A publish of every failed event of a fresh world to an exchange and queue of the test's own,
+/// batch 100 and 50 confirms in flight, paced to take a few seconds.
+struct SlowPublish {
+    total: i64,
+    url: String,
+    name: String,
+    plan: String,
+    _topology: lapin::Connection,
+    _dir: tempfile::TempDir,
+}
+
+async fn slow_publish(pool: &PgPool, label: &str) -> anyhow::Result<SlowPublish> {
+    let total = world(pool, 12_000).await?;
+    let url = database_url(pool).await?;
+    let name = format!("test-{label}-{}", uuid::Uuid::new_v4().simple());
+    let topology = bound_queue(&name).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        label,
+        &format!(
+            "target: {{ exchange: {name} }}\nselect: {{ status: [error] }}\nrate_limit: {{ per_second: 2000, batch_size: 100, confirms_in_flight: 50 }}\nsteps:\n  - {{ id: republish, kind: publish }}\n"
+        ),
+    )
+    .to_str()
+    .unwrap_or_default()
+    .to_string();
+    Ok(SlowPublish {
+        total,
+        url,
+        name,
+        plan,
+        _topology: topology,
+        _dir: dir,
+    })
+}
+
 #[sqlx::test(migrations = false)]
 async fn an_interrupted_publish_flushes_its_confirms_so_the_resume_publishes_nothing_twice(
     pool: PgPool,
 ) -> anyhow::Result<()> {
-    let total = world(&pool, 12_000).await?;
-    let url = database_url(&pool).await?;
-    let name = format!("test-sigint-publish-{}", uuid::Uuid::new_v4().simple());
-    let _topology = bound_queue(&name).await?;
-    let dir = tempfile::tempdir()?;
-    let plan = plan_file(
-        &dir,
-        "interrupted-publish",
-        &format!(
-            "target: {{ exchange: {name} }}\nselect: {{ status: [error] }}\nrate_limit: {{ per_second: 2000, batch_size: 100, confirms_in_flight: 50 }}\nsteps:\n  - {{ id: republish, kind: publish }}\n"
-        ),
-    );
-    let plan = plan.to_str().unwrap_or_default();
+    let SlowPublish {
+        total,
+        url,
+        name,
+        plan,
+        _topology,
+        _dir,
+    } = slow_publish(&pool, "interrupted-publish").await?;
+    let plan = plan.as_str();
     let child = start(&["apply", plan], &url);
     checkpoint_midway(&pool, "republish", total).await?;
     Command::new("kill")
@@ -272,19 +305,15 @@ async fn an_interrupted_publish_flushes_its_confirms_so_the_resume_publishes_not
 async fn killed_publish_resumes_losing_nothing_with_bounded_duplicates(
     pool: PgPool,
 ) -> anyhow::Result<()> {
-    let total = world(&pool, 12_000).await?;
-    let url = database_url(&pool).await?;
-    let name = format!("test-publish-{}", uuid::Uuid::new_v4().simple());
-    let _topology = bound_queue(&name).await?;
-    let dir = tempfile::tempdir()?;
-    let plan = plan_file(
-        &dir,
-        "killed-publish",
-        &format!(
-            "target: {{ exchange: {name} }}\nselect: {{ status: [error] }}\nrate_limit: {{ per_second: 2000, batch_size: 100, confirms_in_flight: 50 }}\nsteps:\n  - {{ id: republish, kind: publish }}\n"
-        ),
-    );
-    let plan = plan.to_str().unwrap_or_default();
+    let SlowPublish {
+        total,
+        url,
+        name,
+        plan,
+        _topology,
+        _dir,
+    } = slow_publish(&pool, "killed-publish").await?;
+    let plan = plan.as_str();
     let mut child = start(&["apply", plan], &url);
     checkpoint_midway(&pool, "republish", total).await?;
     child.kill()?;
