@@ -131,7 +131,7 @@ pub struct ApplyArgs {
     pub retries: u32,
     /// How long this executor's lease on the run lasts without a heartbeat (another executor can
     /// take the run over after that).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::plan::duration::parse)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = lease_duration)]
     pub lease: std::time::Duration,
     /// PostgreSQL URL of the target.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -245,4 +245,15 @@ pub struct AuditArgs {
     /// PostgreSQL URL of the target.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+}
+
+/// A lease of at least a second: shorter, the heartbeat could not keep it.
+fn lease_duration(text: &str) -> Result<std::time::Duration, String> {
+    let lease = crate::plan::duration::parse(text)?;
+    if lease < std::time::Duration::from_secs(1) {
+        return Err(format!(
+            "`{text}` is too short for a lease; give at least `1s`"
+        ));
+    }
+    Ok(lease)
 }

@@ -274,17 +274,7 @@ impl Driver<'_> {
                 .error
                 .clone()
                 .unwrap_or_else(|| "an earlier failure".into());
-            rollback::run_actions(
-                plan,
-                pool,
-                &scope,
-                &self.lease,
-                &cause,
-                false,
-                reporter,
-                report,
-            )
-            .await?;
+            self.undo(&scope, &cause, reporter, report).await?;
             return Err(RunError::RollbackResumed { cause });
         }
         let selected = match run.selected {
@@ -481,18 +471,30 @@ impl Driver<'_> {
             Some(&cause),
         )
         .await?;
+        self.undo(scope, &cause, reporter, report).await?;
+        Err(error)
+    }
+
+    /// The plan's rollback actions, in one transaction that records `rolled_back` (never forced:
+    /// rows changed since the run wrote them are kept).
+    async fn undo(
+        &self,
+        scope: &BindScope,
+        cause: &str,
+        reporter: &mut dyn Reporter,
+        report: &mut Report,
+    ) -> Result<(), RunError> {
         rollback::run_actions(
             self.plan,
             &self.pool,
             scope,
             &self.lease,
-            &cause,
+            cause,
             false,
             reporter,
             report,
         )
-        .await?;
-        Err(error)
+        .await
     }
 
     /// Records how the run ended. What is recorded follows from the error's class alone.

@@ -96,6 +96,29 @@ async fn reset_done(pool: &PgPool) -> anyhow::Result<()> {
     .await
 }
 
+/// A world, the extra tables `setup` makes, and a plan whose verification fails so that its
+/// rollback runs `first_action` and then restores the snapshot; returns the events table's
+/// checksum before, the database URL, the plan's directory and path.
+async fn rollback_world(
+    pool: &PgPool,
+    name: &str,
+    setup: &str,
+    first_action: &str,
+) -> anyhow::Result<(String, String, tempfile::TempDir, String)> {
+    world(pool, 1_000).await?;
+    let before = events_checksum(pool).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(setup.to_string()))
+        .execute(pool)
+        .await?;
+    let url = database_url(pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, name, &failing_verification_then(first_action))
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    Ok((before, url, dir, plan))
+}
+
 /// A reset whose verification cannot pass, so that the rollback runs: first `first_action`,
 /// then the restore of the snapshot.
 fn failing_verification_then(first_action: &str) -> String {
@@ -423,22 +446,14 @@ async fn a_poison_event_rolls_back_only_the_rows_the_worker_did_not_process(
 async fn a_crash_inside_the_rollback_resumes_the_rollback_not_the_steps(
     pool: PgPool,
 ) -> anyhow::Result<()> {
-    world(&pool, 2_000).await?;
-    let before: String = events_checksum(&pool).await?;
-    sqlx::query("CREATE TABLE blocker (id INT PRIMARY KEY, n INT NOT NULL)")
-        .execute(&pool)
-        .await?;
-    sqlx::query("INSERT INTO blocker VALUES (1, 0)")
-        .execute(&pool)
-        .await?;
-    let url = database_url(&pool).await?;
-    let dir = tempfile::tempdir()?;
-    let plan = plan_file(
-        &dir,
+    let (before, url, _dir, plan) = rollback_world(
+        &pool,
         "crash-in-rollback",
-        &failing_verification_then("UPDATE blocker SET n = n + 1 WHERE id = 1"),
-    );
-    let plan = plan.to_str().unwrap_or_default();
+        "CREATE TABLE blocker (id INT PRIMARY KEY, n INT NOT NULL); INSERT INTO blocker VALUES (1, 0);",
+        "UPDATE blocker SET n = n + 1 WHERE id = 1",
+    )
+    .await?;
+    let plan = plan.as_str();
     // Hold the row the rollback's first action needs, so the rollback is caught inside.
     let mut holder = pool.begin().await?;
     sqlx::query("SELECT n FROM blocker WHERE id = 1 FOR UPDATE")
@@ -829,23 +844,15 @@ async fn events_that_failed_again_are_named_and_inspect_plans_exactly_them(
 async fn a_rollback_that_fails_stays_rolling_back_until_it_can_finish(
     pool: PgPool,
 ) -> anyhow::Result<()> {
-    world(&pool, 1_000).await?;
-    let before: String = events_checksum(&pool).await?;
     // The rollback's first action inserts a row that is already there: it fails until it is gone.
-    sqlx::query("CREATE TABLE undo_marks (id INT PRIMARY KEY)")
-        .execute(&pool)
-        .await?;
-    sqlx::query("INSERT INTO undo_marks VALUES (1)")
-        .execute(&pool)
-        .await?;
-    let url = database_url(&pool).await?;
-    let dir = tempfile::tempdir()?;
-    let plan = plan_file(
-        &dir,
+    let (before, url, _dir, plan) = rollback_world(
+        &pool,
         "failing-rollback",
-        &failing_verification_then("INSERT INTO undo_marks VALUES (1)"),
-    );
-    let plan = plan.to_str().unwrap_or_default();
+        "CREATE TABLE undo_marks (id INT PRIMARY KEY); INSERT INTO undo_marks VALUES (1);",
+        "INSERT INTO undo_marks VALUES (1)",
+    )
+    .await?;
+    let plan = plan.as_str();
     let failed = run(&["apply", plan], &url);
     let stdout = String::from_utf8_lossy(&failed.stdout);
     assert_eq!(failed.status.code(), Some(1), "{stdout}");

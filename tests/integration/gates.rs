@@ -218,6 +218,13 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
             "`--override` needs `--because",
         ),
         case(
+            "lease-too-short",
+            format!("select: {{ status: [error] }}\n{reset}"),
+            &["--yes", "--lease", "0s"],
+            2,
+            "`0s` is too short for a lease; give at least `1s`",
+        ),
+        case(
             "override-unknown-gate",
             format!("select: {{ status: [error] }}\n{reset}"),
             &[
