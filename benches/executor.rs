@@ -1,15 +1,20 @@
 //! Executor throughput, memory and pacing: `replay apply` run as a child process (release build,
-//! copied away first) against baselines measured side by side in the same run, on a scratch
-//! database and a scratch exchange and queue of its own. Prints ratios, asserts nothing.
+//! copied away first) against baselines run side by side in the same run, each also a whole
+//! process timed from spawn to exit, on a scratch database and a scratch exchange and queue of its
+//! own. Prints ratios, asserts nothing.
 //!
-//! 1. reset of 100,000 `error` events out of 1,000,000 vs one set-based `UPDATE` of the same rows;
-//! 2. publish of the same 100,000 events with confirms vs a bare lapin publisher streaming them out
-//!    of PostgreSQL with the same sliding confirm window (500 and 1,000), and vs a script confirming message by message;
-//! 3. peak RSS of `replay apply` for 10,000 and 1,000,000 selected events;
-//! 4. achieved events/s of a plan paced at 500/s for about 30 s;
-//! 5. whole-process time and peak RSS of a dry-run of a reset over all 1,000,000 events.
+//! 1. `reset`: 100,000 `error` events out of 1,000,000 vs one set-based `UPDATE` of the same rows
+//!    run by `psql`;
+//! 2. `publish`: the same 100,000 events with confirms vs a bare lapin publisher (this binary,
+//!    re-run as a child) streaming them out of PostgreSQL with the same sliding confirm window
+//!    (500 and 1,000), and vs a script confirming message by message;
+//! 3. `memory`: peak RSS of `replay apply` for 10,000 and 1,000,000 selected events;
+//! 4. `paced`: achieved events/s of a plan paced at 500/s for about 30 s;
+//! 5. `dry-run`: whole-process time and peak RSS of a dry-run of a reset over all 1,000,000 events.
 //!
-//! `cargo bench --bench executor` (`-- dry-run` for the dry-run alone). With a target dir shared by several worktrees, cargo may take
+//! `cargo bench --bench executor` runs them all; `cargo bench --bench executor -- reset publish`
+//! only the parts named (`-- generate` only the data; with `REPLAY_BENCH_KEEP=1` the scratch
+//! database is kept, for profiling by hand). With a target dir shared by several worktrees, cargo may take
 //! another worktree's newer build of the crate for fresh (its fingerprints compare mtimes of
 //! workspace-relative paths): `touch` this worktree's `src/**/*.rs` first to be sure the timed
 //! binary is built from them.
@@ -55,10 +60,27 @@ const SCRIPT_BUDGET: Duration = Duration::from_secs(15);
 const MEMORY_LIMIT_MIB: f64 = 64.0;
 
 fn main() -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run())
+        .build()?;
+    // The bare publisher baseline is this same binary, run as a child process: both sides of the
+    // publish ratio are timed whole process, from spawn to exit.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(BARE_PUBLISHER) {
+        return runtime.block_on(bare_publisher(&args[2..]));
+    }
+    runtime.block_on(run())
+}
+
+/// Which parts to run: `cargo bench --bench executor -- reset publish` runs those two; no name
+/// runs them all.
+fn wanted(part: &str) -> bool {
+    const PARTS: [&str; 6] = ["reset", "paced", "publish", "memory", "dry-run", "generate"];
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| PARTS.contains(&a.as_str()))
+        .collect();
+    named.is_empty() || named.iter().any(|a| a == part)
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -111,6 +133,10 @@ async fn run() -> anyhow::Result<()> {
     }
     .await;
 
+    if std::env::var_os("REPLAY_BENCH_KEEP").is_some() {
+        println!("kept the scratch database `{database}`");
+        return outcome;
+    }
     sqlx::query(AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
     )))
@@ -197,15 +223,22 @@ impl Applied {
 impl Bench {
     async fn all(&self) -> anyhow::Result<()> {
         self.generate().await?;
-        // `cargo bench --bench executor -- dry-run` measures the dry-run alone.
-        if std::env::args().any(|a| a == "dry-run") {
-            return self.dry_run().await;
+        if wanted("reset") {
+            self.reset().await?;
         }
-        self.reset().await?;
-        self.paced().await?;
-        let publish_peak = self.publish().await?;
-        self.memory(publish_peak).await?;
-        self.dry_run().await?;
+        if wanted("paced") {
+            self.paced().await?;
+        }
+        let publish_peak = match wanted("publish") {
+            true => self.publish().await?,
+            false => None,
+        };
+        if wanted("memory") {
+            self.memory(publish_peak).await?;
+        }
+        if wanted("dry-run") {
+            self.dry_run().await?;
+        }
         Ok(())
     }
 
@@ -342,15 +375,7 @@ impl Bench {
                 self.restore_subset().await?;
             }
 
-            let started = Instant::now();
-            let rows = sqlx::query(
-                "UPDATE processed_events SET status = 'pending', retry_count = 0, \
-                 error_message = NULL WHERE status = 'error'",
-            )
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            let secs = started.elapsed().as_secs_f64();
+            let (rows, secs) = self.psql_update().await?;
             ensure!(rows == SUBSET, "set-based UPDATE touched {rows} rows");
             update.push(SUBSET as f64 / secs);
             self.restore_subset().await?;
@@ -367,6 +392,72 @@ impl Bench {
             );
         }
         Ok(())
+    }
+
+    /// The baseline of the reset: one set-based `UPDATE` of the same rows by `psql`, a whole
+    /// process timed from spawn to exit like `replay apply`. Returns (rows, seconds).
+    async fn psql_update(&self) -> anyhow::Result<(u64, f64)> {
+        let started = Instant::now();
+        let output = tokio::process::Command::new("psql")
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-d", &self.database_url, "-c"])
+            .arg(
+                "UPDATE processed_events SET status = 'pending', retry_count = 0, \
+                 error_message = NULL WHERE status = 'error'",
+            )
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("run psql (is it installed?)")?;
+        let secs = started.elapsed().as_secs_f64();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        ensure!(
+            output.status.success(),
+            "psql exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let rows = stdout
+            .trim()
+            .strip_prefix("UPDATE ")
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("psql printed {stdout:?}, not `UPDATE n`"))?;
+        Ok((rows, secs))
+    }
+
+    /// The bare lapin publisher (this binary run as a child process), timed from spawn to exit.
+    /// Returns (messages, seconds).
+    async fn bare_publish(
+        &self,
+        window: usize,
+        limit: Option<(usize, Duration)>,
+    ) -> anyhow::Result<(u64, f64)> {
+        let (count, budget) = limit.map_or((0, 0.0), |(n, b)| (n, b.as_secs_f64()));
+        let started = Instant::now();
+        let output = tokio::process::Command::new(std::env::current_exe()?)
+            .arg(BARE_PUBLISHER)
+            .arg(&self.database_url)
+            .arg(&self.amqp_url)
+            .arg(&self.broker.exchange)
+            .arg(window.to_string())
+            .arg(count.to_string())
+            .arg(budget.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("start the bare publisher")?;
+        let secs = started.elapsed().as_secs_f64();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        ensure!(
+            output.status.success(),
+            "the bare publisher exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let sent = stdout
+            .trim()
+            .parse()
+            .with_context(|| format!("the bare publisher printed {stdout:?}"))?;
+        Ok((sent, secs))
     }
 
     // 4. Pacing.
@@ -429,10 +520,7 @@ impl Bench {
                 detail[i].push(a.split());
 
                 self.broker.purge().await?;
-                let (n, secs) = self
-                    .broker
-                    .stream_publish(&self.pool, w as usize, None)
-                    .await?;
+                let (n, secs) = self.bare_publish(w as usize, None).await?;
                 ensure!(n == SUBSET, "bare publisher sent {n}");
                 self.broker.expect_depth(SUBSET).await?;
                 bare[i].push(n as f64 / secs);
@@ -440,8 +528,7 @@ impl Bench {
         }
         self.broker.purge().await?;
         let (n, secs) = self
-            .broker
-            .stream_publish(&self.pool, 1, Some((SCRIPT_EVENTS, SCRIPT_BUDGET)))
+            .bare_publish(1, Some((SCRIPT_EVENTS, SCRIPT_BUDGET)))
             .await?;
         self.broker.expect_depth(n).await?;
         self.broker.purge().await?;
@@ -475,6 +562,24 @@ impl Bench {
     // 3. Memory.
 
     async fn memory(&self, publish_peak: Option<u64>) -> anyhow::Result<()> {
+        let publish_peak = match publish_peak {
+            Some(peak) => Some(peak),
+            None => {
+                let plan = self.plan(
+                    "memory-publish-100k.yaml",
+                    &publish_plan(
+                        "bench-memory-publish-100k",
+                        &self.broker.exchange,
+                        1_000,
+                        SUBSET_SELECTION,
+                    ),
+                )?;
+                self.broker.purge().await?;
+                let a = self.apply(&plan, &["since=3650d"]).await?;
+                self.broker.purge().await?;
+                a.peak_rss_kib
+            }
+        };
         let publish = self.plan(
             "memory-publish-10k.yaml",
             &publish_plan(
@@ -778,60 +883,6 @@ impl Topology {
         Ok(())
     }
 
-    /// Streams the `error` events out of PostgreSQL and publishes them persistent and mandatory,
-    /// at most `window` unconfirmed (1: wait for each confirm, like a simple script); stops after
-    /// `limit` messages or time. Returns (messages, seconds).
-    async fn stream_publish(
-        &self,
-        pool: &PgPool,
-        window: usize,
-        limit: Option<(usize, Duration)>,
-    ) -> anyhow::Result<(u64, f64)> {
-        let started = Instant::now();
-        let mut rows = sqlx::query_as::<_, (String, String, String)>(
-            "SELECT event_id, event_type, payload::text FROM processed_events \
-             WHERE status = 'error' ORDER BY processed_at NULLS FIRST, event_id",
-        )
-        .fetch(pool);
-        let exchange = ShortString::from(self.exchange.clone());
-        let mut in_flight: VecDeque<PublisherConfirm> = VecDeque::with_capacity(window);
-        let mut sent = 0u64;
-        while let Some((event_id, event_type, payload)) = rows.try_next().await? {
-            if let Some((n, budget)) = limit
-                && (sent as usize >= n || started.elapsed() >= budget)
-            {
-                break;
-            }
-            while in_flight.len() >= window {
-                settle(in_flight.pop_front()).await?;
-            }
-            let properties = BasicProperties::default()
-                .with_message_id(event_id.into())
-                .with_delivery_mode(2)
-                .with_content_type("application/json".into());
-            let confirm = self
-                .channel
-                .basic_publish(
-                    exchange.clone(),
-                    event_type.into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    payload.as_bytes(),
-                    properties,
-                )
-                .await?;
-            in_flight.push_back(confirm);
-            sent += 1;
-        }
-        drop(rows);
-        while !in_flight.is_empty() {
-            settle(in_flight.pop_front()).await?;
-        }
-        Ok((sent, started.elapsed().as_secs_f64()))
-    }
-
     async fn delete(&self) -> anyhow::Result<()> {
         self.channel
             .queue_delete(self.queue.clone().into(), QueueDeleteOptions::default())
@@ -846,6 +897,78 @@ impl Topology {
         let _ = self.connection.close(200, "bench done".into()).await;
         Ok(())
     }
+}
+
+const BARE_PUBLISHER: &str = "bare-publisher";
+
+/// The child process of the publish baseline: `executor bare-publisher DATABASE_URL AMQP_URL
+/// EXCHANGE WINDOW LIMIT BUDGET_SECS` connects to both, streams the `error` events out of
+/// PostgreSQL and publishes them persistent and mandatory, at most `WINDOW` unconfirmed (1: wait
+/// for each confirm, like a simple script); stops after `LIMIT` messages or `BUDGET_SECS` when
+/// `LIMIT` is not 0. Prints how many it sent.
+async fn bare_publisher(args: &[String]) -> anyhow::Result<()> {
+    let [database_url, amqp_url, exchange, window, limit, budget] = args else {
+        bail!("usage: {BARE_PUBLISHER} DATABASE_URL AMQP_URL EXCHANGE WINDOW LIMIT BUDGET_SECS");
+    };
+    let window: usize = window.parse()?;
+    let limit = match limit.parse::<usize>()? {
+        0 => None,
+        n => Some((n, Duration::from_secs_f64(budget.parse()?))),
+    };
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(database_url)
+        .await?;
+    let connection = Connection::connect(amqp_url, ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let started = Instant::now();
+    let mut rows = sqlx::query_as::<_, (String, String, String)>(
+        "SELECT event_id, event_type, payload::text FROM processed_events \
+         WHERE status = 'error' ORDER BY processed_at NULLS FIRST, event_id",
+    )
+    .fetch(&pool);
+    let exchange = ShortString::from(exchange.clone());
+    let mut in_flight: VecDeque<PublisherConfirm> = VecDeque::with_capacity(window);
+    let mut sent = 0u64;
+    while let Some((event_id, event_type, payload)) = rows.try_next().await? {
+        if let Some((n, budget)) = limit
+            && (sent as usize >= n || started.elapsed() >= budget)
+        {
+            break;
+        }
+        while in_flight.len() >= window {
+            settle(in_flight.pop_front()).await?;
+        }
+        let properties = BasicProperties::default()
+            .with_message_id(event_id.into())
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into());
+        let confirm = channel
+            .basic_publish(
+                exchange.clone(),
+                event_type.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                payload.as_bytes(),
+                properties,
+            )
+            .await?;
+        in_flight.push_back(confirm);
+        sent += 1;
+    }
+    drop(rows);
+    while !in_flight.is_empty() {
+        settle(in_flight.pop_front()).await?;
+    }
+    let _ = connection.close(200, "bare publisher done".into()).await;
+    pool.close().await;
+    println!("{sent}");
+    Ok(())
 }
 
 async fn settle(confirm: Option<PublisherConfirm>) -> anyhow::Result<()> {

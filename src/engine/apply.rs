@@ -327,7 +327,6 @@ impl Driver<'_> {
             true => {
                 let mut amqp = Amqp::connect(
                     &self.connection.amqp_url,
-                    plan.raw.rate_limit.confirms_in_flight as usize,
                     run.id.to_string(),
                     plan.raw.name.clone(),
                 )

@@ -57,11 +57,15 @@ struct InFlight {
 pub trait Broker {
     /// Checks that an exchange exists without creating it.
     async fn check_exchange(&mut self, exchange: &str) -> Result<(), BrokerError>;
-    /// Sends a message; at most the confirm window is outstanding, so this may wait for confirms.
-    /// Returns the `seq`s confirmed meanwhile.
-    async fn publish(&mut self, message: OutgoingMessage) -> Result<Vec<i64>, BrokerError>;
-    /// Waits for every outstanding confirm; returns their `seq`s.
-    async fn flush(&mut self) -> Result<Vec<i64>, BrokerError>;
+    /// Hands a message to the broker without waiting for its confirm: the caller keeps the window.
+    async fn publish(&mut self, message: OutgoingMessage) -> Result<(), BrokerError>;
+    /// How far confirms reached: the `seq` of a message newly confirmed, every earlier one
+    /// confirmed too (confirms are taken in publishing order). Waits for the oldest outstanding
+    /// confirm when `wait`, else takes only what has arrived. `None` when nothing is outstanding
+    /// (or, not waiting, when the oldest is not confirmed yet).
+    async fn confirmed(&mut self, wait: bool) -> Result<Option<i64>, BrokerError>;
+    /// Waits for every outstanding confirm; returns the `seq` of the last one, if any.
+    async fn flush(&mut self) -> Result<Option<i64>, BrokerError>;
     /// Messages in a queue (passive declare), `None` when the queue does not exist.
     async fn queue_depth(&mut self, queue: &str) -> Result<Option<u64>, BrokerError>;
     /// Purges a queue; returns how many messages were removed.
@@ -72,7 +76,6 @@ pub trait Broker {
 pub struct Amqp {
     connection: Connection,
     channel: Channel,
-    window: usize,
     in_flight: VecDeque<(InFlight, PublisherConfirm)>,
     run_id: String,
     plan_name: String,
@@ -81,7 +84,6 @@ pub struct Amqp {
 impl Amqp {
     pub async fn connect(
         url: &str,
-        window: usize,
         run_id: String,
         plan_name: String,
     ) -> Result<Amqp, BrokerError> {
@@ -107,7 +109,6 @@ impl Amqp {
         Ok(Amqp {
             connection,
             channel,
-            window: window.max(1),
             in_flight: VecDeque::new(),
             run_id,
             plan_name,
@@ -120,19 +121,30 @@ impl Amqp {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), closing).await;
     }
 
-    async fn settle_one(&mut self) -> Result<Option<i64>, BrokerError> {
-        let Some((message, confirm)) = self.in_flight.pop_front() else {
+    /// Takes the oldest outstanding confirm: waits for it when `wait`, else only if it is in.
+    async fn settle(&mut self, wait: bool) -> Result<Option<i64>, BrokerError> {
+        let Some((_, confirm)) = self.in_flight.front_mut() else {
             return Ok(None);
         };
-        // A broker that vanished may never answer; a confirm this late means the link is gone.
-        let confirm = match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
-            Ok(confirm) => confirm,
-            Err(_) => {
-                return Err(BrokerError::NoConfirm {
-                    message_id: message.message_id,
-                    seconds: CONFIRM_TIMEOUT.as_secs(),
-                });
-            }
+        let confirm = match wait {
+            // A broker that vanished may never answer; a confirm this late means the link is gone.
+            true => match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+                Ok(confirm) => confirm,
+                Err(_) => {
+                    let message = self.in_flight.pop_front().map(|(m, _)| m.message_id);
+                    return Err(BrokerError::NoConfirm {
+                        message_id: message.unwrap_or_default(),
+                        seconds: CONFIRM_TIMEOUT.as_secs(),
+                    });
+                }
+            },
+            false => match futures_util::FutureExt::now_or_never(confirm) {
+                Some(confirm) => confirm,
+                None => return Ok(None),
+            },
+        };
+        let Some((message, _)) = self.in_flight.pop_front() else {
+            return Ok(None);
         };
         match confirm {
             Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(Some(message.seq)),
@@ -158,16 +170,20 @@ impl Broker for Amqp {
         within(doing, self.probe_exchange(exchange)).await
     }
 
-    async fn publish(&mut self, message: OutgoingMessage) -> Result<Vec<i64>, BrokerError> {
+    async fn publish(&mut self, message: OutgoingMessage) -> Result<(), BrokerError> {
         self.send(message).await
     }
 
-    async fn flush(&mut self) -> Result<Vec<i64>, BrokerError> {
-        let mut confirmed = Vec::new();
-        while let Some(seq) = self.settle_one().await? {
-            confirmed.push(seq);
+    async fn confirmed(&mut self, wait: bool) -> Result<Option<i64>, BrokerError> {
+        self.settle(wait).await
+    }
+
+    async fn flush(&mut self) -> Result<Option<i64>, BrokerError> {
+        let mut last = None;
+        while let Some(seq) = self.settle(true).await? {
+            last = Some(seq);
         }
-        Ok(confirmed)
+        Ok(last)
     }
 
     async fn queue_depth(&mut self, queue: &str) -> Result<Option<u64>, BrokerError> {
@@ -223,11 +239,7 @@ impl Amqp {
         })
     }
 
-    async fn send(&mut self, message: OutgoingMessage) -> Result<Vec<i64>, BrokerError> {
-        let mut confirmed = Vec::new();
-        while self.in_flight.len() >= self.window {
-            confirmed.extend(self.settle_one().await?);
-        }
+    async fn send(&mut self, message: OutgoingMessage) -> Result<(), BrokerError> {
         let mut headers = FieldTable::default();
         headers.insert(
             "x-replay-run".into(),
@@ -283,7 +295,7 @@ impl Amqp {
             },
             confirm,
         ));
-        Ok(confirmed)
+        Ok(())
     }
 
     async fn probe_queue(&mut self, queue: &str) -> Result<Option<u64>, BrokerError> {
@@ -326,17 +338,24 @@ impl<B: Broker> Broker for Option<B> {
         }
     }
 
-    async fn publish(&mut self, message: OutgoingMessage) -> Result<Vec<i64>, BrokerError> {
+    async fn publish(&mut self, message: OutgoingMessage) -> Result<(), BrokerError> {
         match self {
             Some(b) => b.publish(message).await,
             None => Err(BrokerError::NotConnected),
         }
     }
 
-    async fn flush(&mut self) -> Result<Vec<i64>, BrokerError> {
+    async fn confirmed(&mut self, wait: bool) -> Result<Option<i64>, BrokerError> {
+        match self {
+            Some(b) => b.confirmed(wait).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<Option<i64>, BrokerError> {
         match self {
             Some(b) => b.flush().await,
-            None => Ok(Vec::new()),
+            None => Ok(None),
         }
     }
 
@@ -398,6 +417,8 @@ pub async fn check_objects<B: Broker>(
 /// The dry-run broker: checks exchanges for real, keeps the first messages, sends nothing.
 pub struct Recorder {
     amqp: Option<Amqp>,
+    /// Recorded messages count as confirmed at once; the newest not yet taken.
+    unconfirmed: Option<i64>,
     pub sample: Vec<OutgoingMessage>,
     pub sample_size: usize,
     pub count: u64,
@@ -408,6 +429,7 @@ impl Recorder {
     pub fn new(amqp: Option<Amqp>, sample_size: usize) -> Self {
         Recorder {
             amqp,
+            unconfirmed: None,
             sample: Vec::new(),
             sample_size,
             count: 0,
@@ -430,17 +452,21 @@ impl Broker for Recorder {
         }
     }
 
-    async fn publish(&mut self, message: OutgoingMessage) -> Result<Vec<i64>, BrokerError> {
+    async fn publish(&mut self, message: OutgoingMessage) -> Result<(), BrokerError> {
         self.count += 1;
-        let seq = message.seq;
+        self.unconfirmed = Some(message.seq);
         if self.sample.len() < self.sample_size {
             self.sample.push(message);
         }
-        Ok(vec![seq])
+        Ok(())
     }
 
-    async fn flush(&mut self) -> Result<Vec<i64>, BrokerError> {
-        Ok(Vec::new())
+    async fn confirmed(&mut self, _wait: bool) -> Result<Option<i64>, BrokerError> {
+        Ok(self.unconfirmed.take())
+    }
+
+    async fn flush(&mut self) -> Result<Option<i64>, BrokerError> {
+        Ok(self.unconfirmed.take())
     }
 
     async fn queue_depth(&mut self, queue: &str) -> Result<Option<u64>, BrokerError> {

@@ -55,7 +55,6 @@ pub async fn dry_run(
         true => Some(
             Amqp::connect(
                 &connection.amqp_url,
-                1,
                 "dry-run".into(),
                 plan.raw.name.clone(),
             )

@@ -30,6 +30,17 @@ pub trait Writes {
         touched: i64,
         done: bool,
     ) -> Result<bool, RunError>;
+    /// A checkpoint of a step that changes no rows of the target (a publish): as `checkpoint`,
+    /// without recording the transaction as one of the run's writes.
+    async fn progress(
+        conn: &mut PgConnection,
+        run_id: uuid::Uuid,
+        lease: i64,
+        step: &str,
+        checkpoint: i64,
+        touched: i64,
+        done: bool,
+    ) -> Result<bool, RunError>;
     /// Proves, inside a transaction that writes the run's records (the frozen selection, a
     /// backup), that this executor still owns the run; a rehearsal owns nothing and proves nothing.
     async fn prove(conn: &mut PgConnection, run_id: uuid::Uuid, lease: i64)
@@ -76,8 +87,29 @@ impl Writes for Commit {
         touched: i64,
         done: bool,
     ) -> Result<bool, RunError> {
+        let stop = Self::progress(conn, run_id, lease, step, checkpoint, touched, done).await?;
+        // The batch's transaction id: rows whose `xmin` it is are still as this run left them.
+        sqlx::query(
+            "INSERT INTO replay.run_xids (run_id, xid) \
+             VALUES ($1, txid_current() % 4294967296) ON CONFLICT DO NOTHING",
+        )
+        .bind(run_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(RunError::db(format!("checkpointing step `{step}`")))?;
+        Ok(stop)
+    }
+
+    async fn progress(
+        conn: &mut PgConnection,
+        run_id: uuid::Uuid,
+        lease: i64,
+        step: &str,
+        checkpoint: i64,
+        touched: i64,
+        done: bool,
+    ) -> Result<bool, RunError> {
         let stop = crate::engine::state::fence(&mut *conn, run_id, lease).await?;
-        let doing = || RunError::db(format!("checkpointing step `{step}`"));
         sqlx::query(
             "UPDATE replay.step_runs SET checkpoint = $3, touched = $4, \
              status = CASE WHEN $5 THEN $6 ELSE $7 END, \
@@ -94,16 +126,7 @@ impl Writes for Commit {
         .bind(StepStatus::Running)
         .execute(&mut *conn)
         .await
-        .map_err(doing())?;
-        // The batch's transaction id: rows whose `xmin` it is are still as this run left them.
-        sqlx::query(
-            "INSERT INTO replay.run_xids (run_id, xid) \
-             VALUES ($1, txid_current() % 4294967296) ON CONFLICT DO NOTHING",
-        )
-        .bind(run_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(doing())?;
+        .map_err(RunError::db(format!("checkpointing step `{step}`")))?;
         Ok(stop)
     }
 
@@ -203,6 +226,18 @@ impl Writes for Rehearse {
     }
 
     async fn checkpoint(
+        _conn: &mut PgConnection,
+        _run_id: uuid::Uuid,
+        _lease: i64,
+        _step: &str,
+        _checkpoint: i64,
+        _touched: i64,
+        _done: bool,
+    ) -> Result<bool, RunError> {
+        Ok(false)
+    }
+
+    async fn progress(
         _conn: &mut PgConnection,
         _run_id: uuid::Uuid,
         _lease: i64,

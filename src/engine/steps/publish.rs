@@ -1,5 +1,10 @@
 //! `publish`: each selected event (or one message) to the exchange, persistent, with publisher confirms.
-//! The checkpoint advances only over confirmed messages.
+//! The checkpoint advances only over confirmed messages, and the publisher never gets more than
+//! `confirms_in_flight` messages ahead of it: a crash republishes at most that many.
+
+use std::cell::{Cell, RefCell};
+
+use tokio::sync::Notify;
 
 use crate::engine::binds::audited;
 
@@ -47,136 +52,286 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
     }
 
     let total = ctx.limit as i64;
-    let batch = i64::from(raw.rate_limit.batch_size);
-    let selection = writes.selection_table();
-    // `fetched` is how far messages were handed to the broker; `confirmed` how far every message
-    // was confirmed. Only `confirmed` is checkpointed, so a crash republishes at most the messages
-    // that were in flight (the confirm window), never skips one.
-    let (mut fetched, mut confirmed) = (checkpoint, checkpoint);
     let base_touched = touched - checkpoint;
-    let run_id = ctx.run_id;
-    let first = (fetched + batch).min(total);
-    let mut rows = fetch(writes, selection, run_id, fetched, first)
-        .await
-        .map_err(|e| ctx.db_failed(&step.id, confirmed as u64, e))?;
-    while fetched < total {
-        throttle(ctx, broker, clock, &step.id).await?;
-        let upto = (fetched + batch).min(total);
-        clock.pace((upto - fetched) as u64).await;
-        if ctx.cancel.is_cancelled() {
-            // A stop or a signal: wait for the confirms in flight and keep them, so a resume
-            // republishes nothing.
-            let settled = broker
-                .flush()
-                .await
-                .map_err(|e| refused_or_lost(ctx, &step.id, confirmed, e))?;
-            confirmed = settled.into_iter().fold(confirmed, i64::max);
-            record(
-                ctx,
-                writes,
-                &step.id,
-                confirmed,
-                base_touched + confirmed,
-                false,
-            )
-            .await?;
-            return Err(RunError::Interrupted);
+    if checkpoint >= total {
+        record(ctx, writes, &step.id, checkpoint, touched, true).await?;
+        return Ok(touched as u64);
+    }
+    let window = i64::from(raw.rate_limit.confirms_in_flight).max(1);
+    let batch = i64::from(raw.rate_limit.batch_size).max(1);
+    let progress = Progress::new(checkpoint);
+    // One batch waits ready while the publisher sends the current one.
+    let (ready, batches) = tokio::sync::mpsc::channel(1);
+    let shared = Shared {
+        ctx: RefCell::new(ctx),
+        progress: &progress,
+    };
+    let keeping = keep(
+        &shared,
+        writes,
+        &step.id,
+        ready,
+        Span {
+            from: checkpoint,
+            total,
+            batch,
+            window,
+            base_touched,
+        },
+    );
+    let sending = send(&shared, broker, clock, &mut renderer, step, batches, window);
+    let (sent, kept) = tokio::join!(sending, keeping);
+    // A checkpoint that could not be written outranks what the publisher saw: the run stops there.
+    kept?;
+    sent?;
+    Ok((base_touched + progress.checkpointed.get()) as u64)
+}
+
+/// How far a publish step got, shared by the half that publishes and the half that records.
+///
+/// The invariant that bounds duplicates: the publisher never hands the broker a message more
+/// than `confirms_in_flight` past the recorded checkpoint, so a crash at any moment republishes
+/// at most `confirms_in_flight` messages. The checkpoint itself only ever covers confirmed
+/// messages, so none is skipped.
+struct Progress {
+    /// The last `seq` handed to the broker.
+    published: Cell<i64>,
+    /// Every message up to this `seq` is confirmed.
+    confirmed: Cell<i64>,
+    /// Recorded in the step's checkpoint: a resume publishes from here on.
+    checkpointed: Cell<i64>,
+    /// The publisher is held by its window until the next checkpoint.
+    waiting: Cell<bool>,
+    /// The publisher has stopped sending (finished, stopped, or failed) and settled what it could.
+    finished: Cell<bool>,
+    /// The recorder has stopped (a checkpoint failed): nothing more may be published.
+    abandoned: Cell<bool>,
+    /// Wakes the recorder: confirms moved, the publisher waits, or it finished.
+    confirms: Notify,
+    /// Wakes the publisher: the checkpoint moved, or the recorder stopped.
+    recorded: Notify,
+}
+
+impl Progress {
+    fn new(checkpoint: i64) -> Progress {
+        Progress {
+            published: Cell::new(checkpoint),
+            confirmed: Cell::new(checkpoint),
+            checkpointed: Cell::new(checkpoint),
+            waiting: Cell::new(false),
+            finished: Cell::new(false),
+            abandoned: Cell::new(false),
+            confirms: Notify::new(),
+            recorded: Notify::new(),
         }
-        // The next batch is read while this one is published, so the broker never waits on the
-        // database.
-        let current = std::mem::take(&mut rows);
-        let next = (upto + batch).min(total);
-        let step_id = step.id.as_str();
-        let context: &StepContext<'_> = ctx;
-        // Publishing yields how far confirms reached, and the error that stopped it, if any.
-        let publishing = async {
-            let mut confirmed = confirmed;
-            for (seq, event_id, event_type, payload) in current {
+    }
+
+    fn confirm(&self, seq: Option<i64>) {
+        if let Some(seq) = seq {
+            self.confirmed.set(self.confirmed.get().max(seq));
+            self.confirms.notify_one();
+        }
+    }
+
+    fn finish(&self) {
+        self.finished.set(true);
+        self.confirms.notify_one();
+    }
+}
+
+/// The step context both halves use, never across an await.
+struct Shared<'c, 'p> {
+    ctx: RefCell<&'c mut StepContext<'p>>,
+    progress: &'c Progress,
+}
+
+/// The stretch of the selection a publish step covers, and how it is cut.
+struct Span {
+    from: i64,
+    total: i64,
+    batch: i64,
+    window: i64,
+    base_touched: i64,
+}
+
+/// The publishing half: renders and sends each event, keeping the window, and settles confirms.
+#[allow(clippy::too_many_arguments)]
+async fn send<B: Broker, C: Clock>(
+    shared: &Shared<'_, '_>,
+    broker: &mut B,
+    clock: &mut C,
+    renderer: &mut Renderer,
+    step: &PublishStep,
+    mut batches: tokio::sync::mpsc::Receiver<Vec<Row>>,
+    window: i64,
+) -> Result<(), RunError> {
+    let p = shared.progress;
+    let outcome = async {
+        while let Some(rows) = batches.recv().await {
+            throttle(shared, broker, clock, &step.id).await?;
+            clock.pace(rows.len() as u64).await;
+            if shared.ctx.borrow().cancel.is_cancelled() {
+                // A stop or a signal: the confirms in flight are settled and recorded below, so
+                // a resume republishes nothing.
+                return Err(RunError::Interrupted);
+            }
+            for (seq, event_id, event_type, payload) in rows {
+                hold(p, broker, seq, window).await?;
+                if p.abandoned.get() {
+                    return Ok(());
+                }
                 let row = EventRow {
                     seq,
                     event_id,
                     event_type,
                     payload,
                 };
-                let message = match renderer.render(Some(&row)) {
-                    Ok(message) => message,
-                    Err(m) => {
-                        let e = context.failed(
-                            step_id,
-                            confirmed as u64,
-                            format!("event `{}`: {m}", row.event_id),
-                        );
-                        return (confirmed, Some(e));
-                    }
-                };
-                match broker.publish(message).await {
-                    Ok(settled) => confirmed = settled.into_iter().fold(confirmed, i64::max),
-                    Err(e) => {
-                        return (
-                            confirmed,
-                            Some(refused_or_lost(context, step_id, confirmed, e)),
-                        );
+                let message = renderer.render(Some(&row)).map_err(|m| {
+                    shared.ctx.borrow().failed(
+                        &step.id,
+                        p.confirmed.get() as u64,
+                        format!("event `{}`: {m}", row.event_id),
+                    )
+                })?;
+                broker.publish(message).await?;
+                p.published.set(seq);
+                // Take the confirms that have come in, without waiting for any.
+                while let Some(seq) = broker.confirmed(false).await? {
+                    p.confirm(Some(seq));
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    // Settle what is in flight unless the broker itself failed (its confirms will not come).
+    let outcome = match outcome {
+        Err(RunError::Broker(e)) => Err(RunError::Broker(e)),
+        other => match broker.flush().await {
+            Ok(last) => {
+                p.confirm(last);
+                other
+            }
+            Err(e) => other.and(Err(RunError::Broker(e))),
+        },
+    };
+    p.finish();
+    let ctx = shared.ctx.borrow();
+    outcome.map_err(|e| match e {
+        RunError::Broker(e) => refused_or_lost(&ctx, &step.id, p.confirmed.get(), e),
+        other => other,
+    })
+}
+
+/// Holds the publisher while `seq` would be more than `window` past the recorded checkpoint.
+async fn hold<B: Broker>(
+    p: &Progress,
+    broker: &mut B,
+    seq: i64,
+    window: i64,
+) -> Result<(), RunError> {
+    if seq - p.checkpointed.get() <= window {
+        return Ok(());
+    }
+    p.waiting.set(true);
+    while seq - p.checkpointed.get() > window && !p.abandoned.get() {
+        if p.confirmed.get() < p.published.get() {
+            // The oldest confirm is what the next checkpoint needs.
+            p.confirm(broker.confirmed(true).await?);
+        } else {
+            // All confirmed: the recorder is writing (or about to write) the checkpoint.
+            p.confirms.notify_one();
+            p.recorded.notified().await;
+        }
+    }
+    p.waiting.set(false);
+    Ok(())
+}
+
+/// The recording half: reads the selection a batch ahead of the publisher and records the
+/// checkpoint over confirmed messages, often enough that the publisher's window never stalls.
+async fn keep<W: Writes>(
+    shared: &Shared<'_, '_>,
+    writes: &mut W,
+    step: &str,
+    ready: tokio::sync::mpsc::Sender<Vec<Row>>,
+    span: Span,
+) -> Result<(), RunError> {
+    let p = shared.progress;
+    let selection = writes.selection_table();
+    let (run_id, lease) = {
+        let ctx = shared.ctx.borrow();
+        (ctx.run_id, ctx.lease)
+    };
+    let outcome = async {
+        let mut ready = Some(ready);
+        let mut fetched = span.from;
+        // A checkpoint every half window keeps the publisher going while it commits.
+        let due = (span.window / 2).max(1);
+        loop {
+            let (confirmed, checkpointed) = (p.confirmed.get(), p.checkpointed.get());
+            let finished = p.finished.get();
+            if confirmed > checkpointed
+                && (confirmed - checkpointed >= due || p.waiting.get() || finished)
+            {
+                let done = confirmed >= span.total;
+                let touched = span.base_touched + confirmed;
+                let fail = |e: sqlx::Error| shared.ctx.borrow().db_failed(step, checkpointed as u64, e);
+                let mut tx = writes.begin().await.map_err(fail)?;
+                let stop =
+                    W::progress(&mut tx, run_id, lease, step, confirmed, touched, done).await?;
+                tx.commit().await.map_err(fail)?;
+                p.checkpointed.set(confirmed);
+                p.recorded.notify_one();
+                let mut ctx = shared.ctx.borrow_mut();
+                ctx.note_stop(stop);
+                // Progress lines on batch boundaries, as for the other step kinds.
+                if done || confirmed / span.batch > checkpointed / span.batch {
+                    ctx.emit(RunEvent::Progress {
+                        step: step.to_string(),
+                        done: confirmed as u64,
+                        total: span.total as u64,
+                    });
+                }
+                continue;
+            }
+            if finished {
+                return Ok(());
+            }
+            if fetched >= span.total {
+                ready = None;
+            }
+            let upto = (fetched + span.batch).min(span.total);
+            let mut closed = false;
+            tokio::select! {
+                _ = p.confirms.notified() => {}
+                permit = async { ready.as_ref()?.reserve().await.ok() }, if ready.is_some() => {
+                    match permit {
+                        Some(permit) => {
+                            let rows = fetch(writes, selection, run_id, fetched, upto)
+                                .await
+                                .map_err(|e| {
+                                    shared.ctx.borrow().db_failed(step, p.checkpointed.get() as u64, e)
+                                })?;
+                            permit.send(rows);
+                            fetched = upto;
+                        }
+                        // The publisher stopped taking batches: it is finishing.
+                        None => closed = true,
                     }
                 }
             }
-            (confirmed, None)
-        };
-        let prefetching = async {
-            if upto < total {
-                fetch(writes, selection, run_id, upto, next).await
-            } else {
-                Ok(Vec::new())
+            if closed {
+                ready = None;
             }
-        };
-        let ((published, failure), prefetched) = tokio::join!(publishing, prefetching);
-        confirmed = published;
-        if let Some(e) = failure {
-            // Keep what the broker confirmed before it went away (or refused a message): after a
-            // broker blip only the unconfirmed window is published again.
-            if let Err(lost) = record(
-                ctx,
-                writes,
-                &step.id,
-                confirmed,
-                base_touched + confirmed,
-                false,
-            )
-            .await
-            {
-                tracing::warn!(error = %lost, "cannot record the confirmed messages");
-            }
-            return Err(e);
         }
-        rows = prefetched.map_err(|e| ctx.db_failed(&step.id, confirmed as u64, e))?;
-        fetched = upto;
-        if fetched >= total {
-            confirmed = broker
-                .flush()
-                .await
-                .map_err(|e| refused_or_lost(ctx, &step.id, confirmed, e))?
-                .into_iter()
-                .fold(confirmed, i64::max);
-        }
-        record(
-            ctx,
-            writes,
-            &step.id,
-            confirmed,
-            base_touched + confirmed,
-            confirmed >= total,
-        )
-        .await?;
-        ctx.emit(RunEvent::Progress {
-            step: step.id.clone(),
-            done: confirmed as u64,
-            total: total as u64,
-        });
     }
-    let touched = base_touched + confirmed;
-    if total == 0 {
-        record(ctx, writes, &step.id, 0, 0, true).await?;
+    .await;
+    if outcome.is_err() {
+        p.abandoned.set(true);
+        p.recorded.notify_one();
     }
-    Ok(touched as u64)
+    outcome
 }
 
 type Row = (i64, String, String, Option<String>);
@@ -234,31 +389,35 @@ async fn record<W: Writes>(
 
 /// Holds publishing while the worker's queue is deeper than the plan allows.
 async fn throttle<B: Broker, C: Clock>(
-    ctx: &mut StepContext<'_>,
+    shared: &Shared<'_, '_>,
     broker: &mut B,
     clock: &mut C,
     step: &str,
 ) -> Result<(), RunError> {
-    let rate = &ctx.plan.raw.rate_limit;
-    let (Some(limit), Some(queue)) = (rate.pause_when_queue_depth_above, rate.queue.clone()) else {
-        return Ok(());
+    let (limit, queue) = {
+        let ctx = shared.ctx.borrow();
+        let rate = &ctx.plan.raw.rate_limit;
+        match (rate.pause_when_queue_depth_above, rate.queue.clone()) {
+            (Some(limit), Some(queue)) => (limit, queue),
+            _ => return Ok(()),
+        }
     };
     loop {
-        // A stop ends the hold; the caller flushes and checkpoints before it returns.
-        if ctx.cancel.is_cancelled() {
+        // A stop ends the hold; the publisher settles and records before it returns.
+        if shared.ctx.borrow().cancel.is_cancelled() {
             return Ok(());
         }
         let Some(depth) = broker.queue_depth(&queue).await? else {
-            return Err(ctx.failed(
+            return Err(shared.ctx.borrow().failed(
                 step,
-                0,
+                shared.progress.confirmed.get() as u64,
                 format!("queue `{queue}` does not exist (it disappeared during the run)"),
             ));
         };
         if depth <= limit {
             return Ok(());
         }
-        ctx.emit(RunEvent::Throttled {
+        shared.ctx.borrow_mut().emit(RunEvent::Throttled {
             step: step.to_string(),
             queue: queue.clone(),
             depth,
