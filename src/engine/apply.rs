@@ -601,11 +601,17 @@ async fn capture_before(
     scope: &BindScope,
     run_id: uuid::Uuid,
 ) -> Result<(), RunError> {
-    for v in plan.raw.verify.iter().filter(|v| v.expect.equals_before) {
+    for (i, v) in plan
+        .raw
+        .verify
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.expect.equals_before)
+    {
         if state::before_value(pool, run_id, &v.name).await?.is_some() {
             continue;
         }
-        let value = verify::read_only_value(pool, scope, &v.sql, &v.name).await?;
+        let value = verify::read_only_value(pool, scope, plan, i).await?;
         state::record_before_value(pool, run_id, &v.name, &value).await?;
     }
     Ok(())
@@ -622,7 +628,7 @@ async fn verify_all(
 ) -> Result<usize, RunError> {
     let mut failed = 0;
     for (i, v) in plan.raw.verify.iter().enumerate() {
-        let actual = verify::read_only_value(pool, scope, &v.sql, &v.name).await?;
+        let actual = verify::read_only_value(pool, scope, plan, i).await?;
         let before = state::before_value(pool, run_id, &v.name).await?;
         let (passed, expected) = verify::judge(&v.expect, &actual, before.as_ref());
         failed += usize::from(!passed);

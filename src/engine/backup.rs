@@ -6,7 +6,8 @@ use crate::engine::error::RunError;
 use crate::engine::writes::{Writes, backup_rows_query};
 use crate::plan::Plan;
 use crate::plan::model::BackupTable;
-use crate::plan::selection::quote_ident;
+use crate::plan::prepared::SqlSite;
+use crate::plan::selection::{Bind, quote_ident};
 
 /// One table's snapshot.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -16,27 +17,41 @@ pub struct Snapshot {
     pub checksum: String,
 }
 
-/// The `(key, row_data)` query of a backup table, with its binds.
+/// The `(key, row_data)` query of backup table `index`, with its binds. A filter was prepared at
+/// compile time; here it is only put inside the query.
 pub fn rows_query(
     plan: &Plan,
+    index: usize,
     table: &BackupTable,
     scope: &BindScope,
     selection_table: &str,
-) -> Result<(String, Vec<crate::plan::selection::Bind>), String> {
+) -> Result<(String, Vec<Bind>), String> {
     let target = &plan.raw.target;
-    if table.table == target.events_table && table.filter.is_none() {
-        let key = &target.columns.event_id;
-        let condition = format!(
-            "t.{} IN (SELECT event_id FROM {selection_table} WHERE run_id = :run_id)",
-            quote_ident(key)
-        );
-        return scope.prepare(&backup_rows_query(&table.table, key, &condition));
+    if table.filter.is_none() {
+        if table.table == target.events_table {
+            let key = &target.columns.event_id;
+            let condition = format!(
+                "t.{} IN (SELECT event_id FROM {selection_table} WHERE run_id = $1)",
+                quote_ident(key)
+            );
+            return Ok((
+                backup_rows_query(&table.table, key, &condition),
+                vec![Bind::Uuid(scope.run_id())],
+            ));
+        }
+        return Ok((
+            backup_rows_query(&table.table, &table.key, "(TRUE)"),
+            vec![],
+        ));
     }
-    let condition = table.filter.clone().unwrap_or_else(|| "TRUE".into());
-    scope.prepare(&backup_rows_query(
-        &table.table,
-        &table.key,
-        &format!("({condition})"),
+    let filter = plan
+        .sql
+        .get(SqlSite::BackupFilter(index))
+        .map_err(|e| e.to_string())?;
+    let condition = format!("({})", scope.text(filter));
+    Ok((
+        backup_rows_query(&table.table, &table.key, &condition),
+        scope.values(filter, None)?,
     ))
 }
 
@@ -53,11 +68,11 @@ pub async fn take<W: Writes>(
     let Some(backup) = &plan.raw.backup else {
         return Ok(out);
     };
-    for table in &backup.tables {
+    for (index, table) in backup.tables.iter().enumerate() {
         if already.contains(&table.table) {
             continue;
         }
-        let (sql, binds) = rows_query(plan, table, scope, writes.selection_table())
+        let (sql, binds) = rows_query(plan, index, table, scope, writes.selection_table())
             .map_err(|m| RunError::Refused(format!("backup of `{}`: {m}", table.table)))?;
         let doing = format!("snapshotting `{}`", table.table);
         let mut tx = writes.begin().await.map_err(RunError::db(doing.clone()))?;

@@ -8,18 +8,19 @@ use sqlx::postgres::types::PgInterval;
 use sqlx::query::Query;
 
 use crate::plan::Plan;
+use crate::plan::builtins::BuiltinBind;
+use crate::plan::prepared::{BindName, PreparedSql};
 use crate::plan::selection::Bind;
-use crate::plan::sql;
 
-const SELECTED: &str = "selected_event_ids";
-
-/// Values available to `:name` binds: the plan's parameters and the built-ins of the run.
-#[derive(Debug, Clone, Default)]
+/// Values of a run for the binds of the plan's prepared SQL: its parameters and the built-ins.
+#[derive(Debug, Clone)]
 pub struct BindScope {
-    values: BTreeMap<String, Bind>,
+    params: BTreeMap<String, Bind>,
+    run_id: uuid::Uuid,
+    started_at: chrono::DateTime<chrono::Utc>,
+    plan_name: String,
     /// Where the frozen selection lives; `:selected_event_ids` reads it server-side.
     selection_table: String,
-    run_id: uuid::Uuid,
 }
 
 impl BindScope {
@@ -29,51 +30,59 @@ impl BindScope {
         started_at: chrono::DateTime<chrono::Utc>,
         selection_table: &str,
     ) -> Self {
-        let mut values: BTreeMap<String, Bind> = plan
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), Bind::from(v)))
-            .collect();
-        values.insert("run_id".into(), Bind::Uuid(run_id));
-        values.insert("run_started_at".into(), Bind::Timestamp(started_at));
-        values.insert("plan_name".into(), Bind::Text(plan.raw.name.clone()));
         BindScope {
-            values,
-            selection_table: selection_table.to_string(),
+            params: plan
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), Bind::from(v)))
+                .collect(),
             run_id,
+            started_at,
+            plan_name: plan.raw.name.clone(),
+            selection_table: selection_table.to_string(),
         }
     }
 
-    pub fn with(&self, name: &str, value: Bind) -> BindScope {
-        let mut next = self.clone();
-        next.values.insert(name.to_string(), value);
-        next
+    pub fn run_id(&self) -> uuid::Uuid {
+        self.run_id
     }
 
-    /// Rewrites `:name` to `$n` and returns the values in order. `:selected_event_ids` becomes a
-    /// subquery over the frozen selection, so a million ids never travel through this process.
-    pub fn prepare(&self, text: &str) -> Result<(String, Vec<Bind>), String> {
-        let table = &self.selection_table;
-        let (sql, names) = sql::rewrite_with(text, &|name, index| {
-            if name == SELECTED {
-                format!("ARRAY(SELECT event_id FROM {table} WHERE run_id = ${index})")
-            } else {
-                format!("${index}")
-            }
-        })
-        .map_err(|e| e.to_string())?;
-        let binds = names
+    /// A prepared statement's text for this run (the selection table named); a step that runs
+    /// its statement per batch asks once.
+    pub fn text(&self, sql: &PreparedSql) -> String {
+        sql.text(&self.selection_table)
+    }
+
+    /// The values of a prepared statement's binds, in order; `batch` is the current batch's
+    /// event ids, for `:batch_event_ids`. Compilation checked every name, so a missing value is a
+    /// bug; it fails the statement, it does not stop the process.
+    pub fn values(
+        &self,
+        sql: &PreparedSql,
+        batch: Option<Vec<String>>,
+    ) -> Result<Vec<Bind>, String> {
+        let mut batch = batch;
+        sql.binds()
             .iter()
-            .map(|n| match n.as_str() {
-                SELECTED => Ok(Bind::Uuid(self.run_id)),
-                _ => self
-                    .values
-                    .get(n)
+            .map(|name| match name {
+                BindName::Param(name) => self
+                    .params
+                    .get(name)
                     .cloned()
-                    .ok_or_else(|| format!("bind `:{n}` has no value")),
+                    .ok_or_else(|| format!("bind `:{name}` has no value")),
+                BindName::Builtin(BuiltinBind::SelectedEventIds | BuiltinBind::RunId) => {
+                    Ok(Bind::Uuid(self.run_id))
+                }
+                BindName::Builtin(BuiltinBind::RunStartedAt) => {
+                    Ok(Bind::Timestamp(self.started_at))
+                }
+                BindName::Builtin(BuiltinBind::PlanName) => Ok(Bind::Text(self.plan_name.clone())),
+                BindName::Builtin(BuiltinBind::BatchEventIds) => batch
+                    .take()
+                    .map(Bind::TextArray)
+                    .ok_or_else(|| "bind `:batch_event_ids` has no value outside a batch".into()),
             })
-            .collect::<Result<_, _>>()?;
-        Ok((sql, binds))
+            .collect()
     }
 }
 

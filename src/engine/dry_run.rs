@@ -68,8 +68,8 @@ pub async fn dry_run(
     }
     // The verification queries' values now, before anything is rehearsed: what the run starts
     // from. They are shown, not judged (nothing has been processed yet).
-    for v in &plan.raw.verify {
-        let actual = verify::value(&mut writes.outer, &scope, &v.sql, &v.name).await?;
+    for (i, v) in plan.raw.verify.iter().enumerate() {
+        let actual = verify::value(&mut writes.outer, &scope, plan, i).await?;
         report.verifications.push(VerificationReport {
             name: v.name.clone(),
             passed: true,

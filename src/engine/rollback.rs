@@ -14,7 +14,8 @@ use crate::engine::report::Report;
 use crate::engine::state::{self, Lease};
 use crate::engine::status::RunStatus;
 use crate::plan::model::{RawPlan, RollbackStep};
-use crate::plan::{self, Plan};
+use crate::plan::prepared::SqlSite;
+use crate::plan::{self, CompileError, Plan};
 
 /// Runs the plan's rollback actions in one transaction that also records the final status, so a
 /// crash anywhere inside leaves the run `rolling_back` and the next attempt runs the rollback
@@ -34,10 +35,15 @@ pub async fn run_actions(
     let mut tx = pool.begin().await.map_err(RunError::db("rolling back"))?;
     let mut actions = Vec::new();
     let mut kept = Vec::new();
-    for action in &plan.raw.rollback {
+    for (index, action) in plan.raw.rollback.iter().enumerate() {
         let (label, rows) = match action {
             RollbackStep::Sql(s) => {
-                let (text, binds) = scope.prepare(&s.sql).map_err(RunError::Refused)?;
+                let statement = plan
+                    .sql
+                    .get(SqlSite::Rollback(index))
+                    .map_err(|e| RunError::Refused(e.to_string()))?;
+                let text = scope.text(statement);
+                let binds = scope.values(statement, None).map_err(RunError::Refused)?;
                 let rows = bind_all(sqlx::query(audited(&text)), &binds)
                     .execute(&mut *tx)
                     .await
@@ -114,8 +120,12 @@ pub async fn rollback_run(
                 .collect()
         })
         .unwrap_or_default();
-    let plan = plan::compile(raw, &args)
-        .map_err(|e| RunError::Refused(format!("the run's parameters: {e}")))?;
+    let plan = plan::compile(raw, &args).map_err(|e| {
+        RunError::Refused(match e {
+            CompileError::Params(e) => format!("the run's parameters: {e}"),
+            e => format!("the run's plan: {e}"),
+        })
+    })?;
     report.plan = plan.raw.name.clone();
     report.plan_hash = plan.hash.clone();
     report.run_id = Some(run_id.to_string());

@@ -5,18 +5,26 @@ use serde_json::Value;
 
 use crate::engine::binds::{BindScope, bind_all};
 use crate::engine::error::RunError;
+use crate::plan::Plan;
 use crate::plan::model::Expectation;
+use crate::plan::prepared::SqlSite;
 
-/// Runs a query that returns one value and reads it as JSON.
+/// Runs the query of the plan's verification `index`, which returns one value, and reads it as
+/// JSON.
 pub async fn value(
     conn: &mut sqlx::PgConnection,
     scope: &BindScope,
-    sql: &str,
-    name: &str,
+    plan: &Plan,
+    index: usize,
 ) -> Result<Value, RunError> {
-    let (text, binds) = scope
-        .prepare(sql)
-        .map_err(|m| RunError::Refused(format!("verification `{name}`: {m}")))?;
+    let name = name(plan, index);
+    let refused = |m: String| RunError::Refused(format!("verification `{name}`: {m}"));
+    let statement = plan
+        .sql
+        .get(SqlSite::Verification(index))
+        .map_err(|e| refused(e.to_string()))?;
+    let text = scope.text(statement);
+    let binds = scope.values(statement, None).map_err(refused)?;
     let wrapped = format!("SELECT to_jsonb(q) FROM ({text}) q LIMIT 2");
     let rows: Vec<Value> = {
         use sqlx::Row;
@@ -42,18 +50,24 @@ pub async fn value(
 pub async fn read_only_value(
     pool: &sqlx::PgPool,
     scope: &BindScope,
-    sql: &str,
-    name: &str,
+    plan: &Plan,
+    index: usize,
 ) -> Result<Value, RunError> {
+    let name = name(plan, index);
     let doing = format!("running verification `{name}`");
     let mut tx = pool.begin().await.map_err(RunError::db(doing.clone()))?;
     sqlx::query("SET TRANSACTION READ ONLY")
         .execute(&mut *tx)
         .await
         .map_err(RunError::db(doing.clone()))?;
-    let v = value(&mut tx, scope, sql, name).await?;
+    let v = value(&mut tx, scope, plan, index).await?;
     tx.commit().await.map_err(RunError::db(doing))?;
     Ok(v)
+}
+
+/// The name of verification `index`, for messages.
+fn name(plan: &Plan, index: usize) -> &str {
+    plan.raw.verify.get(index).map_or("", |v| v.name.as_str())
 }
 
 /// Whether `actual` meets the expectation; also the expectation as a value for reports.

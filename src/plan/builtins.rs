@@ -1,14 +1,43 @@
 //! Names the engine provides to SQL binds and templates, besides the plan's own parameters.
 
-/// Binds every SQL text gets.
-pub const BINDS: &[&str] = &[
-    "selected_event_ids",
-    "run_id",
-    "run_started_at",
-    "plan_name",
-];
-/// Bind a `sql` step with `each: batch` gets: the event ids of the current batch.
-pub const BATCH_BIND: &str = "batch_event_ids";
+/// A bind the engine provides; it takes precedence over a parameter of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuiltinBind {
+    /// The frozen selection, read server-side (a million ids never travel through `replay`).
+    SelectedEventIds,
+    /// The event ids of the current batch, in a `sql` step with `each: batch`.
+    BatchEventIds,
+    RunId,
+    RunStartedAt,
+    PlanName,
+}
+
+impl BuiltinBind {
+    /// Every built-in bind.
+    pub const ALL: [BuiltinBind; 5] = [
+        BuiltinBind::SelectedEventIds,
+        BuiltinBind::BatchEventIds,
+        BuiltinBind::RunId,
+        BuiltinBind::RunStartedAt,
+        BuiltinBind::PlanName,
+    ];
+
+    /// The name as SQL writes it, without the colon.
+    pub fn name(self) -> &'static str {
+        match self {
+            BuiltinBind::SelectedEventIds => "selected_event_ids",
+            BuiltinBind::BatchEventIds => "batch_event_ids",
+            BuiltinBind::RunId => "run_id",
+            BuiltinBind::RunStartedAt => "run_started_at",
+            BuiltinBind::PlanName => "plan_name",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<BuiltinBind> {
+        BuiltinBind::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
 /// Template roots besides `params` and `event`.
 pub const TEMPLATE_ROOTS: &[&str] = &["run", "plan", "step"];
 /// Fields of `event` in templates.

@@ -8,6 +8,7 @@ pub mod duration;
 pub mod location;
 pub mod model;
 pub mod params;
+pub mod prepared;
 pub mod schema;
 pub mod selection;
 pub mod source;
@@ -17,7 +18,7 @@ pub mod usage;
 pub mod validate;
 pub mod yaml;
 
-pub use compile::{Plan, compile};
+pub use compile::{CompileError, Plan, compile};
 pub use diagnostic::{Diagnostic, Rendered, Severity};
 pub use model::RawPlan;
 pub use source::{LoadError, Source};

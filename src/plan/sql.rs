@@ -137,14 +137,37 @@ fn has_write_keyword(text: &str) -> bool {
 
 /// Rewrites `:name` binds to `$1, $2, …` (one number per distinct name) for the server.
 pub fn rewrite(text: &str) -> Result<(String, Vec<String>), SqlError> {
-    rewrite_with(text, &|_, index| format!("${index}"))
+    let mut names: Vec<String> = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for span in bind_spans(text)? {
+        let number = match names.iter().position(|n| *n == span.name) {
+            Some(i) => i + 1,
+            None => {
+                names.push(span.name);
+                names.len()
+            }
+        };
+        out.push_str(&text[copied..span.range.start]);
+        out.push_str(&format!("${number}"));
+        copied = span.range.end;
+    }
+    out.push_str(&text[copied..]);
+    Ok((out, names))
 }
 
-/// Rewrites `:name` binds with `replace(name, number)`; numbers count distinct names from 1.
-pub fn rewrite_with(
-    text: &str,
-    replace: &dyn Fn(&str, usize) -> String,
-) -> Result<(String, Vec<String>), SqlError> {
+/// Where one `:name` bind stands in a SQL text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindSpan {
+    /// Byte range of `:name`, colon included.
+    pub range: std::ops::Range<usize>,
+    /// The name, without the colon.
+    pub name: String,
+}
+
+/// The `:name` binds of a SQL text, in order, found by tokenising it (so `':x'` in a string, a
+/// comment or `x::text` is not one).
+pub fn bind_spans(text: &str) -> Result<Vec<BindSpan>, SqlError> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, text)
         .tokenize_with_location()
@@ -159,9 +182,7 @@ pub fn rewrite_with(
             .nth((col as usize).saturating_sub(1))
             .map_or(text.len(), |(i, _)| start + i)
     };
-    let mut names: Vec<String> = Vec::new();
-    let mut out = String::with_capacity(text.len());
-    let mut copied = 0;
+    let mut spans = Vec::new();
     for pair in tokens.windows(2) {
         let (colon, word) = (&pair[0], &pair[1]);
         let Token::Word(w) = &word.token else {
@@ -176,20 +197,12 @@ pub fn rewrite_with(
         if word_start != colon_start + 1 {
             continue;
         }
-        let word_end = word_start + w.value.len();
-        let index = match names.iter().position(|n| *n == w.value) {
-            Some(i) => i,
-            None => {
-                names.push(w.value.clone());
-                names.len() - 1
-            }
-        };
-        out.push_str(&text[copied..colon_start]);
-        out.push_str(&replace(&w.value, index + 1));
-        copied = word_end;
+        spans.push(BindSpan {
+            range: colon_start..word_start + w.value.len(),
+            name: w.value.clone(),
+        });
     }
-    out.push_str(&text[copied..]);
-    Ok((out, names))
+    Ok(spans)
 }
 
 #[cfg(test)]

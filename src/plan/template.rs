@@ -1,5 +1,8 @@
 //! Handlebars templates of a plan (routing keys, payloads, headers): checked offline, rendered strictly.
 
+use std::fmt;
+use std::sync::Arc;
+
 use handlebars::template::{Parameter, Template, TemplateElement};
 use handlebars::{Handlebars, Path};
 
@@ -18,19 +21,84 @@ pub struct TemplateInfo {
 
 /// Compiles a template and lists the variables and helpers it uses.
 pub fn analyze(text: &str) -> Result<TemplateInfo, String> {
-    let template = Template::compile(text).map_err(|e| {
-        let text = e.to_string();
-        text.lines()
-            .next()
-            .unwrap_or("invalid template")
-            .to_string()
-    })?;
+    let template = Template::compile(text).map_err(|e| first_line(&e))?;
     let mut info = TemplateInfo {
         variables: Vec::new(),
         helpers: Vec::new(),
     };
     walk(&template, &mut info);
     Ok(info)
+}
+
+/// handlebars' error without the source excerpt it appends.
+fn first_line(e: &impl fmt::Display) -> String {
+    let text = e.to_string();
+    text.lines()
+        .next()
+        .unwrap_or("invalid template")
+        .to_string()
+}
+
+/// Which template of a publish step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageField<'a> {
+    RoutingKey,
+    Payload,
+    MessageId,
+    Header(&'a str),
+}
+
+/// A template's name in the plan's registry: its step's id and its field
+/// (`republish.routing_key`, `republish.headers.x-tenant`). Step ids are unique and hold no `.`.
+pub fn name(step: &str, field: MessageField<'_>) -> String {
+    match field {
+        MessageField::RoutingKey => format!("{step}.routing_key"),
+        MessageField::Payload => format!("{step}.payload"),
+        MessageField::MessageId => format!("{step}.message_id"),
+        MessageField::Header(header) => format!("{step}.headers.{header}"),
+    }
+}
+
+/// Every template of a plan, compiled once into one strict registry (see [`registry`]); cheap to
+/// clone, so each publish step renders from the same registry.
+#[derive(Clone)]
+pub struct Templates(Arc<Handlebars<'static>>);
+
+impl Templates {
+    /// Compiles each `(name, text)` into one registry; the first that does not compile is
+    /// returned with its position in `texts` and the reason.
+    pub fn compile<'a>(
+        texts: impl IntoIterator<Item = (String, &'a str)>,
+    ) -> Result<Templates, (usize, String)> {
+        let mut registry = registry();
+        for (i, (name, text)) in texts.into_iter().enumerate() {
+            registry
+                .register_template_string(&name, text)
+                .map_err(|e| (i, first_line(&e)))?;
+        }
+        Ok(Templates(Arc::new(registry)))
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.0.has_template(name)
+    }
+
+    /// Renders a template of the plan, strictly: a missing variable is an error.
+    pub fn render(
+        &self,
+        name: &str,
+        data: &serde_json::Value,
+    ) -> Result<String, handlebars::RenderError> {
+        self.0.render(name, data)
+    }
+}
+
+impl fmt::Debug for Templates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&String> = self.0.get_templates().keys().collect();
+        names.sort();
+        f.debug_tuple("Templates").field(&names).finish()
+    }
 }
 
 /// Is `name` a helper templates may call?

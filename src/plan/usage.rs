@@ -2,6 +2,8 @@
 
 use super::location::Location;
 use super::model::{PublishEach, RawPlan, RollbackStep, SqlEach, Step};
+use super::prepared::SqlSite;
+use super::template::MessageField;
 
 /// What a SQL text is for, which decides what it may do and which binds it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +25,24 @@ pub enum SqlRole {
     BackupFilter,
 }
 
+impl SqlRole {
+    /// Whether the text runs once per batch, and so gets `:batch_event_ids`.
+    pub fn per_batch(self) -> bool {
+        matches!(
+            self,
+            SqlRole::Step {
+                per_batch: true,
+                ..
+            }
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SqlText<'a> {
     pub location: Location,
+    /// Where the compiled plan keeps the text, prepared.
+    pub site: SqlSite<'a>,
     pub text: &'a str,
     pub role: SqlRole,
 }
@@ -33,6 +50,9 @@ pub struct SqlText<'a> {
 #[derive(Debug, Clone)]
 pub struct TemplateText<'a> {
     pub location: Location,
+    /// The publish step's id.
+    pub step: &'a str,
+    pub field: MessageField<'a>,
     pub text: &'a str,
     /// Whether `event.*` is available (publish per event).
     pub per_event: bool,
@@ -46,6 +66,7 @@ pub fn sql_texts(plan: &RawPlan) -> Vec<SqlText<'_>> {
         match step {
             Step::Sql(s) => out.push(SqlText {
                 location: steps.index(i).key("sql"),
+                site: SqlSite::Step(&s.id),
                 text: &s.sql,
                 role: SqlRole::Step {
                     per_batch: s.each == SqlEach::Batch,
@@ -57,6 +78,7 @@ pub fn sql_texts(plan: &RawPlan) -> Vec<SqlText<'_>> {
                 if let Some(until) = &w.until {
                     out.push(SqlText {
                         location: steps.index(i).key("until"),
+                        site: SqlSite::Step(&w.id),
                         text: until,
                         role: SqlRole::Query,
                     });
@@ -68,6 +90,7 @@ pub fn sql_texts(plan: &RawPlan) -> Vec<SqlText<'_>> {
     for (i, v) in plan.verify.iter().enumerate() {
         out.push(SqlText {
             location: Location::root().key("verify").index(i).key("sql"),
+            site: SqlSite::Verification(i),
             text: &v.sql,
             role: SqlRole::Query,
         });
@@ -76,6 +99,7 @@ pub fn sql_texts(plan: &RawPlan) -> Vec<SqlText<'_>> {
         if let RollbackStep::Sql(s) = r {
             out.push(SqlText {
                 location: Location::root().key("rollback").index(i).key("sql"),
+                site: SqlSite::Rollback(i),
                 text: &s.sql,
                 role: SqlRole::Rollback {
                     allow_without_where: s.allow_without_where,
@@ -93,6 +117,7 @@ pub fn sql_texts(plan: &RawPlan) -> Vec<SqlText<'_>> {
                         .key("tables")
                         .index(i)
                         .key("where"),
+                    site: SqlSite::BackupFilter(i),
                     text: filter,
                     role: SqlRole::BackupFilter,
                 });
@@ -102,33 +127,38 @@ pub fn sql_texts(plan: &RawPlan) -> Vec<SqlText<'_>> {
     out
 }
 
-/// Every template of the plan.
+/// Every template of the plan, a publish step's default `message_id` included.
 pub fn templates(plan: &RawPlan) -> Vec<TemplateText<'_>> {
     let mut out = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
         let Step::Publish(p) = step else { continue };
         let here = Location::root().key("steps").index(i);
         let per_event = p.each == PublishEach::Event;
-        out.push(TemplateText {
-            location: here.key("routing_key"),
-            text: &p.routing_key,
-            per_event,
-        });
-        out.push(TemplateText {
-            location: here.key("payload"),
-            text: &p.payload,
-            per_event,
-        });
-        if let Some(m) = &p.message_id {
+        let mut push = |location: Location, field: MessageField<'static>, text| {
             out.push(TemplateText {
-                location: here.key("message_id"),
-                text: m,
+                location,
+                step: &p.id,
+                field,
+                text,
                 per_event,
-            });
-        }
+            })
+        };
+        push(
+            here.key("routing_key"),
+            MessageField::RoutingKey,
+            &p.routing_key,
+        );
+        push(here.key("payload"), MessageField::Payload, &p.payload);
+        push(
+            here.key("message_id"),
+            MessageField::MessageId,
+            p.message_id_template(),
+        );
         for (name, value) in &p.headers {
             out.push(TemplateText {
                 location: here.key("headers").key(name.clone()),
+                step: &p.id,
+                field: MessageField::Header(name),
                 text: value,
                 per_event,
             });

@@ -1,13 +1,13 @@
 //! Rendering a publish step's messages. The common templates (`{{ event.event_type }}`,
-//! `{{ json event.payload }}`, `{{ event.event_id }}`) take a direct path; others go through
-//! handlebars in strict mode.
+//! `{{ json event.payload }}`, `{{ event.event_id }}`) take a direct path; others render from the
+//! plan's templates, compiled once with the plan, in strict mode.
 
-use handlebars::Handlebars;
 use serde_json::{Value, json};
 
 use crate::engine::broker::OutgoingMessage;
-use crate::plan::model::{PublishEach, PublishStep};
-use crate::plan::{Plan, template};
+use crate::plan::Plan;
+use crate::plan::model::PublishStep;
+use crate::plan::template::{self, MessageField, Templates};
 
 /// How one field of a message is produced.
 enum Field {
@@ -15,11 +15,12 @@ enum Field {
     EventId,
     /// The stored payload, as JSON text.
     Payload,
+    /// A template of the plan, by its name in the plan's registry.
     Template(String),
 }
 
 impl Field {
-    fn classify(name: &str, text: &str) -> Field {
+    fn classify(name: String, text: &str) -> Field {
         let inner = text
             .trim()
             .strip_prefix("{{")
@@ -31,7 +32,7 @@ impl Field {
             Some("event.event_type") => Field::EventType,
             Some("event.event_id") => Field::EventId,
             Some("json event.payload") => Field::Payload,
-            _ => Field::Template(name.to_string()),
+            _ => Field::Template(name),
         }
     }
 }
@@ -46,7 +47,7 @@ pub struct EventRow {
 }
 
 pub struct Renderer {
-    registry: Handlebars<'static>,
+    templates: Templates,
     data: Value,
     needs_data: bool,
     exchange: String,
@@ -63,36 +64,29 @@ impl Renderer {
         run_id: uuid::Uuid,
         started_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Renderer, String> {
-        let mut registry = template::registry();
-        let default_id = match step.each {
-            PublishEach::Event => "{{ event.event_id }}".to_string(),
-            PublishEach::Once => "{{ run.id }}:{{ step.id }}".to_string(),
+        let field = |field: MessageField<'_>, text: &str| -> Result<Field, String> {
+            let name = template::name(&step.id, field);
+            if !plan.templates.has(&name) {
+                return Err(format!(
+                    "template `{name}` was not compiled with the plan (a bug in replay)"
+                ));
+            }
+            Ok(Field::classify(name, text))
         };
-        let message_id = step.message_id.clone().unwrap_or(default_id);
-        let mut sources = vec![
-            ("routing_key".to_string(), step.routing_key.clone()),
-            ("payload".to_string(), step.payload.clone()),
-            ("message_id".to_string(), message_id),
-        ];
-        sources.extend(
-            step.headers
-                .iter()
-                .map(|(k, v)| (format!("header:{k}"), v.clone())),
-        );
-        let mut fields = Vec::new();
-        for (name, text) in &sources {
-            registry
-                .register_template_string(name, text)
-                .map_err(|e| format!("template `{name}` does not compile: {e}"))?;
-            fields.push(Field::classify(name, text));
-        }
-        let needs_data = fields.iter().any(|f| matches!(f, Field::Template(_)));
-        let mut fields = fields.into_iter();
-        let mut next = || fields.next().unwrap_or(Field::EventId);
-        let (routing_key, payload, message_id) = (next(), next(), next());
-        let headers = step.headers.keys().map(|k| (k.clone(), next())).collect();
+        let routing_key = field(MessageField::RoutingKey, &step.routing_key)?;
+        let payload = field(MessageField::Payload, &step.payload)?;
+        let message_id = field(MessageField::MessageId, step.message_id_template())?;
+        let headers = step
+            .headers
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), field(MessageField::Header(k), v)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let needs_data = [&routing_key, &payload, &message_id]
+            .into_iter()
+            .chain(headers.iter().map(|(_, f)| f))
+            .any(|f| matches!(f, Field::Template(_)));
         Ok(Renderer {
-            registry,
+            templates: plan.templates.clone(),
             data: json!({
                 "params": plan.params_json(),
                 "run": { "id": run_id.to_string(), "started_at": started_at.to_rfc3339() },
@@ -135,7 +129,7 @@ impl Renderer {
                 (Field::EventId, Some(e)) => Ok(e.event_id.clone()),
                 (Field::Payload, Some(e)) => Ok(e.payload.clone().unwrap_or_else(|| "null".into())),
                 (Field::Template(name), _) => self
-                    .registry
+                    .templates
                     .render(name, &self.data)
                     .map_err(|err| format!("cannot render `{name}`: {err}")),
                 (_, None) => Err("`event` is not available in an `each: once` step".into()),

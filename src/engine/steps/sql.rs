@@ -6,9 +6,8 @@ use crate::engine::error::RunError;
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
 use crate::engine::writes::Writes;
-use crate::plan::builtins;
 use crate::plan::model::{SqlEach, SqlStep};
-use crate::plan::selection::Bind;
+use crate::plan::prepared::SqlSite;
 
 use super::StepContext;
 
@@ -28,6 +27,12 @@ pub async fn run<W: Writes, C: Clock>(
             (b, (total + b - 1) / b)
         }
     };
+    let statement = ctx
+        .plan
+        .sql
+        .get(SqlSite::Step(&step.id))
+        .map_err(|e| ctx.failed(&step.id, checkpoint as u64, e.to_string()))?;
+    let text = ctx.binds.text(statement);
     let selection = writes.selection_table();
     let (mut done, mut touched) = (checkpoint, touched);
     let mut executed = if step.each == SqlEach::Once && checkpoint > 0 {
@@ -50,7 +55,7 @@ pub async fn run<W: Writes, C: Clock>(
             .begin()
             .await
             .map_err(|e| ctx.db_failed(&step.id, done as u64, e))?;
-        let scope = if step.each == SqlEach::Batch {
+        let batch = if step.each == SqlEach::Batch {
             let ids: Vec<String> = sqlx::query_scalar(audited(&format!(
                 "SELECT event_id FROM {selection} WHERE run_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
             )))
@@ -60,11 +65,11 @@ pub async fn run<W: Writes, C: Clock>(
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| ctx.db_failed(&step.id, done as u64, e))?;
-            ctx.binds.with(builtins::BATCH_BIND, Bind::TextArray(ids))
+            Some(ids)
         } else {
-            ctx.binds.clone()
+            None
         };
-        let (text, binds) = scope.prepare(&step.sql).map_err(fail)?;
+        let binds = ctx.binds.values(statement, batch).map_err(fail)?;
         let rows = bind_all(sqlx::query(audited(&text)), &binds)
             .execute(&mut *tx)
             .await

@@ -11,6 +11,7 @@ use crate::engine::pace::Clock;
 use crate::engine::writes::Writes;
 use crate::plan::duration;
 use crate::plan::model::WaitStep;
+use crate::plan::prepared::SqlSite;
 
 use super::StepContext;
 
@@ -23,18 +24,30 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
 ) -> Result<u64, RunError> {
     let timeout = duration::parse(&step.timeout).map_err(|m| ctx.failed(&step.id, 0, m))?;
     let interval = duration::parse(&step.poll_interval).unwrap_or(Duration::from_secs(1));
+    // The `until` query, prepared at compile time, with its text and values for this run.
+    let until = match &step.until {
+        Some(_) => {
+            let statement = ctx
+                .plan
+                .sql
+                .get(SqlSite::Step(&step.id))
+                .map_err(|e| ctx.failed(&step.id, 0, e.to_string()))?;
+            let binds = ctx
+                .binds
+                .values(statement, None)
+                .map_err(|m| ctx.failed(&step.id, 0, m))?;
+            Some((ctx.binds.text(statement), binds))
+        }
+        None => None,
+    };
     let started = Instant::now();
     loop {
         ctx.cancel.check()?;
-        let holds = match (&step.until, &step.queue_empty) {
-            (Some(query), _) => {
-                let (text, binds) = ctx
-                    .binds
-                    .prepare(query)
-                    .map_err(|m| ctx.failed(&step.id, 0, m))?;
+        let holds = match (&until, &step.queue_empty) {
+            (Some((text, binds)), _) => {
                 let fail = |e: sqlx::Error| ctx.db_failed(&step.id, 0, e);
                 let mut tx = writes.begin_read_only().await.map_err(fail)?;
-                let row = bind_all(sqlx::query(audited(&text)), &binds)
+                let row = bind_all(sqlx::query(audited(text)), binds)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(fail)?;

@@ -2,12 +2,12 @@
 
 use std::collections::BTreeSet;
 
-use crate::plan::builtins;
 use crate::plan::diagnostic::Diagnostic;
 use crate::plan::location::Location;
 use crate::plan::model::RawPlan;
 use crate::plan::params::{ParamValue, param_ref};
-use crate::plan::usage::{self, SqlRole};
+use crate::plan::prepared::BindName;
+use crate::plan::usage;
 use crate::plan::{sql, template};
 
 pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
@@ -33,30 +33,14 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
             continue;
         };
         for bind in binds {
-            let per_batch = matches!(
-                text.role,
-                SqlRole::Step {
-                    per_batch: true,
-                    ..
-                }
-            );
-            if builtins::BINDS.contains(&bind.as_str())
-                || (per_batch && bind == builtins::BATCH_BIND)
-            {
-                continue;
+            match BindName::classify(&bind, text.role.per_batch()) {
+                Ok(BindName::Builtin(_)) => {}
+                Ok(BindName::Param(name)) => undeclared(&name, text.location.clone(), out),
+                Err(refusal) => out.push(
+                    Diagnostic::error("unknown-bind", text.location.clone(), refusal.to_string())
+                        .with_help("use `:selected_event_ids` for the whole selection"),
+                ),
             }
-            if bind == builtins::BATCH_BIND {
-                out.push(
-                    Diagnostic::error(
-                        "unknown-bind",
-                        text.location.clone(),
-                        format!("`:{bind}` is only bound in `sql` steps with `each: batch`"),
-                    )
-                    .with_help("use `:selected_event_ids` for the whole selection"),
-                );
-                continue;
-            }
-            undeclared(&bind, text.location.clone(), out);
         }
     }
     for text in usage::templates(plan) {

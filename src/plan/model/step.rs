@@ -88,6 +88,18 @@ pub struct PublishStep {
     pub headers: BTreeMap<String, String>,
 }
 
+impl PublishStep {
+    /// The `message_id` template, or its default: the event id (per event), or
+    /// `<run id>:<step id>` (once), so that a consumer can drop a redelivered message.
+    pub fn message_id_template(&self) -> &str {
+        match (&self.message_id, self.each) {
+            (Some(template), _) => template,
+            (None, PublishEach::Event) => "{{ event.event_id }}",
+            (None, PublishEach::Once) => "{{ run.id }}:{{ step.id }}",
+        }
+    }
+}
+
 fn default_routing_key() -> String {
     "{{ event.event_type }}".into()
 }
