@@ -399,7 +399,14 @@ impl Bench {
     async fn psql_update(&self) -> anyhow::Result<(u64, f64)> {
         let started = Instant::now();
         let output = tokio::process::Command::new("psql")
-            .args(["-X", "-v", "ON_ERROR_STOP=1", "-d", &self.database_url, "-c"])
+            .args([
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.database_url,
+                "-c",
+            ])
             .arg(
                 "UPDATE processed_events SET status = 'pending', retry_count = 0, \
                  error_message = NULL WHERE status = 'error'",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::engine::binds::{BindScope, audited};
+use crate::engine::binds::BindScope;
 use crate::engine::broker::Amqp;
 use crate::engine::connection::{Connection, check_tables};
 use crate::engine::error::{FaultClass, RunError};
@@ -24,7 +24,6 @@ use crate::engine::writes::{Commit, Writes};
 use crate::engine::{audit, backup, freeze, gates, rollback, state, verify};
 use crate::plan::Plan;
 use crate::plan::model::Step;
-use crate::plan::selection::quote_ident;
 
 /// Passing faults retried in one process before the run stops as `interrupted`.
 pub const DEFAULT_RETRIES: u32 = 8;
@@ -277,9 +276,14 @@ impl Driver<'_> {
             self.undo(&scope, &cause, reporter, report).await?;
             return Err(RunError::RollbackResumed { cause });
         }
-        let selected = match run.selected {
-            Some(n) => n as u64,
-            None => {
+        let frozen = match (run.selected, run.selection_digest.clone()) {
+            (Some(n), Some(digest)) => freeze::Frozen {
+                selected: n as u64,
+                digest,
+            },
+            // Frozen before digests were recorded with the size.
+            (Some(_), None) => freeze::digest(&mut writes, run.id).await?,
+            (None, _) => {
                 // Gates first, on a count: nothing is frozen or copied for a run they refuse.
                 let mut conn = pool
                     .acquire()
@@ -290,20 +294,21 @@ impl Driver<'_> {
                 if !self.gated.get() {
                     self.gates(counted, report)?;
                 }
-                let n = freeze::freeze(&mut writes, plan, run.id, self.lease.token).await?;
-                state::record_selected(pool, &self.lease, n).await?;
-                reporter.event(&RunEvent::SelectionFrozen { selected: n });
-                n
+                let frozen = freeze::freeze(&mut writes, plan, run.id, self.lease.token).await?;
+                reporter.event(&RunEvent::SelectionFrozen {
+                    selected: frozen.selected,
+                });
+                frozen
             }
         };
+        let selected = frozen.selected;
         report.selected = selected;
         reporter.event(&RunEvent::RunStarted {
             run_id: run.id.to_string(),
             resumed: report.resumed,
             selected,
         });
-        let (_, digest) = freeze::digest(&mut writes, run.id).await?;
-        report.selection_digest = digest;
+        report.selection_digest = frozen.digest;
         if !self.gated.get() {
             self.options
                 .pin
@@ -660,20 +665,13 @@ async fn failing(
     if !looks_again {
         return Ok(None);
     }
-    let c = &plan.raw.target.columns;
-    let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(audited(&format!(
-        "SELECT count(*) OVER (), s.event_id, e.{error}::text FROM replay.selection s \
-         JOIN {events} e ON e.{event_id}::text = s.event_id \
-         WHERE s.run_id = $1 AND e.{status}::text = $2 ORDER BY s.seq LIMIT $3",
-        error = quote_ident(&c.error_message),
-        events = quote_ident(&plan.raw.target.events_table),
-        event_id = quote_ident(&c.event_id),
-        status = quote_ident(&c.status),
-    )))
-    .bind(run_id)
-    .bind(FAILED_STATUS)
-    .bind(FAILING_LISTED)
-    .fetch_all(pool)
+    let rows = state::still_failing(
+        pool,
+        run_id,
+        &plan.raw.target,
+        FAILED_STATUS,
+        FAILING_LISTED,
+    )
     .await
     .map_err(RunError::db("looking for events that failed again"))?;
     Ok(Some(Failing {

@@ -138,14 +138,9 @@ pub async fn restore(
     force: bool,
 ) -> Result<Restored, RunError> {
     let doing = format!("restoring `{table}` from the backup");
-    let key: Option<String> = sqlx::query_scalar(
-        "SELECT key_column FROM replay.backups WHERE run_id = $1 AND table_name = $2",
-    )
-    .bind(run_id)
-    .bind(table)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(RunError::db(doing.clone()))?;
+    let key = crate::engine::state::backup_key_column(&mut *conn, run_id, table)
+        .await
+        .map_err(RunError::db(doing.clone()))?;
     let Some(key) = key else {
         return Err(RunError::Refused(format!("run has no backup of `{table}`")));
     };
@@ -153,8 +148,7 @@ pub async fn restore(
     let k = quote_ident(&key);
     // The run's rows: written by one of its batch transactions, or by this rollback's own
     // statements (the current transaction).
-    let mine = "(t.xmin::text::bigint IN (SELECT xid FROM replay.run_xids WHERE run_id = $1) \
-                OR t.xmin::text::bigint = txid_current() % 4294967296)";
+    let mine = crate::engine::state::WRITTEN_BY_THE_RUN;
     for statement in [
         "DROP TABLE IF EXISTS pg_temp.replay_restore".to_string(),
         "DROP TABLE IF EXISTS pg_temp.replay_restored".to_string(),
@@ -169,17 +163,12 @@ pub async fn restore(
             .map_err(RunError::db(doing.clone()))?;
     }
     // Every snapshotted row that differs from its snapshot (or is gone).
-    sqlx::query(audited(&format!(
-        "INSERT INTO pg_temp.replay_restore (key, row_data, missing) \
-         SELECT b.key, b.row_data, t.{k} IS NULL \
-         FROM replay.backup_rows b LEFT JOIN {t} t ON t.{k}::text = b.key \
-         WHERE b.run_id = $1 AND b.table_name = $2 AND (t.{k} IS NULL OR to_jsonb(t) <> b.row_data)"
-    )))
-    .bind(run_id)
-    .bind(table)
-    .execute(&mut *conn)
-    .await
-    .map_err(RunError::db(doing.clone()))?;
+    sqlx::query(audited(&crate::engine::state::backup_differences(&t, &k)))
+        .bind(run_id)
+        .bind(table)
+        .execute(&mut *conn)
+        .await
+        .map_err(RunError::db(doing.clone()))?;
     // Rows still there are updated in place, so that a worker's update waiting on the same row
     // follows the new version (a delete would make it miss the row) and no `ON DELETE` cascade
     // fires. Only while still the run's: the condition is checked again on the row version the

@@ -35,11 +35,12 @@ pub async fn dry_run(
         .await
         .map_err(RunError::db("starting the dry-run transaction"))?;
     let scope = BindScope::new(plan, run_id, started_at, writes.selection_table());
-    let selected = freeze::freeze(&mut writes, plan, run_id, 0).await?;
+    let frozen = freeze::freeze(&mut writes, plan, run_id, 0).await?;
+    let selected = frozen.selected;
     report.selected = selected;
     report.breakdown = freeze::breakdown(&mut writes, run_id, 5).await?;
     reporter.event(&RunEvent::SelectionFrozen { selected });
-    report.selection_digest = freeze::digest(&mut writes, run_id).await?.1;
+    report.selection_digest = frozen.digest;
     report.gates = gates::check(plan, selected, started_at);
     report
         .gates

@@ -9,13 +9,14 @@ use crate::engine::writes::Writes;
 use crate::plan::Plan;
 use crate::plan::selection::quote_ident;
 
-/// Copies the selection into the writes' selection table; returns how many events it holds.
+/// Copies the selection into the writes' selection table and records its size and digest with
+/// it, in one transaction.
 pub async fn freeze<W: Writes>(
     writes: &mut W,
     plan: &Plan,
     run_id: uuid::Uuid,
     lease: i64,
-) -> Result<u64, RunError> {
+) -> Result<Frozen, RunError> {
     let target = &plan.raw.target;
     let c = &target.columns;
     let q = &plan.selection;
@@ -31,12 +32,16 @@ pub async fn freeze<W: Writes>(
         "NULL::jsonb".into()
     };
     let selection = writes.selection_table();
+    // The digest of the frozen keys comes out of the same statement, so the selection is read
+    // once.
     let sql = format!(
-        "INSERT INTO {selection} (run_id, seq, event_id, event_type, payload, processed_at) \
+        "WITH frozen AS (INSERT INTO {selection} (run_id, seq, event_id, event_type, payload, processed_at) \
          SELECT ${run}, row_number() OVER (ORDER BY processed_at NULLS FIRST, event_id), event_id, event_type, payload, processed_at \
          FROM (SELECT {event_id} AS event_id, {event_type} AS event_type, {payload} AS payload, \
                {processed_at} AS processed_at FROM {table} WHERE {conditions} \
-               ORDER BY {processed_at} NULLS FIRST, {event_id}{limit}) picked",
+               ORDER BY {processed_at} NULLS FIRST, {event_id}{limit}) picked \
+         RETURNING seq, event_id) \
+         SELECT count(*), coalesce(md5(string_agg(event_id, ',' ORDER BY seq)), '') FROM frozen",
         run = n + 1,
         event_id = quote_ident(&c.event_id),
         event_type = quote_ident(&c.event_type),
@@ -50,8 +55,7 @@ pub async fn freeze<W: Writes>(
         .map_err(RunError::db("freezing the selection"))?;
     // An executor that lost the run must not replace the selection under its new owner.
     W::prove(&mut tx, run_id, lease).await?;
-    // A process killed after this commit but before the run recorded its selection size freezes
-    // again on resume: start from nothing, so the second freeze replaces the first.
+    // A selection left by an executor that lost the run before recording it is replaced.
     sqlx::query(audited(&format!(
         "DELETE FROM {selection} WHERE run_id = $1"
     )))
@@ -59,19 +63,36 @@ pub async fn freeze<W: Writes>(
     .execute(&mut *tx)
     .await
     .map_err(RunError::db("freezing the selection"))?;
-    let rows = bind_all(sqlx::query(audited(&sql)), &q.binds)
-        .bind(run_id)
+    // Sorting the selection in memory rather than on disk.
+    sqlx::query("SET LOCAL work_mem = '64MB'")
         .execute(&mut *tx)
+        .await
+        .map_err(RunError::db("freezing the selection"))?;
+    let row = bind_all(sqlx::query(audited(&sql)), &q.binds)
+        .bind(run_id)
+        .fetch_one(&mut *tx)
         .await
         .map_err(RunError::db(format!(
             "selecting events from `{}`",
             target.events_table
-        )))?
-        .rows_affected();
+        )))?;
+    let frozen = Frozen {
+        selected: row.get::<i64, _>(0) as u64,
+        digest: row.get(1),
+    };
+    W::record_selection(&mut tx, run_id, lease, &frozen).await?;
     tx.commit()
         .await
         .map_err(RunError::db("freezing the selection"))?;
-    Ok(rows)
+    Ok(frozen)
+}
+
+/// What a freeze recorded: how many events, and the digest of their keys in order (for pinned
+/// plans).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frozen {
+    pub selected: u64,
+    pub digest: String,
 }
 
 /// How many events the selection holds now, by a counting query that copies and locks nothing:
@@ -157,11 +178,9 @@ pub struct Breakdown {
     pub sample: Vec<(String, String, String)>,
 }
 
-/// The frozen selection's size and a digest of its keys (for pinned plans).
-pub async fn digest<W: Writes>(
-    writes: &mut W,
-    run_id: uuid::Uuid,
-) -> Result<(u64, String), RunError> {
+/// The frozen selection's size and a digest of its keys, read back (for runs frozen before both
+/// were recorded by the freeze).
+pub async fn digest<W: Writes>(writes: &mut W, run_id: uuid::Uuid) -> Result<Frozen, RunError> {
     let table = writes.selection_table();
     let mut tx = writes
         .begin()
@@ -177,5 +196,8 @@ pub async fn digest<W: Writes>(
     tx.commit()
         .await
         .map_err(RunError::db("digesting the selection"))?;
-    Ok((row.get::<i64, _>(0) as u64, row.get::<String, _>(1)))
+    Ok(Frozen {
+        selected: row.get::<i64, _>(0) as u64,
+        digest: row.get(1),
+    })
 }

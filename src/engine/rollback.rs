@@ -147,7 +147,7 @@ pub async fn rollback_run(
     let heartbeat = lease.heartbeat(pool.clone(), crate::engine::steps::Cancel::default());
     let cause = format!("rolled back by {}", connection.operator);
     let started_at = recorded.started_at;
-    let scope = BindScope::new(&plan, run_id, started_at, "replay.selection");
+    let scope = BindScope::new(&plan, run_id, started_at, state::SELECTION_TABLE);
     let result = async {
         state::set_status(&pool, &lease, RunStatus::RollingBack, Some(&cause)).await?;
         run_actions(

@@ -80,12 +80,15 @@ pub struct OpenRun {
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// The error that ended the last attempt (the cause of a rollback in progress).
     pub error: Option<String>,
+    /// The digest of the frozen selection's keys, recorded with its size (none for runs frozen
+    /// before it was recorded).
+    pub selection_digest: Option<String>,
 }
 
 /// The columns `open_run_of` reads, in order (a macro, so queries stay static strings).
 macro_rules! run_columns {
     () => {
-        "id, plan_hash, params_hash, status, selected_count, started_at, error"
+        "id, plan_hash, params_hash, status, selected_count, started_at, error, selection_digest"
     };
 }
 
@@ -98,6 +101,7 @@ fn open_run_of(r: &sqlx::postgres::PgRow) -> OpenRun {
         selected: r.get(4),
         started_at: r.get(5),
         error: r.get(6),
+        selection_digest: r.get(7),
     }
 }
 
@@ -192,9 +196,11 @@ pub async fn acquire(
     let mut resume = None;
     if let Some(row) = open {
         let run = open_run_of(&row);
-        let live = row.get::<Option<bool>, _>(7).unwrap_or(false);
-        let holder: Option<String> = row.get(8);
-        let same_origin = row.get::<Option<String>, _>(9).as_deref() == Some(origin().as_str());
+        // By name: `run_columns!` comes first and may grow.
+        let live = row.get::<Option<bool>, _>("live").unwrap_or(false);
+        let holder: Option<String> = row.get("lease_owner");
+        let same_origin =
+            row.get::<Option<String>, _>("lease_origin").as_deref() == Some(origin().as_str());
         if live && !(same_origin && holder.as_deref().is_some_and(died_here)) {
             return Err(RunError::Locked {
                 plan: plan.raw.name.clone(),
@@ -527,6 +533,7 @@ async fn create_run(
         selected: None,
         started_at,
         error: None,
+        selection_digest: None,
     })
 }
 
@@ -581,20 +588,29 @@ pub async fn set_status(
 }
 
 /// Records the size of the frozen selection.
-pub async fn record_selected(pool: &PgPool, lease: &Lease, selected: u64) -> Result<(), RunError> {
+/// Records the frozen selection's size and digest, in the freeze's own transaction: a run has a
+/// size exactly when its selection is complete.
+pub async fn record_selection(
+    conn: &mut sqlx::PgConnection,
+    run_id: uuid::Uuid,
+    lease: i64,
+    frozen: &crate::engine::freeze::Frozen,
+) -> Result<(), RunError> {
     let recorded = sqlx::query(
-        "UPDATE replay.runs SET selected_count = $3 WHERE id = $1 AND lease_token = $2",
+        "UPDATE replay.runs SET selected_count = $3, selection_digest = $4 \
+         WHERE id = $1 AND lease_token = $2",
     )
-    .bind(lease.run_id)
-    .bind(lease.token)
-    .bind(selected as i64)
-    .execute(pool)
+    .bind(run_id)
+    .bind(lease)
+    .bind(frozen.selected as i64)
+    .bind(&frozen.digest)
+    .execute(conn)
     .await
     .map_err(RunError::db("recording the selection size"))?
     .rows_affected();
     if recorded == 0 {
         return Err(RunError::LeaseLost {
-            run_id: lease.run_id.to_string(),
+            run_id: run_id.to_string(),
         });
     }
     Ok(())
@@ -972,4 +988,170 @@ pub async fn request_stop(
             None => format!("no run `{run_id}`"),
         })),
     }
+}
+
+/// Where a run's frozen selection lives (`run_id, seq, event_id, event_type, payload,
+/// processed_at`).
+pub const SELECTION_TABLE: &str = "replay.selection";
+
+/// Records a step's checkpoint inside the batch's transaction, fenced by the lease's token;
+/// says whether `replay stop` asked the run to stop (read in the same transaction).
+pub async fn checkpoint_step(
+    conn: &mut sqlx::PgConnection,
+    run_id: uuid::Uuid,
+    lease: i64,
+    progress: &Checkpoint<'_>,
+) -> Result<bool, RunError> {
+    let stop = fence(&mut *conn, run_id, lease).await?;
+    sqlx::query(
+        "UPDATE replay.step_runs SET checkpoint = $3, touched = $4, \
+         status = CASE WHEN $5 THEN $6 ELSE $7 END, \
+         started_at = coalesce(started_at, now()), \
+         finished_at = CASE WHEN $5 THEN now() END \
+         WHERE run_id = $1 AND step_id = $2",
+    )
+    .bind(run_id)
+    .bind(progress.step)
+    .bind(progress.checkpoint)
+    .bind(progress.touched)
+    .bind(progress.done)
+    .bind(StepStatus::Done)
+    .bind(StepStatus::Running)
+    .execute(&mut *conn)
+    .await
+    .map_err(RunError::db(format!(
+        "checkpointing step `{}`",
+        progress.step
+    )))?;
+    Ok(stop)
+}
+
+/// A step's progress as its checkpoint records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint<'s> {
+    pub step: &'s str,
+    /// The selection `seq` the step has reached.
+    pub checkpoint: i64,
+    pub touched: i64,
+    pub done: bool,
+}
+
+/// Records the current transaction as one of the run's writes: rows whose `xmin` it is are still
+/// as this run left them.
+pub async fn record_write_xid(
+    conn: &mut sqlx::PgConnection,
+    run_id: uuid::Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO replay.run_xids (run_id, xid) \
+         VALUES ($1, txid_current() % 4294967296) ON CONFLICT DO NOTHING",
+    )
+    .bind(run_id)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// The condition (on a target row aliased `t`, with the run id as `$1`) that the row is still as
+/// this run left it: written by one of its batch transactions, or by the current transaction.
+pub const WRITTEN_BY_THE_RUN: &str = "(t.xmin::text::bigint IN \
+     (SELECT xid FROM replay.run_xids WHERE run_id = $1) \
+     OR t.xmin::text::bigint = txid_current() % 4294967296)";
+
+/// Snapshots the rows a `SELECT key, row_data` query returns into the run's backup of `table`,
+/// in the caller's transaction; returns (rows, checksum).
+pub async fn snapshot_backup(
+    conn: &mut sqlx::PgConnection,
+    run_id: uuid::Uuid,
+    table: &str,
+    key_column: &str,
+    select_rows: &str,
+    binds: &[crate::plan::selection::Bind],
+) -> Result<(i64, String), sqlx::Error> {
+    let n = binds.len();
+    let insert = format!(
+        "INSERT INTO replay.backup_rows (run_id, table_name, key, row_data) \
+         SELECT ${}, ${}, s.key, s.row_data FROM ({select_rows}) s",
+        n + 1,
+        n + 2
+    );
+    let query =
+        crate::engine::binds::bind_all(sqlx::query(crate::engine::binds::audited(&insert)), binds)
+            .bind(run_id)
+            .bind(table);
+    query.execute(&mut *conn).await?;
+    let (rows, checksum): (i64, String) = sqlx::query_as(
+        "SELECT count(*), coalesce(md5(string_agg(row_data::text, '' ORDER BY key)), '') \
+         FROM replay.backup_rows WHERE run_id = $1 AND table_name = $2",
+    )
+    .bind(run_id)
+    .bind(table)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO replay.backups (run_id, table_name, key_column, row_count, checksum) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(run_id)
+    .bind(table)
+    .bind(key_column)
+    .bind(rows)
+    .bind(&checksum)
+    .execute(conn)
+    .await?;
+    Ok((rows, checksum))
+}
+
+/// The key column of the run's backup of `table`, if it took one.
+pub async fn backup_key_column(
+    conn: &mut sqlx::PgConnection,
+    run_id: uuid::Uuid,
+    table: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT key_column FROM replay.backups WHERE run_id = $1 AND table_name = $2",
+    )
+    .bind(run_id)
+    .bind(table)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The statement that lists the snapshotted rows of `table` (quoted, key column `key` quoted)
+/// that differ from their snapshot or are gone, into `pg_temp.replay_restore`; binds the run id
+/// as `$1` and the table name as `$2`.
+pub fn backup_differences(table: &str, key: &str) -> String {
+    format!(
+        "INSERT INTO pg_temp.replay_restore (key, row_data, missing) \
+         SELECT b.key, b.row_data, t.{key} IS NULL \
+         FROM replay.backup_rows b LEFT JOIN {table} t ON t.{key}::text = b.key \
+         WHERE b.run_id = $1 AND b.table_name = $2 AND (t.{key} IS NULL OR to_jsonb(t) <> b.row_data)"
+    )
+}
+
+/// The selected events of a run whose status is still `status` in the events table: (total, the
+/// first `limit` in selection order with their error message).
+pub async fn still_failing(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+    target: &crate::plan::model::Target,
+    status: &str,
+    limit: i64,
+) -> Result<Vec<(i64, String, Option<String>)>, sqlx::Error> {
+    use crate::plan::selection::quote_ident;
+    let c = &target.columns;
+    sqlx::query_as(crate::engine::binds::audited(&format!(
+        "SELECT count(*) OVER (), s.event_id, e.{error}::text FROM {SELECTION_TABLE} s \
+         JOIN {events} e ON e.{event_id}::text = s.event_id \
+         WHERE s.run_id = $1 AND e.{status}::text = $2 ORDER BY s.seq LIMIT $3",
+        error = quote_ident(&c.error_message),
+        events = quote_ident(&target.events_table),
+        event_id = quote_ident(&c.event_id),
+        status = quote_ident(&c.status),
+    )))
+    .bind(run_id)
+    .bind(status)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }

@@ -5,7 +5,7 @@ use crate::engine::binds::audited;
 use sqlx::{Acquire, PgConnection, PgPool, Postgres, Transaction};
 
 use crate::engine::error::RunError;
-use crate::engine::status::StepStatus;
+use crate::engine::state;
 use crate::plan::selection::quote_ident;
 
 /// A source of transactions for the steps, and where the run's bookkeeping lands.
@@ -41,6 +41,13 @@ pub trait Writes {
         touched: i64,
         done: bool,
     ) -> Result<bool, RunError>;
+    /// Records the frozen selection's size and digest in the freeze's transaction.
+    async fn record_selection(
+        conn: &mut PgConnection,
+        run_id: uuid::Uuid,
+        lease: i64,
+        frozen: &crate::engine::freeze::Frozen,
+    ) -> Result<(), RunError>;
     /// Proves, inside a transaction that writes the run's records (the frozen selection, a
     /// backup), that this executor still owns the run; a rehearsal owns nothing and proves nothing.
     async fn prove(conn: &mut PgConnection, run_id: uuid::Uuid, lease: i64)
@@ -63,7 +70,7 @@ pub struct Commit {
 
 impl Writes for Commit {
     fn selection_table(&self) -> &'static str {
-        "replay.selection"
+        state::SELECTION_TABLE
     }
 
     async fn begin(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
@@ -89,14 +96,9 @@ impl Writes for Commit {
     ) -> Result<bool, RunError> {
         let stop = Self::progress(conn, run_id, lease, step, checkpoint, touched, done).await?;
         // The batch's transaction id: rows whose `xmin` it is are still as this run left them.
-        sqlx::query(
-            "INSERT INTO replay.run_xids (run_id, xid) \
-             VALUES ($1, txid_current() % 4294967296) ON CONFLICT DO NOTHING",
-        )
-        .bind(run_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(RunError::db(format!("checkpointing step `{step}`")))?;
+        state::record_write_xid(conn, run_id)
+            .await
+            .map_err(RunError::db(format!("checkpointing step `{step}`")))?;
         Ok(stop)
     }
 
@@ -109,25 +111,22 @@ impl Writes for Commit {
         touched: i64,
         done: bool,
     ) -> Result<bool, RunError> {
-        let stop = crate::engine::state::fence(&mut *conn, run_id, lease).await?;
-        sqlx::query(
-            "UPDATE replay.step_runs SET checkpoint = $3, touched = $4, \
-             status = CASE WHEN $5 THEN $6 ELSE $7 END, \
-             started_at = coalesce(started_at, now()), \
-             finished_at = CASE WHEN $5 THEN now() END \
-             WHERE run_id = $1 AND step_id = $2",
-        )
-        .bind(run_id)
-        .bind(step)
-        .bind(checkpoint)
-        .bind(touched)
-        .bind(done)
-        .bind(StepStatus::Done)
-        .bind(StepStatus::Running)
-        .execute(&mut *conn)
-        .await
-        .map_err(RunError::db(format!("checkpointing step `{step}`")))?;
-        Ok(stop)
+        let progress = state::Checkpoint {
+            step,
+            checkpoint,
+            touched,
+            done,
+        };
+        state::checkpoint_step(conn, run_id, lease, &progress).await
+    }
+
+    async fn record_selection(
+        conn: &mut PgConnection,
+        run_id: uuid::Uuid,
+        lease: i64,
+        frozen: &crate::engine::freeze::Frozen,
+    ) -> Result<(), RunError> {
+        state::record_selection(conn, run_id, lease, frozen).await
     }
 
     async fn prove(
@@ -135,9 +134,7 @@ impl Writes for Commit {
         run_id: uuid::Uuid,
         lease: i64,
     ) -> Result<(), RunError> {
-        crate::engine::state::fence(conn, run_id, lease)
-            .await
-            .map(|_| ())
+        state::fence(conn, run_id, lease).await.map(|_| ())
     }
 
     async fn snapshot(
@@ -148,37 +145,7 @@ impl Writes for Commit {
         select_rows: &str,
         binds: &[crate::plan::selection::Bind],
     ) -> Result<(i64, String), sqlx::Error> {
-        let n = binds.len();
-        let insert = format!(
-            "INSERT INTO replay.backup_rows (run_id, table_name, key, row_data) \
-             SELECT ${}, ${}, s.key, s.row_data FROM ({select_rows}) s",
-            n + 1,
-            n + 2
-        );
-        let query = super::binds::bind_all(sqlx::query(audited(&insert)), binds)
-            .bind(run_id)
-            .bind(table);
-        query.execute(&mut *conn).await?;
-        let (rows, checksum): (i64, String) = sqlx::query_as(
-            "SELECT count(*), coalesce(md5(string_agg(row_data::text, '' ORDER BY key)), '') \
-             FROM replay.backup_rows WHERE run_id = $1 AND table_name = $2",
-        )
-        .bind(run_id)
-        .bind(table)
-        .fetch_one(&mut *conn)
-        .await?;
-        sqlx::query(
-            "INSERT INTO replay.backups (run_id, table_name, key_column, row_count, checksum) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(run_id)
-        .bind(table)
-        .bind(key_column)
-        .bind(rows)
-        .bind(&checksum)
-        .execute(conn)
-        .await?;
-        Ok((rows, checksum))
+        state::snapshot_backup(conn, run_id, table, key_column, select_rows, binds).await
     }
 }
 
@@ -247,6 +214,15 @@ impl Writes for Rehearse {
         _done: bool,
     ) -> Result<bool, RunError> {
         Ok(false)
+    }
+
+    async fn record_selection(
+        _conn: &mut PgConnection,
+        _run_id: uuid::Uuid,
+        _lease: i64,
+        _frozen: &crate::engine::freeze::Frozen,
+    ) -> Result<(), RunError> {
+        Ok(())
     }
 
     async fn prove(

@@ -684,7 +684,7 @@ async fn purge_queue_step_empties_the_queue(pool: PgPool) -> anyhow::Result<()> 
 }
 
 #[sqlx::test(migrations = false)]
-async fn a_run_killed_between_freezing_and_recording_the_size_resumes(
+async fn a_run_killed_right_after_the_freeze_resumes_the_same_selection(
     pool: PgPool,
 ) -> anyhow::Result<()> {
     use replay::engine::{freeze, state, writes::Commit};
@@ -716,7 +716,7 @@ async fn a_run_killed_between_freezing_and_recording_the_size_resumes(
         lease.token,
     )
     .await?;
-    assert!(frozen > 0);
+    assert!(frozen.selected > 0);
     // The process that froze is gone: its lease with it.
     lease.release(&pool).await;
     let worker = Worker::start(pool.clone(), AMQP, unique_worker()).await?;
@@ -738,13 +738,17 @@ async fn a_run_killed_between_freezing_and_recording_the_size_resumes(
         "the same run resumed"
     );
     assert_eq!(
-        report.selected, frozen,
+        report.selected, frozen.selected,
         "the selection was frozen once, not twice"
+    );
+    assert_eq!(
+        report.selection_digest, frozen.digest,
+        "the digest recorded with the freeze is the one reported"
     );
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM replay.selection")
         .fetch_one(&pool)
         .await?;
-    assert_eq!(rows as u64, frozen);
+    assert_eq!(rows as u64, frozen.selected);
     Ok(())
 }
 
