@@ -1034,6 +1034,22 @@ pub struct Checkpoint<'s> {
     pub checkpoint: i64,
     pub touched: i64,
     pub done: bool,
+    /// The batch changed rows of the target (a reset, a `sql` step): its transaction id joins
+    /// the run's.
+    pub wrote_rows: bool,
+}
+
+impl<'s> Checkpoint<'s> {
+    /// A step that is done, having written no target rows in this transaction.
+    pub fn finished(step: &'s str, touched: i64) -> Checkpoint<'s> {
+        Checkpoint {
+            step,
+            checkpoint: 0,
+            touched,
+            done: true,
+            wrote_rows: false,
+        }
+    }
 }
 
 /// Records the current transaction as one of the run's writes: rows whose `xmin` it is are still

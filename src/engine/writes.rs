@@ -20,26 +20,13 @@ pub trait Writes {
     async fn begin_read_only(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error>;
     /// Records a step's checkpoint inside the batch's transaction, fenced by the lease's token
     /// (a lost lease fails it, so the batch rolls back); says whether `replay stop` asked the run
-    /// to stop (read in the same transaction, so the stop lands on this boundary).
+    /// to stop (read in the same transaction, so the stop lands on this boundary). A batch that
+    /// wrote target rows also records its transaction id, for compare-and-restore.
     async fn checkpoint(
         conn: &mut PgConnection,
         run_id: uuid::Uuid,
         lease: i64,
-        step: &str,
-        checkpoint: i64,
-        touched: i64,
-        done: bool,
-    ) -> Result<bool, RunError>;
-    /// A checkpoint of a step that changes no rows of the target (a publish): as `checkpoint`,
-    /// without recording the transaction as one of the run's writes.
-    async fn progress(
-        conn: &mut PgConnection,
-        run_id: uuid::Uuid,
-        lease: i64,
-        step: &str,
-        checkpoint: i64,
-        touched: i64,
-        done: bool,
+        at: &state::Checkpoint<'_>,
     ) -> Result<bool, RunError>;
     /// Records the frozen selection's size and digest in the freeze's transaction.
     async fn record_selection(
@@ -89,35 +76,16 @@ impl Writes for Commit {
         conn: &mut PgConnection,
         run_id: uuid::Uuid,
         lease: i64,
-        step: &str,
-        checkpoint: i64,
-        touched: i64,
-        done: bool,
+        at: &state::Checkpoint<'_>,
     ) -> Result<bool, RunError> {
-        let stop = Self::progress(conn, run_id, lease, step, checkpoint, touched, done).await?;
-        // The batch's transaction id: rows whose `xmin` it is are still as this run left them.
-        state::record_write_xid(conn, run_id)
-            .await
-            .map_err(RunError::db(format!("checkpointing step `{step}`")))?;
+        let stop = state::checkpoint_step(&mut *conn, run_id, lease, at).await?;
+        if at.wrote_rows {
+            // Rows whose `xmin` is this transaction's are still as this run left them.
+            state::record_write_xid(conn, run_id)
+                .await
+                .map_err(RunError::db(format!("checkpointing step `{}`", at.step)))?;
+        }
         Ok(stop)
-    }
-
-    async fn progress(
-        conn: &mut PgConnection,
-        run_id: uuid::Uuid,
-        lease: i64,
-        step: &str,
-        checkpoint: i64,
-        touched: i64,
-        done: bool,
-    ) -> Result<bool, RunError> {
-        let progress = state::Checkpoint {
-            step,
-            checkpoint,
-            touched,
-            done,
-        };
-        state::checkpoint_step(conn, run_id, lease, &progress).await
     }
 
     async fn record_selection(
@@ -196,22 +164,7 @@ impl Writes for Rehearse {
         _conn: &mut PgConnection,
         _run_id: uuid::Uuid,
         _lease: i64,
-        _step: &str,
-        _checkpoint: i64,
-        _touched: i64,
-        _done: bool,
-    ) -> Result<bool, RunError> {
-        Ok(false)
-    }
-
-    async fn progress(
-        _conn: &mut PgConnection,
-        _run_id: uuid::Uuid,
-        _lease: i64,
-        _step: &str,
-        _checkpoint: i64,
-        _touched: i64,
-        _done: bool,
+        _at: &state::Checkpoint<'_>,
     ) -> Result<bool, RunError> {
         Ok(false)
     }

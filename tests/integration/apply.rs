@@ -683,21 +683,25 @@ async fn purge_queue_step_empties_the_queue(pool: PgPool) -> anyhow::Result<()> 
     Ok(())
 }
 
-#[sqlx::test(migrations = false)]
-async fn a_run_killed_right_after_the_freeze_resumes_the_same_selection(
-    pool: PgPool,
-) -> anyhow::Result<()> {
-    use replay::engine::{freeze, state, writes::Commit};
-    broken_world(&pool).await?;
+/// A broken Habitat and a reset of its failed events, with a run started (and its lease held)
+/// the way `apply` starts one.
+async fn a_run_of_a_reset(
+    pool: &PgPool,
+) -> anyhow::Result<(
+    replay::plan::Plan,
+    replay::engine::state::OpenRun,
+    replay::engine::state::Lease,
+)> {
+    use replay::engine::state;
+    broken_world(pool).await?;
     let plan = load(
         "plans/reset-stuck-events.yaml",
         |t| t.replace("status: [processing]", "status: [error]"),
         &["older_than=1s"],
     )?;
-    // What a process killed right after the freeze committed leaves behind.
-    state::migrate(&pool).await?;
+    state::migrate(pool).await?;
     let state::Acquired::Run { run, lease } = state::acquire(
-        &pool,
+        pool,
         &plan,
         "test",
         std::time::Duration::from_secs(30),
@@ -709,6 +713,16 @@ async fn a_run_killed_right_after_the_freeze_resumes_the_same_selection(
     else {
         anyhow::bail!("a fresh database has no other run of the plan");
     };
+    Ok((plan, run, lease))
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_run_killed_right_after_the_freeze_resumes_the_same_selection(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    use replay::engine::{freeze, writes::Commit};
+    // What a process killed right after the freeze committed leaves behind.
+    let (plan, run, lease) = a_run_of_a_reset(&pool).await?;
     let frozen = freeze::freeze(
         &mut Commit { pool: pool.clone() },
         &plan,
@@ -756,26 +770,7 @@ async fn a_run_killed_right_after_the_freeze_resumes_the_same_selection(
 async fn a_recorded_status_only_moves_forward(pool: PgPool) -> anyhow::Result<()> {
     use replay::engine::state;
     use replay::engine::status::RunStatus;
-    broken_world(&pool).await?;
-    let plan = load(
-        "plans/reset-stuck-events.yaml",
-        |t| t.replace("status: [processing]", "status: [error]"),
-        &["older_than=1s"],
-    )?;
-    state::migrate(&pool).await?;
-    let state::Acquired::Run { run, lease } = state::acquire(
-        &pool,
-        &plan,
-        "test",
-        std::time::Duration::from_secs(30),
-        false,
-        false,
-        None,
-    )
-    .await?
-    else {
-        anyhow::bail!("a fresh database has no other run of the plan");
-    };
+    let (_, run, lease) = a_run_of_a_reset(&pool).await?;
     let recorded = |pool: PgPool| async move {
         anyhow::Ok(
             state::status_of(&pool, run.id)

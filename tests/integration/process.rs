@@ -166,6 +166,19 @@ pub async fn bound_queue(name: &str) -> anyhow::Result<Amqp> {
     Ok(conn)
 }
 
+/// Drains a run's messages and checks that every one of the `total` selected events arrived;
+/// returns how many arrived more than once.
+pub async fn drain_each_once_at_least(queue: &str, total: i64) -> anyhow::Result<usize> {
+    let ids = drain_ids(queue, total as usize).await?;
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    anyhow::ensure!(
+        distinct.len() as i64 == total,
+        "{} of the {total} selected events were published",
+        distinct.len()
+    );
+    Ok(ids.len() - distinct.len())
+}
+
 pub async fn drain_ids(queue: &str, expect_at_least: usize) -> anyhow::Result<Vec<String>> {
     // A fresh connection: the run may have taken long enough for an idle one to be dropped.
     let conn = Amqp::connect(AMQP, ConnectionProperties::default()).await?;

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::engine::binds::BindScope;
 use crate::engine::error::RunError;
 use crate::engine::events::{Reporter, RunEvent};
+use crate::engine::state::Checkpoint;
+use crate::engine::writes::Writes;
 use crate::plan::Plan;
 
 /// Set by SIGINT/SIGTERM (or `replay stop`); steps stop at the next batch boundary.
@@ -52,6 +54,20 @@ impl StepContext<'_> {
         if requested {
             self.cancel.cancel();
         }
+    }
+
+    /// Records a checkpoint in a transaction of its own: for a step with nothing else to commit
+    /// with it (a wait, a purge, a single message, an empty step).
+    pub async fn checkpoint_alone<W: Writes>(
+        &self,
+        writes: &mut W,
+        at: Checkpoint<'_>,
+    ) -> Result<(), RunError> {
+        let fail = |e: sqlx::Error| self.db_failed(at.step, at.checkpoint as u64, e);
+        let mut tx = writes.begin().await.map_err(fail)?;
+        let stop = W::checkpoint(&mut tx, self.run_id, self.lease, &at).await?;
+        self.note_stop(stop);
+        tx.commit().await.map_err(fail)
     }
 
     pub fn emit(&mut self, event: RunEvent) {

@@ -12,6 +12,7 @@ use crate::engine::broker::Broker;
 use crate::engine::error::{BrokerError, RunError};
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
+use crate::engine::state::Checkpoint;
 use crate::engine::writes::Writes;
 use crate::plan::model::{PublishEach, PublishStep};
 
@@ -47,14 +48,22 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
                 .await
                 .map_err(|e| refused_or_lost(ctx, &step.id, 0, e))?;
         }
-        record(ctx, writes, &step.id, 1, 1, true).await?;
+        let at = Checkpoint {
+            checkpoint: 1,
+            ..Checkpoint::finished(&step.id, 1)
+        };
+        ctx.checkpoint_alone(writes, at).await?;
         return Ok(1);
     }
 
     let total = ctx.limit as i64;
     let base_touched = touched - checkpoint;
     if checkpoint >= total {
-        record(ctx, writes, &step.id, checkpoint, touched, true).await?;
+        let at = Checkpoint {
+            checkpoint,
+            ..Checkpoint::finished(&step.id, touched)
+        };
+        ctx.checkpoint_alone(writes, at).await?;
         return Ok(touched as u64);
     }
     let window = i64::from(raw.rate_limit.confirms_in_flight).max(1);
@@ -275,11 +284,16 @@ async fn keep<W: Writes>(
                 && (confirmed - checkpointed >= due || p.waiting.get() || finished)
             {
                 let done = confirmed >= span.total;
-                let touched = span.base_touched + confirmed;
+                let at = Checkpoint {
+                    step,
+                    checkpoint: confirmed,
+                    touched: span.base_touched + confirmed,
+                    done,
+                    wrote_rows: false,
+                };
                 let fail = |e: sqlx::Error| shared.ctx.borrow().db_failed(step, checkpointed as u64, e);
                 let mut tx = writes.begin().await.map_err(fail)?;
-                let stop =
-                    W::progress(&mut tx, run_id, lease, step, confirmed, touched, done).await?;
+                let stop = W::checkpoint(&mut tx, run_id, lease, &at).await?;
                 tx.commit().await.map_err(fail)?;
                 p.checkpointed.set(confirmed);
                 p.recorded.notify_one();
@@ -367,24 +381,6 @@ fn refused_or_lost(ctx: &StepContext<'_>, step: &str, confirmed: i64, e: BrokerE
         }
         other => RunError::Broker(other),
     }
-}
-
-async fn record<W: Writes>(
-    ctx: &StepContext<'_>,
-    writes: &mut W,
-    step: &str,
-    checkpoint: i64,
-    touched: i64,
-    done: bool,
-) -> Result<(), RunError> {
-    let fail = |e: sqlx::Error| ctx.db_failed(step, checkpoint as u64, e);
-    let mut tx = writes.begin().await.map_err(fail)?;
-    let stop = W::checkpoint(
-        &mut tx, ctx.run_id, ctx.lease, step, checkpoint, touched, done,
-    )
-    .await?;
-    ctx.note_stop(stop);
-    tx.commit().await.map_err(fail)
 }
 
 /// Holds publishing while the worker's queue is deeper than the plan allows.

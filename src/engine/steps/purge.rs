@@ -2,6 +2,7 @@
 
 use crate::engine::broker::Broker;
 use crate::engine::error::RunError;
+use crate::engine::state::Checkpoint;
 use crate::engine::writes::Writes;
 use crate::plan::model::PurgeQueueStep;
 
@@ -14,19 +15,7 @@ pub async fn run<W: Writes, B: Broker>(
     step: &PurgeQueueStep,
 ) -> Result<u64, RunError> {
     let purged = broker.purge(&step.queue).await?;
-    let fail = |e: sqlx::Error| ctx.db_failed(&step.id, 0, e);
-    let mut tx = writes.begin().await.map_err(fail)?;
-    let stop = W::checkpoint(
-        &mut tx,
-        ctx.run_id,
-        ctx.lease,
-        &step.id,
-        0,
-        purged as i64,
-        true,
-    )
-    .await?;
-    ctx.note_stop(stop);
-    tx.commit().await.map_err(fail)?;
+    ctx.checkpoint_alone(writes, Checkpoint::finished(&step.id, purged as i64))
+        .await?;
     Ok(purged)
 }

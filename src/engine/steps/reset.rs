@@ -4,6 +4,7 @@ use crate::engine::binds::audited;
 use crate::engine::error::RunError;
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
+use crate::engine::state::Checkpoint;
 use crate::engine::writes::Writes;
 use crate::plan::model::ResetStep;
 use crate::plan::selection::quote_ident;
@@ -54,16 +55,14 @@ pub async fn run<W: Writes, C: Clock>(
             .map_err(fail)?
             .rows_affected() as i64;
         touched += rows;
-        let stop = W::checkpoint(
-            &mut tx,
-            ctx.run_id,
-            ctx.lease,
-            &step.id,
-            upto,
+        let at = Checkpoint {
+            step: &step.id,
+            checkpoint: upto,
             touched,
-            upto >= total,
-        )
-        .await?;
+            done: upto >= total,
+            wrote_rows: true,
+        };
+        let stop = W::checkpoint(&mut tx, ctx.run_id, ctx.lease, &at).await?;
         ctx.note_stop(stop);
         tx.commit().await.map_err(fail)?;
         done = upto;
@@ -74,15 +73,8 @@ pub async fn run<W: Writes, C: Clock>(
         });
     }
     if total == 0 {
-        let mut tx = writes
-            .begin()
-            .await
-            .map_err(RunError::db("finishing an empty step"))?;
-        let stop = W::checkpoint(&mut tx, ctx.run_id, ctx.lease, &step.id, 0, 0, true).await?;
-        ctx.note_stop(stop);
-        tx.commit()
-            .await
-            .map_err(RunError::db("finishing an empty step"))?;
+        ctx.checkpoint_alone(writes, Checkpoint::finished(&step.id, 0))
+            .await?;
     }
     Ok(touched as u64)
 }

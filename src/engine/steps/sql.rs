@@ -5,6 +5,7 @@ use crate::engine::binds::bind_all;
 use crate::engine::error::RunError;
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
+use crate::engine::state::Checkpoint;
 use crate::engine::writes::Writes;
 use crate::plan::model::{SqlEach, SqlStep};
 use crate::plan::prepared::SqlSite;
@@ -89,16 +90,14 @@ pub async fn run<W: Writes, C: Clock>(
         }
         touched += rows as i64;
         executed += 1;
-        let stop = W::checkpoint(
-            &mut tx,
-            ctx.run_id,
-            ctx.lease,
-            &step.id,
-            upto.max(1),
+        let at = Checkpoint {
+            step: &step.id,
+            checkpoint: upto.max(1),
             touched,
-            executed >= ranges,
-        )
-        .await?;
+            done: executed >= ranges,
+            wrote_rows: true,
+        };
+        let stop = W::checkpoint(&mut tx, ctx.run_id, ctx.lease, &at).await?;
         ctx.note_stop(stop);
         tx.commit()
             .await

@@ -8,6 +8,7 @@ use crate::engine::broker::Broker;
 use crate::engine::error::RunError;
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
+use crate::engine::state::Checkpoint;
 use crate::engine::writes::Writes;
 use crate::plan::duration;
 use crate::plan::model::WaitStep;
@@ -99,10 +100,7 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
             break;
         }
     }
-    let fail = |e: sqlx::Error| ctx.db_failed(&step.id, 0, e);
-    let mut tx = writes.begin().await.map_err(fail)?;
-    let stop = W::checkpoint(&mut tx, ctx.run_id, ctx.lease, &step.id, 0, 0, true).await?;
-    ctx.note_stop(stop);
-    tx.commit().await.map_err(fail)?;
+    ctx.checkpoint_alone(writes, Checkpoint::finished(&step.id, 0))
+        .await?;
     Ok(0)
 }
