@@ -34,13 +34,7 @@ impl Publisher {
     /// Connects and declares `exchange` as a durable topic exchange (what the worker expects).
     pub async fn connect(amqp_url: &str, exchange: &str) -> Result<Publisher, HabitatError> {
         let name = short_string("exchange", exchange)?;
-        let connection = Connection::connect(amqp_url, ConnectionProperties::default())
-            .await
-            .context("connect to RabbitMQ")?;
-        let channel = connection
-            .create_channel()
-            .await
-            .context("open a channel")?;
+        let (connection, channel) = open_channel(amqp_url).await?;
         declare_exchange(&channel, name, exchange).await?;
         // Confirms make "published" mean "the broker has it", so tests and benchmarks can
         // count on every event reaching the queue.
@@ -126,6 +120,20 @@ impl Publisher {
             .await
             .context("close the RabbitMQ connection")
     }
+}
+
+/// A connection to RabbitMQ and a channel on it.
+pub(super) async fn open_channel(
+    amqp_url: &str,
+) -> Result<(Connection, lapin::Channel), HabitatError> {
+    let connection = Connection::connect(amqp_url, ConnectionProperties::default())
+        .await
+        .context("connect to RabbitMQ")?;
+    let channel = connection
+        .create_channel()
+        .await
+        .context("open a channel")?;
+    Ok((connection, channel))
 }
 
 /// Declares Habitat's exchange as the worker and the runbook expect it: a durable topic exchange.

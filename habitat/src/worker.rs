@@ -16,7 +16,7 @@ use lapin::options::{
     QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, message::Delivery};
+use lapin::{Channel, Connection, message::Delivery};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
@@ -209,13 +209,7 @@ impl Worker {
         let queue = short_string("queue", &config.queue)?;
         let consumer_tag = format!("habitat-worker-{}", Uuid::new_v4().simple());
 
-        let connection = Connection::connect(amqp_url, ConnectionProperties::default())
-            .await
-            .context("connect to RabbitMQ")?;
-        let channel = connection
-            .create_channel()
-            .await
-            .context("open a channel")?;
+        let (connection, channel) = super::publisher::open_channel(amqp_url).await?;
         channel
             .basic_qos(config.prefetch, BasicQosOptions::default())
             .await
