@@ -8,7 +8,6 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::engine::binds::BindScope;
-use crate::engine::broker::Amqp;
 use crate::engine::connection::{Connection, check_tables};
 use crate::engine::error::{FaultClass, RunError};
 use crate::engine::events::{Reporter, RunEvent};
@@ -328,19 +327,9 @@ impl Driver<'_> {
             self.gated.set(true);
         }
         // Every exchange and queue the plan names must exist before the first write.
-        let mut broker = match plan.needs_broker {
-            true => {
-                let mut amqp = Amqp::connect(
-                    &self.connection.amqp_url,
-                    run.id.to_string(),
-                    plan.raw.name.clone(),
-                )
+        let mut broker =
+            crate::engine::broker::connect_for(plan, &self.connection.amqp_url, run.id.to_string())
                 .await?;
-                crate::engine::broker::check_objects(&mut amqp, plan).await?;
-                Some(amqp)
-            }
-            false => None,
-        };
         capture_before(plan, pool, &scope, run.id).await?;
         if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref())
             && !state::logged(pool, run.id, "pg_dump").await?

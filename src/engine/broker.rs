@@ -374,6 +374,21 @@ impl<B: Broker> Broker for Option<B> {
     }
 }
 
+/// The broker a run needs, connected, with every exchange and queue its plan names checked;
+/// none for a plan that needs no broker. Run before the first write, applied or rehearsed.
+pub async fn connect_for(
+    plan: &crate::plan::Plan,
+    url: &str,
+    run_label: String,
+) -> Result<Option<Amqp>, BrokerError> {
+    if !plan.needs_broker {
+        return Ok(None);
+    }
+    let mut amqp = Amqp::connect(url, run_label, plan.raw.name.clone()).await?;
+    check_objects(&mut amqp, plan).await?;
+    Ok(Some(amqp))
+}
+
 /// Checks, passively and before the first write, that every exchange and queue the plan names
 /// exists: the exchanges of its publish steps, the queues of its waits, purges and throttle.
 pub async fn check_objects<B: Broker>(

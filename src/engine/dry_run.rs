@@ -4,7 +4,7 @@
 //! and no message is sent; the executor's schema is not needed.
 
 use crate::engine::binds::BindScope;
-use crate::engine::broker::{Amqp, Recorder};
+use crate::engine::broker::Recorder;
 use crate::engine::connection::{Connection, check_tables};
 use crate::engine::error::RunError;
 use crate::engine::events::{Reporter, RunEvent};
@@ -52,21 +52,9 @@ pub async fn dry_run(
     for snapshot in backup::take(&mut writes, plan, &scope, run_id, 0, &[]).await? {
         report.backups.push(snapshot);
     }
-    let amqp = match plan.needs_broker {
-        true => Some(
-            Amqp::connect(
-                &connection.amqp_url,
-                "dry-run".into(),
-                plan.raw.name.clone(),
-            )
-            .await?,
-        ),
-        false => None,
-    };
+    let amqp =
+        crate::engine::broker::connect_for(plan, &connection.amqp_url, "dry-run".into()).await?;
     let mut broker = Recorder::new(amqp, SAMPLE);
-    if plan.needs_broker {
-        crate::engine::broker::check_objects(&mut broker, plan).await?;
-    }
     // The verification queries' values now, before anything is rehearsed: what the run starts
     // from. They are shown, not judged (nothing has been processed yet).
     for (i, v) in plan.raw.verify.iter().enumerate() {
