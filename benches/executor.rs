@@ -14,7 +14,7 @@
 //!
 //! `cargo bench --bench executor` runs them all; `cargo bench --bench executor -- reset publish`
 //! only the parts named (`-- generate` only the data; with `REPLAY_BENCH_KEEP=1` the scratch
-//! database is kept, for profiling by hand). With a target dir shared by several worktrees, cargo may take
+//! database, exchange and queue are kept, for profiling by hand). With a target dir shared by several worktrees, cargo may take
 //! another worktree's newer build of the crate for fresh (its fingerprints compare mtimes of
 //! workspace-relative paths): `touch` this worktree's `src/**/*.rs` first to be sure the timed
 //! binary is built from them.
@@ -127,7 +127,16 @@ async fn run() -> anyhow::Result<()> {
             broker,
         };
         let result = bench.all().await;
-        let cleanup = bench.broker.delete().await;
+        let cleanup = match std::env::var_os("REPLAY_BENCH_KEEP") {
+            Some(_) => {
+                println!(
+                    "kept exchange `{}` and queue `{}`",
+                    bench.broker.exchange, bench.broker.queue
+                );
+                Ok(())
+            }
+            None => bench.broker.delete().await,
+        };
         pool.close().await;
         result.and(cleanup)
     }

@@ -328,8 +328,7 @@ impl Driver<'_> {
         }
         // Every exchange and queue the plan names must exist before the first write.
         let mut broker =
-            crate::engine::broker::connect_for(plan, &self.connection.amqp_url, run.id.to_string())
-                .await?;
+            crate::engine::broker::connect_for(plan, &self.connection.amqp_url).await?;
         capture_before(plan, pool, &scope, run.id).await?;
         if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref())
             && !state::logged(pool, run.id, "pg_dump").await?

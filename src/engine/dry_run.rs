@@ -52,8 +52,7 @@ pub async fn dry_run(
     for snapshot in backup::take(&mut writes, plan, &scope, run_id, 0, &[]).await? {
         report.backups.push(snapshot);
     }
-    let amqp =
-        crate::engine::broker::connect_for(plan, &connection.amqp_url, "dry-run".into()).await?;
+    let amqp = crate::engine::broker::connect_for(plan, &connection.amqp_url).await?;
     let mut broker = Recorder::new(amqp, SAMPLE);
     // The verification queries' values now, before anything is rehearsed: what the run starts
     // from. They are shown, not judged (nothing has been processed yet).

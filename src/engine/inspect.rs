@@ -257,7 +257,7 @@ pub async fn queue_depths(
     amqp_url: &str,
     queues: &[String],
 ) -> Result<Vec<QueueDepth>, BrokerError> {
-    let mut amqp = Amqp::connect(amqp_url, String::new(), "inspect".into()).await?;
+    let mut amqp = Amqp::connect(amqp_url).await?;
     let mut out = Vec::with_capacity(queues.len());
     for queue in queues {
         let depth = amqp.queue_depth(queue).await;

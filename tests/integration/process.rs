@@ -180,6 +180,24 @@ pub async fn drain_each_once_at_least(queue: &str, total: i64) -> anyhow::Result
 }
 
 pub async fn drain_ids(queue: &str, expect_at_least: usize) -> anyhow::Result<Vec<String>> {
+    drain_with(queue, expect_at_least, |delivery| {
+        delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    })
+    .await
+}
+
+/// Consumes every message of a test's queue (then deletes the queue and its exchange of the same
+/// name), reading each with `read`.
+pub async fn drain_with<T>(
+    queue: &str,
+    expect_at_least: usize,
+    read: impl Fn(&lapin::message::Delivery) -> T,
+) -> anyhow::Result<Vec<T>> {
     // A fresh connection: the run may have taken long enough for an idle one to be dropped.
     let conn = Amqp::connect(AMQP, ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
@@ -202,14 +220,7 @@ pub async fn drain_ids(queue: &str, expect_at_least: usize) -> anyhow::Result<Ve
         match tokio::time::timeout(wait, consumer.next()).await {
             Ok(Some(delivery)) => {
                 let delivery = delivery?;
-                ids.push(
-                    delivery
-                        .properties
-                        .message_id()
-                        .as_ref()
-                        .map(|s| s.to_string())
-                        .unwrap_or_default(),
-                );
+                ids.push(read(&delivery));
                 delivery.ack(BasicAckOptions::default()).await?;
             }
             _ => break,

@@ -628,3 +628,69 @@ async fn replay_rollback_force_restores_rows_changed_since_too(pool: PgPool) -> 
     );
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn messages_carry_only_the_headers_the_plan_names(pool: PgPool) -> anyhow::Result<()> {
+    let total = world(&pool, 40).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    for tagged in [false, true] {
+        let name = format!("test-headers-{}", uuid::Uuid::new_v4().simple());
+        let _topology = bound_queue(&name).await?;
+        let headers = match tagged {
+            true => ", headers: { x-replay-run: \"{{ run.id }}\" }",
+            false => "",
+        };
+        let plan = plan_file(
+            &dir,
+            &name,
+            &format!(
+                "target: {{ exchange: {name} }}\nselect: {{ status: [error] }}\n\
+                 steps:\n  - {{ id: republish, kind: publish{headers} }}\n"
+            ),
+        );
+        let out = run(&["apply", plan.to_str().unwrap_or_default()], &url);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let run_id: uuid::Uuid =
+            sqlx::query_scalar("SELECT id FROM replay.runs WHERE plan_name = $1")
+                .bind(&name)
+                .fetch_one(&pool)
+                .await?;
+        let seen = drain_with(&name, total as usize, |d| {
+            d.properties.headers().as_ref().map(|h| {
+                h.inner()
+                    .iter()
+                    .map(|(k, v)| {
+                        let value = match v {
+                            lapin::types::AMQPValue::LongString(s) => s.to_string(),
+                            other => format!("{other:?}"),
+                        };
+                        (k.to_string(), value)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .await?;
+        assert_eq!(seen.len() as i64, total, "every selected event published");
+        for headers in seen {
+            match tagged {
+                true => {
+                    let headers = headers.unwrap_or_default();
+                    assert_eq!(
+                        headers.len(),
+                        1,
+                        "only the header the plan names: {headers:?}"
+                    );
+                    assert_eq!(headers[0].0, "x-replay-run");
+                    assert_eq!(headers[0].1, run_id.to_string(), "tagged with its run");
+                }
+                false => assert_eq!(headers, None, "no header unless the plan names one"),
+            }
+        }
+    }
+    Ok(())
+}
