@@ -7,7 +7,8 @@
 //!    run by `psql`;
 //! 2. `publish`: the same 100,000 events with confirms vs a bare lapin publisher (this binary,
 //!    re-run as a child) streaming them out of PostgreSQL with the same sliding confirm window
-//!    (500 and 1,000), and vs a script confirming message by message;
+//!    (500 and 1,000), and vs a script confirming message by message; and what two headers on
+//!    every message cost the bare publisher;
 //! 3. `memory`: peak RSS of `replay apply` for 10,000 and 1,000,000 selected events;
 //! 4. `paced`: achieved events/s of a plan paced at 500/s for about 30 s;
 //! 5. `dry-run`: whole-process time and peak RSS of a dry-run of a reset over all 1,000,000 events.
@@ -446,6 +447,7 @@ impl Bench {
         &self,
         window: usize,
         limit: Option<(usize, Duration)>,
+        headers: bool,
     ) -> anyhow::Result<(u64, f64)> {
         let (count, budget) = limit.map_or((0, 0.0), |(n, b)| (n, b.as_secs_f64()));
         let started = Instant::now();
@@ -457,6 +459,7 @@ impl Bench {
             .arg(window.to_string())
             .arg(count.to_string())
             .arg(budget.to_string())
+            .arg(if headers { "headers" } else { "bare" })
             .stdin(Stdio::null())
             .output()
             .await
@@ -525,6 +528,7 @@ impl Bench {
         let mut bare = vec![Vec::new(); windows.len()];
         let mut peak = vec![None; windows.len()];
         let mut detail = vec![Vec::new(); windows.len()];
+        let mut with_headers = Vec::new();
         for _ in 0..ROUNDS {
             for (i, &w) in windows.iter().enumerate() {
                 self.broker.purge().await?;
@@ -536,15 +540,22 @@ impl Bench {
                 detail[i].push(a.split());
 
                 self.broker.purge().await?;
-                let (n, secs) = self.bare_publish(w as usize, None).await?;
+                let (n, secs) = self.bare_publish(w as usize, None, false).await?;
                 ensure!(n == SUBSET, "bare publisher sent {n}");
                 self.broker.expect_depth(SUBSET).await?;
                 bare[i].push(n as f64 / secs);
             }
+            // What a header table on every message costs the broker (why replay sends none
+            // unless the plan names them).
+            self.broker.purge().await?;
+            let (n, secs) = self.bare_publish(500, None, true).await?;
+            ensure!(n == SUBSET, "bare publisher with headers sent {n}");
+            self.broker.expect_depth(SUBSET).await?;
+            with_headers.push(n as f64 / secs);
         }
         self.broker.purge().await?;
         let (n, secs) = self
-            .bare_publish(1, Some((SCRIPT_EVENTS, SCRIPT_BUDGET)))
+            .bare_publish(1, Some((SCRIPT_EVENTS, SCRIPT_BUDGET)), false)
             .await?;
         self.broker.expect_depth(n).await?;
         self.broker.purge().await?;
@@ -572,6 +583,12 @@ impl Bench {
                 verdict(r / script >= 20.0)
             );
         }
+        let (b, h) = (median(&bare[0]), median(&with_headers));
+        println!(
+            "2c. bare lapin publisher, 500 in flight: {h:.0} msg/s with two headers on every \
+             message vs {b:.0} msg/s without = {:.2}x",
+            h / b
+        );
         Ok(peak[1])
     }
 
@@ -918,14 +935,38 @@ impl Topology {
 const BARE_PUBLISHER: &str = "bare-publisher";
 
 /// The child process of the publish baseline: `executor bare-publisher DATABASE_URL AMQP_URL
-/// EXCHANGE WINDOW LIMIT BUDGET_SECS` connects to both, streams the `error` events out of
+/// EXCHANGE WINDOW LIMIT BUDGET_SECS bare|headers` connects to both, streams the `error` events out of
 /// PostgreSQL and publishes them persistent and mandatory, at most `WINDOW` unconfirmed (1: wait
 /// for each confirm, like a simple script); stops after `LIMIT` messages or `BUDGET_SECS` when
-/// `LIMIT` is not 0. Prints how many it sent.
+/// `LIMIT` is not 0; with `headers`, every message also carries two headers of the size of
+/// replay's former run and plan tags. Prints how many it sent.
 async fn bare_publisher(args: &[String]) -> anyhow::Result<()> {
-    let [database_url, amqp_url, exchange, window, limit, budget] = args else {
-        bail!("usage: {BARE_PUBLISHER} DATABASE_URL AMQP_URL EXCHANGE WINDOW LIMIT BUDGET_SECS");
+    let [
+        database_url,
+        amqp_url,
+        exchange,
+        window,
+        limit,
+        budget,
+        headers,
+    ] = args
+    else {
+        bail!(
+            "usage: {BARE_PUBLISHER} DATABASE_URL AMQP_URL EXCHANGE WINDOW LIMIT BUDGET_SECS bare|headers"
+        );
     };
+    let headers = (headers == "headers").then(|| {
+        let mut table = FieldTable::default();
+        table.insert(
+            "x-replay-run".into(),
+            lapin::types::AMQPValue::LongString(Uuid::new_v4().to_string().into()),
+        );
+        table.insert(
+            "x-replay-plan".into(),
+            lapin::types::AMQPValue::LongString("bench-publish-500".into()),
+        );
+        table
+    });
     let window: usize = window.parse()?;
     let limit = match limit.parse::<usize>()? {
         0 => None,
@@ -958,10 +999,13 @@ async fn bare_publisher(args: &[String]) -> anyhow::Result<()> {
         while in_flight.len() >= window {
             settle(in_flight.pop_front()).await?;
         }
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_message_id(event_id.into())
             .with_delivery_mode(2)
             .with_content_type("application/json".into());
+        if let Some(table) = &headers {
+            properties = properties.with_headers(table.clone());
+        }
         let confirm = channel
             .basic_publish(
                 exchange.clone(),

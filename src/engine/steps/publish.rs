@@ -275,8 +275,10 @@ async fn keep<W: Writes>(
     let outcome = async {
         let mut ready = Some(ready);
         let mut fetched = span.from;
-        // A checkpoint every half window keeps the publisher going while it commits.
-        let due = (span.window / 2).max(1);
+        // A checkpoint every eighth of the window: the publisher's window counts from the
+        // recorded checkpoint, so the sooner confirms are recorded, the closer its unconfirmed
+        // messages come to the whole window (a half measured 0.89x-0.94x of a bare publisher).
+        let due = (span.window / 8).max(1);
         loop {
             let (confirmed, checkpointed) = (p.confirmed.get(), p.checkpointed.get());
             let finished = p.finished.get();
