@@ -233,7 +233,14 @@ impl Driver<'_> {
     async fn progress_marker(&self) -> i64 {
         state::step_progress(&self.pool, self.lease.run_id)
             .await
-            .map(|p| p.values().map(|s| s.checkpoint + i64::from(s.done)).sum())
+            .map(|p| {
+                p.values()
+                    .map(|s| {
+                        let ahead: i64 = s.ahead.iter().map(|(f, u)| u - f).sum();
+                        s.checkpoint + ahead + i64::from(s.done)
+                    })
+                    .sum()
+            })
             .unwrap_or(0)
     }
 

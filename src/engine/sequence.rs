@@ -67,6 +67,7 @@ pub async fn run_all<W: Writes, B: Broker, C: Clock, J: Journal>(
             done,
             checkpoint,
             touched,
+            ahead,
         } = progress.get(step.id()).cloned().unwrap_or_default();
         if done {
             report.steps.push(StepReport {
@@ -94,7 +95,14 @@ pub async fn run_all<W: Writes, B: Broker, C: Clock, J: Journal>(
             )
             .await;
         let touched = match step {
-            Step::Reset(s) => steps::reset(ctx, writes, clock, s, checkpoint, touched).await?,
+            Step::Reset(s) => {
+                let start = steps::reset::Start {
+                    checkpoint,
+                    touched,
+                    ahead: &ahead,
+                };
+                steps::reset(ctx, writes, clock, s, start).await?
+            }
             Step::Sql(s) => steps::sql(ctx, writes, clock, s, checkpoint, touched).await?,
             Step::Publish(s) => {
                 steps::publish(ctx, writes, broker, clock, s, checkpoint, touched).await?

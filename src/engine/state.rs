@@ -684,6 +684,9 @@ pub struct StepProgress {
     pub done: bool,
     pub checkpoint: i64,
     pub touched: i64,
+    /// Batches (`from..upto` in selection `seq`) done beyond the checkpoint, by batches that
+    /// committed side by side.
+    pub ahead: Vec<(i64, i64)>,
 }
 
 pub async fn step_progress(
@@ -691,7 +694,7 @@ pub async fn step_progress(
     run_id: uuid::Uuid,
 ) -> Result<HashMap<String, StepProgress>, RunError> {
     let rows = sqlx::query(
-        "SELECT step_id, status, checkpoint, touched FROM replay.step_runs WHERE run_id = $1",
+        "SELECT step_id, status, checkpoint, touched, ahead FROM replay.step_runs WHERE run_id = $1",
     )
     .bind(run_id)
     .fetch_all(pool)
@@ -706,6 +709,7 @@ pub async fn step_progress(
                     done: r.get::<StepStatus, _>(1) == StepStatus::Done,
                     checkpoint: r.get(2),
                     touched: r.get(3),
+                    ahead: pairs(&r.get::<Vec<i64>, _>(4)),
                 },
             )
         })
@@ -1026,6 +1030,112 @@ pub async fn checkpoint_step(
     Ok(stop)
 }
 
+/// Records one batch of a step whose batches commit side by side, inside the batch's
+/// transaction, fenced by the lease like [`checkpoint_step`]: the checkpoint moves only over
+/// batches that are all done, and a batch done beyond it is kept in `ahead` until the batches
+/// before it are. The step row is locked first, so two batches record one after the other, each
+/// seeing the other's commit. Says whether `replay stop` was requested.
+pub async fn checkpoint_batch(
+    conn: &mut sqlx::PgConnection,
+    run_id: uuid::Uuid,
+    lease: i64,
+    batch: &Batch<'_>,
+) -> Result<bool, RunError> {
+    let doing = || format!("checkpointing step `{}`", batch.step);
+    let stop = fence(&mut *conn, run_id, lease).await?;
+    let row = sqlx::query(
+        "SELECT checkpoint, ahead FROM replay.step_runs WHERE run_id = $1 AND step_id = $2 FOR UPDATE",
+    )
+    .bind(run_id)
+    .bind(batch.step)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(RunError::db(doing()))?;
+    let (checkpoint, ahead) = advance(
+        row.get(0),
+        pairs(&row.get::<Vec<i64>, _>(1)),
+        batch.from,
+        batch.upto,
+    )
+    .map_err(|message| RunError::Database {
+        doing: doing(),
+        message,
+        transient: false,
+    })?;
+    let done = checkpoint >= batch.total;
+    sqlx::query(
+        "UPDATE replay.step_runs SET checkpoint = $3, ahead = $4, touched = touched + $5, \
+         status = CASE WHEN $6 THEN $7 ELSE $8 END, \
+         started_at = coalesce(started_at, now()), \
+         finished_at = CASE WHEN $6 THEN now() END \
+         WHERE run_id = $1 AND step_id = $2",
+    )
+    .bind(run_id)
+    .bind(batch.step)
+    .bind(checkpoint)
+    .bind(
+        ahead
+            .iter()
+            .flat_map(|&(f, u)| [f, u])
+            .collect::<Vec<i64>>(),
+    )
+    .bind(batch.rows)
+    .bind(done)
+    .bind(StepStatus::Done)
+    .bind(StepStatus::Running)
+    .execute(&mut *conn)
+    .await
+    .map_err(RunError::db(doing()))?;
+    record_write_xid(conn, run_id)
+        .await
+        .map_err(RunError::db(doing()))?;
+    Ok(stop)
+}
+
+/// One batch of a step whose batches commit side by side: its range of the selection (`seq` in
+/// `from + 1 ..= upto`) and the rows it changed.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'s> {
+    pub step: &'s str,
+    pub from: i64,
+    pub upto: i64,
+    pub rows: i64,
+    /// The step's end: once the checkpoint reaches it, the step is done.
+    pub total: i64,
+}
+
+/// Where a step's checkpoint and the batches done beyond it stand once the batch `from..upto`
+/// is done too. A batch at or below the checkpoint, or one already done, is an error: it would
+/// have been done twice.
+pub fn advance(
+    checkpoint: i64,
+    mut ahead: Vec<(i64, i64)>,
+    from: i64,
+    upto: i64,
+) -> Result<(i64, Vec<(i64, i64)>), String> {
+    if from < checkpoint || ahead.iter().any(|&(f, u)| from < u && f < upto) {
+        return Err(format!(
+            "the batch of events {}..={upto} was already recorded as done (checkpoint {checkpoint}, ahead {ahead:?})",
+            from + 1
+        ));
+    }
+    if from > checkpoint {
+        ahead.push((from, upto));
+        ahead.sort_unstable();
+        return Ok((checkpoint, ahead));
+    }
+    let mut reached = upto;
+    while let Some(i) = ahead.iter().position(|&(f, _)| f == reached) {
+        reached = ahead.remove(i).1;
+    }
+    Ok((reached, ahead))
+}
+
+/// `[from, upto, from, upto, …]` as pairs.
+fn pairs(flat: &[i64]) -> Vec<(i64, i64)> {
+    flat.chunks_exact(2).map(|p| (p[0], p[1])).collect()
+}
+
 /// A step's progress as its checkpoint records it.
 #[derive(Debug, Clone, Copy)]
 pub struct Checkpoint<'s> {
@@ -1170,4 +1280,34 @@ pub async fn still_failing(
     .bind(limit)
     .fetch_all(pool)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advance;
+
+    #[test]
+    fn the_checkpoint_moves_only_over_batches_that_are_all_done() {
+        // The second batch commits first: it waits beyond the checkpoint.
+        let (c, ahead) = advance(0, vec![], 100, 200).unwrap();
+        assert_eq!((c, ahead.clone()), (0, vec![(100, 200)]));
+        // The third too.
+        let (c, ahead) = advance(c, ahead, 200, 300).unwrap();
+        assert_eq!((c, ahead.clone()), (0, vec![(100, 200), (200, 300)]));
+        // A fifth, leaving a gap.
+        let (c, ahead) = advance(c, ahead, 400, 450).unwrap();
+        // The first closes the gap up to the fourth.
+        let (c, ahead) = advance(c, ahead, 0, 100).unwrap();
+        assert_eq!((c, ahead.clone()), (300, vec![(400, 450)]));
+        let (c, ahead) = advance(c, ahead, 300, 400).unwrap();
+        assert_eq!((c, ahead), (450, vec![]));
+    }
+
+    #[test]
+    fn a_batch_recorded_twice_is_refused() {
+        assert!(advance(300, vec![], 200, 300).is_err());
+        assert!(advance(0, vec![(100, 200)], 100, 200).is_err());
+        assert!(advance(0, vec![(100, 200)], 150, 250).is_err());
+        assert!(advance(0, vec![(100, 200)], 200, 300).is_ok());
+    }
 }

@@ -28,6 +28,17 @@ pub trait Writes {
         lease: i64,
         at: &state::Checkpoint<'_>,
     ) -> Result<bool, RunError>;
+    /// Records one batch of a step whose batches may commit out of order, inside the batch's
+    /// transaction, fenced like [`Writes::checkpoint`] (see [`state::checkpoint_batch`]).
+    async fn checkpoint_batch(
+        conn: &mut PgConnection,
+        run_id: uuid::Uuid,
+        lease: i64,
+        batch: &state::Batch<'_>,
+    ) -> Result<bool, RunError>;
+    /// Transactions that batches may hold side by side, each on a connection of its own; `None`
+    /// when every write goes through one transaction (a rehearsal), so batches go one by one.
+    fn lanes(&self) -> Option<Lanes>;
     /// Records the frozen selection's size and digest in the freeze's transaction.
     async fn record_selection(
         conn: &mut PgConnection,
@@ -88,6 +99,21 @@ impl Writes for Commit {
         Ok(stop)
     }
 
+    async fn checkpoint_batch(
+        conn: &mut PgConnection,
+        run_id: uuid::Uuid,
+        lease: i64,
+        batch: &state::Batch<'_>,
+    ) -> Result<bool, RunError> {
+        Lanes::checkpoint(conn, run_id, lease, batch).await
+    }
+
+    fn lanes(&self) -> Option<Lanes> {
+        Some(Lanes {
+            pool: self.pool.clone(),
+        })
+    }
+
     async fn record_selection(
         conn: &mut PgConnection,
         run_id: uuid::Uuid,
@@ -114,6 +140,30 @@ impl Writes for Commit {
         binds: &[crate::plan::selection::Bind],
     ) -> Result<(i64, String), sqlx::Error> {
         state::snapshot_backup(conn, run_id, table, key_column, select_rows, binds).await
+    }
+}
+
+/// Committed writes that batches hold side by side: each batch a transaction on a connection of
+/// its own, owned (so a batch can run as a task of its own), committed with its checkpoint.
+#[derive(Debug, Clone)]
+pub struct Lanes {
+    pool: PgPool,
+}
+
+impl Lanes {
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    /// Records the batch (see [`state::checkpoint_batch`]), with its transaction id for
+    /// compare-and-restore.
+    pub async fn checkpoint(
+        conn: &mut PgConnection,
+        run_id: uuid::Uuid,
+        lease: i64,
+        batch: &state::Batch<'_>,
+    ) -> Result<bool, RunError> {
+        state::checkpoint_batch(conn, run_id, lease, batch).await
     }
 }
 
@@ -167,6 +217,19 @@ impl Writes for Rehearse {
         _at: &state::Checkpoint<'_>,
     ) -> Result<bool, RunError> {
         Ok(false)
+    }
+
+    async fn checkpoint_batch(
+        _conn: &mut PgConnection,
+        _run_id: uuid::Uuid,
+        _lease: i64,
+        _batch: &state::Batch<'_>,
+    ) -> Result<bool, RunError> {
+        Ok(false)
+    }
+
+    fn lanes(&self) -> Option<Lanes> {
+        None
     }
 
     async fn record_selection(

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 
 /// A seed for the random fault points, printed so that a failure can be replayed with
 /// `REPLAY_FAULT_SEED=<seed>`.
-fn fault_rng() -> (u64, rand::rngs::SmallRng) {
+pub(super) fn fault_rng() -> (u64, rand::rngs::SmallRng) {
     let seed = std::env::var("REPLAY_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -29,7 +29,7 @@ const BUMP_BUSY: &str = "select: { status: [error] }\nrate_limit: { per_second: 
 const BUMP: &str = "select: { status: [error] }\nrate_limit: { per_second: 3000, batch_size: 100 }\nsteps:\n  - id: bump\n    kind: sql\n    each: batch\n    sql: \"UPDATE processed_events SET retry_count = retry_count + 1 WHERE event_id = ANY(:batch_event_ids)\"\n";
 
 /// Remembers each failed event's counter, to check later that every one moved by exactly one.
-async fn remember_counters(pool: &PgPool) -> anyhow::Result<i64> {
+pub(super) async fn remember_counters(pool: &PgPool) -> anyhow::Result<i64> {
     sqlx::query("CREATE TABLE counters_before AS SELECT event_id, retry_count FROM processed_events WHERE status = 'error'")
         .execute(pool)
         .await?;
@@ -48,7 +48,7 @@ async fn not_bumped_once(pool: &PgPool) -> anyhow::Result<i64> {
     .await?)
 }
 
-async fn checkpoint(pool: &PgPool, step: &str) -> i64 {
+pub(super) async fn checkpoint(pool: &PgPool, step: &str) -> i64 {
     sqlx::query_scalar("SELECT checkpoint FROM replay.step_runs WHERE step_id = $1")
         .bind(step)
         .fetch_optional(pool)
@@ -59,7 +59,7 @@ async fn checkpoint(pool: &PgPool, step: &str) -> i64 {
 }
 
 /// Polls until `condition` holds, or fails after a minute.
-async fn until<F, Fut>(what: &str, mut condition: F) -> anyhow::Result<()>
+pub(super) async fn until<F, Fut>(what: &str, mut condition: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -159,7 +159,7 @@ fn signal(sig: &str, pid: u32) -> anyhow::Result<()> {
 
 /// Terminates every backend the executor holds, three times, each once the step's checkpoint has
 /// moved again, at a random point after it.
-async fn terminate_backends_midway(
+pub(super) async fn terminate_backends_midway(
     pool: &PgPool,
     step: &str,
     total: i64,
@@ -223,7 +223,7 @@ async fn terminate_backends_while_a_checkpoint_waits(
 }
 
 /// One run, `succeeded`, that retried in process at least once.
-async fn succeeded_after_retries(pool: &PgPool, seed: u64) -> anyhow::Result<()> {
+pub(super) async fn succeeded_after_retries(pool: &PgPool, seed: u64) -> anyhow::Result<()> {
     let (runs, status): (i64, String) =
         sqlx::query_as("SELECT count(*) OVER (), status FROM replay.runs")
             .fetch_one(pool)

@@ -4,6 +4,7 @@ mod apply;
 mod faults;
 mod gates;
 mod inspect;
+mod lanes;
 mod markdown;
 mod pinned;
 mod plans;

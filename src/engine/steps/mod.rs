@@ -5,7 +5,7 @@ mod context;
 mod publish;
 mod purge;
 mod render;
-mod reset;
+pub mod reset;
 mod sql;
 mod wait;
 

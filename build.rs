@@ -1,0 +1,4 @@
+// `sqlx::migrate!` embeds `migrations/` at compile time: a new or changed migration must rebuild.
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+}
