@@ -3,8 +3,9 @@
 //! process timed from spawn to exit, on a scratch database and a scratch exchange and queue of its
 //! own. Prints ratios, asserts nothing.
 //!
-//! 1. `reset`: 100,000 `error` events out of 1,000,000 vs one set-based `UPDATE` of the same rows
-//!    run by `psql`;
+//! 1. `reset`: 100,000 `error` events out of 1,000,000, in batches of 1,000 and 5,000 with two
+//!    side by side (the default `parallel_batches`) and of 1,000 one by one, vs one set-based
+//!    `UPDATE` of the same rows run by `psql`;
 //! 2. `publish`: the same 100,000 events with confirms vs a bare lapin publisher (this binary,
 //!    re-run as a child) streaming them out of PostgreSQL with the same sliding confirm window
 //!    (500 and 1,000), and vs a script confirming message by message; and what two headers on
@@ -358,14 +359,22 @@ impl Bench {
     // 1. Reset.
 
     async fn reset(&self) -> anyhow::Result<()> {
-        let batches = [1_000u32, 5_000];
+        // (batch size, batches side by side): the default of two, and one for comparison.
+        let batches = [(1_000u32, 2u32), (5_000, 2), (1_000, 1)];
         let plans = batches
             .iter()
-            .map(|&b| {
-                self.plan(
-                    &format!("reset-{b}.yaml"),
-                    &reset_plan(&format!("bench-reset-{b}"), UNLIMITED, b, SUBSET_SELECTION),
+            .map(|&(b, lanes)| {
+                let plan = reset_plan(
+                    &format!("bench-reset-{b}-{lanes}"),
+                    UNLIMITED,
+                    b,
+                    SUBSET_SELECTION,
                 )
+                .replace(
+                    &format!("  batch_size: {b}\n"),
+                    &format!("  batch_size: {b}\n  parallel_batches: {lanes}\n"),
+                );
+                self.plan(&format!("reset-{b}-{lanes}.yaml"), &plan)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut replay = vec![Vec::new(); batches.len()];
@@ -391,10 +400,10 @@ impl Bench {
             self.restore_subset().await?;
         }
         let u = median(&update);
-        for (i, b) in batches.iter().enumerate() {
+        for (i, (b, lanes)) in batches.iter().enumerate() {
             let r = median(&replay[i]);
             println!(
-                "1. reset {SUBSET} of {EVENTS} (batch {b}, checkpoints): replay apply {r:.0} rows/s \
+                "1. reset {SUBSET} of {EVENTS} (batch {b}, {lanes} side by side, checkpoints): replay apply {r:.0} rows/s \
                  vs set-based UPDATE {u:.0} rows/s = {:.2}x (target >= 0.8x: {}) [replay runs: {}]",
                 r / u,
                 verdict(r / u >= 0.8),
