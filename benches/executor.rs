@@ -374,6 +374,10 @@ impl Bench {
                     &format!("  batch_size: {b}\n"),
                     &format!("  batch_size: {b}\n  parallel_batches: {lanes}\n"),
                 );
+                ensure!(
+                    plan.contains("parallel_batches"),
+                    "the reset plan's batch_size line moved: parallel_batches not set"
+                );
                 self.plan(&format!("reset-{b}-{lanes}.yaml"), &plan)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

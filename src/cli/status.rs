@@ -53,8 +53,12 @@ async fn show(args: &StatusArgs) -> Result<String, crate::engine::RunError> {
             out.push_str(&format!("    error: {error}\n"));
         }
         for s in &r.steps {
+            let ahead = match s.ahead {
+                0 => String::new(),
+                n => format!(" (and {n} events done beyond it)"),
+            };
             out.push_str(&format!(
-                "    step {} [{}] {}  checkpoint {}  touched {}\n",
+                "    step {} [{}] {}  checkpoint {}{ahead}  touched {}\n",
                 s.id, s.kind, s.status, s.checkpoint, s.touched
             ));
         }

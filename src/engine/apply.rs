@@ -86,7 +86,12 @@ pub async fn apply(
     cancel: &Cancel,
     report: &mut Report,
 ) -> Result<(), RunError> {
-    let pool = state::connect_executor(&connection.database_url, options.lease).await?;
+    let pool = state::connect_executor(
+        &connection.database_url,
+        options.lease,
+        plan.raw.rate_limit.parallel_batches,
+    )
+    .await?;
     check_tables(&pool, plan).await?;
     state::migrate(&pool).await?;
     let (run, lease) = match state::acquire(
@@ -235,10 +240,7 @@ impl Driver<'_> {
             .await
             .map(|p| {
                 p.values()
-                    .map(|s| {
-                        let ahead: i64 = s.ahead.iter().map(|(f, u)| u - f).sum();
-                        s.checkpoint + ahead + i64::from(s.done)
-                    })
+                    .map(|s| s.events_done() + i64::from(s.done))
                     .sum()
             })
             .unwrap_or(0)

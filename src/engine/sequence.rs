@@ -63,12 +63,15 @@ pub async fn run_all<W: Writes, B: Broker, C: Clock, J: Journal>(
 ) -> Result<(), RunError> {
     let progress = journal.progress().await?;
     for step in &ctx.plan.raw.steps {
+        let at = progress.get(step.id()).cloned().unwrap_or_default();
+        // Where the step resumes: its checkpoint, and batches done beyond it (side by side).
+        let resumed_at = at.events_done();
         let StepProgress {
             done,
             checkpoint,
             touched,
             ahead,
-        } = progress.get(step.id()).cloned().unwrap_or_default();
+        } = at;
         if done {
             report.steps.push(StepReport {
                 id: step.id().into(),
@@ -85,13 +88,13 @@ pub async fn run_all<W: Writes, B: Broker, C: Clock, J: Journal>(
             step: step.id().into(),
             kind: step.kind().into(),
             total: ctx.total,
-            done: checkpoint as u64,
+            done: resumed_at as u64,
         });
         journal
             .log(
                 "step_started",
                 Some(step.id()),
-                json!({"checkpoint": checkpoint}),
+                json!({"checkpoint": checkpoint, "done": resumed_at}),
             )
             .await;
         let touched = match step {
@@ -126,7 +129,7 @@ pub async fn run_all<W: Writes, B: Broker, C: Clock, J: Journal>(
             id: step.id().into(),
             kind: step.kind().into(),
             touched,
-            resumed_from: (checkpoint > 0).then_some(checkpoint as u64),
+            resumed_from: (resumed_at > 0).then_some(resumed_at as u64),
             rehearsed: (batch_wise && ctx.limit < ctx.total).then_some(ctx.limit),
         });
     }

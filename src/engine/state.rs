@@ -16,19 +16,26 @@ use crate::plan::Plan;
 
 /// Connects to the target database; the error never shows the password.
 pub async fn connect(url: &str) -> Result<PgPool, RunError> {
-    connect_with(url, None).await
+    connect_with(url, None, 4).await
 }
 
 /// Connects an executor. A session of it that sits idle inside a transaction longer than its
 /// lease (a process paused by SIGSTOP, say) is ended by the server, so its row locks never hold
 /// up the executor that takes the run over.
-pub async fn connect_executor(url: &str, lease: Duration) -> Result<PgPool, RunError> {
-    connect_with(url, Some(lease)).await
+/// `batches` is how many batch transactions the run holds at once; the heartbeat, the stop
+/// watcher and the run's own records get connections besides those.
+pub async fn connect_executor(
+    url: &str,
+    lease: Duration,
+    batches: u32,
+) -> Result<PgPool, RunError> {
+    connect_with(url, Some(lease), batches + 3).await
 }
 
 async fn connect_with(
     url: &str,
     idle_in_transaction: Option<Duration>,
+    connections: u32,
 ) -> Result<PgPool, RunError> {
     let failed = |e: sqlx::Error| RunError::Connect {
         url: redact_url(url),
@@ -46,7 +53,7 @@ async fn connect_with(
         )]);
     }
     PgPoolOptions::new()
-        .max_connections(4)
+        .max_connections(connections)
         // Short: a database that is gone is a passing fault the driver retries with backoff.
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect_with(options)
@@ -689,6 +696,18 @@ pub struct StepProgress {
     pub ahead: Vec<(i64, i64)>,
 }
 
+impl StepProgress {
+    /// Events whose batch is done: up to the checkpoint, and beyond it.
+    pub fn events_done(&self) -> i64 {
+        self.checkpoint + events_in(&self.ahead)
+    }
+}
+
+/// Events in a list of `from..upto` ranges.
+pub fn events_in(ranges: &[(i64, i64)]) -> i64 {
+    ranges.iter().map(|(f, u)| u - f).sum()
+}
+
 pub async fn step_progress(
     pool: &PgPool,
     run_id: uuid::Uuid,
@@ -813,6 +832,8 @@ pub struct StepSummary {
     pub kind: String,
     pub status: StepStatus,
     pub checkpoint: i64,
+    /// Events done beyond the checkpoint by batches that committed side by side.
+    pub ahead: i64,
     pub touched: i64,
 }
 
@@ -832,7 +853,7 @@ pub async fn runs(pool: &PgPool, run: Option<uuid::Uuid>) -> Result<Vec<RunSumma
     for r in rows {
         let id: uuid::Uuid = r.get(0);
         let steps = sqlx::query(
-            "SELECT step_id, kind, status, checkpoint, touched FROM replay.step_runs \
+            "SELECT step_id, kind, status, checkpoint, touched, ahead FROM replay.step_runs \
              WHERE run_id = $1 ORDER BY ordinal",
         )
         .bind(id)
@@ -846,6 +867,7 @@ pub async fn runs(pool: &PgPool, run: Option<uuid::Uuid>) -> Result<Vec<RunSumma
             status: s.get(2),
             checkpoint: s.get(3),
             touched: s.get(4),
+            ahead: events_in(&pairs(&s.get::<Vec<i64>, _>(5))),
         })
         .collect();
         out.push(RunSummary {
@@ -1007,34 +1029,21 @@ pub async fn checkpoint_step(
     progress: &Checkpoint<'_>,
 ) -> Result<bool, RunError> {
     let stop = fence(&mut *conn, run_id, lease).await?;
-    sqlx::query(
-        "UPDATE replay.step_runs SET checkpoint = $3, touched = $4, \
-         status = CASE WHEN $5 THEN $6 ELSE $7 END, \
-         started_at = coalesce(started_at, now()), \
-         finished_at = CASE WHEN $5 THEN now() END \
-         WHERE run_id = $1 AND step_id = $2",
-    )
-    .bind(run_id)
-    .bind(progress.step)
-    .bind(progress.checkpoint)
-    .bind(progress.touched)
-    .bind(progress.done)
-    .bind(StepStatus::Done)
-    .bind(StepStatus::Running)
-    .execute(&mut *conn)
-    .await
-    .map_err(RunError::db(format!(
-        "checkpointing step `{}`",
-        progress.step
-    )))?;
+    let at = StepRow {
+        checkpoint: progress.checkpoint,
+        ahead: Vec::new(),
+        touched: Touched::Set(progress.touched),
+        done: progress.done,
+    };
+    write_step_row(conn, run_id, progress.step, &at).await?;
     Ok(stop)
 }
 
 /// Records one batch of a step whose batches commit side by side, inside the batch's
 /// transaction, fenced by the lease like [`checkpoint_step`]: the checkpoint moves only over
 /// batches that are all done, and a batch done beyond it is kept in `ahead` until the batches
-/// before it are. The step row is locked first, so two batches record one after the other, each
-/// seeing the other's commit. Says whether `replay stop` was requested.
+/// before it are. After the fence, the step's row is locked, so two batches record one after
+/// the other, the second seeing the first's commit. Says whether `replay stop` was requested.
 pub async fn checkpoint_batch(
     conn: &mut sqlx::PgConnection,
     run_id: uuid::Uuid,
@@ -1062,34 +1071,66 @@ pub async fn checkpoint_batch(
         message,
         transient: false,
     })?;
-    let done = checkpoint >= batch.total;
+    let at = StepRow {
+        checkpoint,
+        ahead,
+        touched: Touched::Add(batch.rows),
+        done: checkpoint >= batch.total,
+    };
+    write_step_row(conn, run_id, batch.step, &at).await?;
+    Ok(stop)
+}
+
+/// What a checkpoint writes into a step's row.
+struct StepRow {
+    checkpoint: i64,
+    ahead: Vec<(i64, i64)>,
+    touched: Touched,
+    done: bool,
+}
+
+/// A step's rows touched: so far in all (one batch at a time), or by this batch (side by side).
+enum Touched {
+    Set(i64),
+    Add(i64),
+}
+
+async fn write_step_row(
+    conn: &mut sqlx::PgConnection,
+    run_id: uuid::Uuid,
+    step: &str,
+    at: &StepRow,
+) -> Result<(), RunError> {
+    let (touched, add) = match at.touched {
+        Touched::Set(n) => (n, false),
+        Touched::Add(n) => (n, true),
+    };
     sqlx::query(
-        "UPDATE replay.step_runs SET checkpoint = $3, ahead = $4, touched = touched + $5, \
-         status = CASE WHEN $6 THEN $7 ELSE $8 END, \
+        "UPDATE replay.step_runs SET checkpoint = $3, ahead = $4, \
+         touched = CASE WHEN $5 THEN touched + $6 ELSE $6 END, \
+         status = CASE WHEN $7 THEN $8 ELSE $9 END, \
          started_at = coalesce(started_at, now()), \
-         finished_at = CASE WHEN $6 THEN now() END \
+         finished_at = CASE WHEN $7 THEN now() END \
          WHERE run_id = $1 AND step_id = $2",
     )
     .bind(run_id)
-    .bind(batch.step)
-    .bind(checkpoint)
+    .bind(step)
+    .bind(at.checkpoint)
     .bind(
-        ahead
+        at.ahead
             .iter()
             .flat_map(|&(f, u)| [f, u])
             .collect::<Vec<i64>>(),
     )
-    .bind(batch.rows)
-    .bind(done)
+    .bind(add)
+    .bind(touched)
+    .bind(at.done)
     .bind(StepStatus::Done)
     .bind(StepStatus::Running)
     .execute(&mut *conn)
     .await
-    .map_err(RunError::db(doing()))?;
-    record_write_xid(conn, run_id)
-        .await
-        .map_err(RunError::db(doing()))?;
-    Ok(stop)
+    .map_err(RunError::db(format!("checkpointing step `{step}`")))?;
+    Ok(())
 }
 
 /// One batch of a step whose batches commit side by side: its range of the selection (`seq` in
@@ -1104,12 +1145,13 @@ pub struct Batch<'s> {
     pub total: i64,
 }
 
-/// Where a step's checkpoint and the batches done beyond it stand once the batch `from..upto`
-/// is done too. A batch at or below the checkpoint, or one already done, is an error: it would
-/// have been done twice.
+/// Where a step's checkpoint and the ranges done beyond it stand once the batch `from..upto` is
+/// done too. Ranges that touch are merged, so the list holds one range per gap. A batch at or
+/// below the checkpoint, or overlapping a range already done, is an error: it would have been
+/// done twice.
 pub fn advance(
     checkpoint: i64,
-    mut ahead: Vec<(i64, i64)>,
+    ahead: Vec<(i64, i64)>,
     from: i64,
     upto: i64,
 ) -> Result<(i64, Vec<(i64, i64)>), String> {
@@ -1119,16 +1161,20 @@ pub fn advance(
             from + 1
         ));
     }
-    if from > checkpoint {
-        ahead.push((from, upto));
-        ahead.sort_unstable();
-        return Ok((checkpoint, ahead));
+    let mut ranges = ahead;
+    ranges.push((from, upto));
+    ranges.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+    for (f, u) in ranges {
+        match merged.last_mut() {
+            Some(last) if last.1 == f => last.1 = u,
+            _ => merged.push((f, u)),
+        }
     }
-    let mut reached = upto;
-    while let Some(i) = ahead.iter().position(|&(f, _)| f == reached) {
-        reached = ahead.remove(i).1;
+    match merged.first() {
+        Some(&(f, u)) if f == checkpoint => Ok((u, merged.split_off(1))),
+        _ => Ok((checkpoint, merged)),
     }
-    Ok((reached, ahead))
 }
 
 /// `[from, upto, from, upto, …]` as pairs.
@@ -1293,9 +1339,14 @@ mod tests {
         assert_eq!((c, ahead.clone()), (0, vec![(100, 200)]));
         // The third too.
         let (c, ahead) = advance(c, ahead, 200, 300).unwrap();
-        assert_eq!((c, ahead.clone()), (0, vec![(100, 200), (200, 300)]));
+        assert_eq!(
+            (c, ahead.clone()),
+            (0, vec![(100, 300)]),
+            "touching ranges merge"
+        );
         // A fifth, leaving a gap.
         let (c, ahead) = advance(c, ahead, 400, 450).unwrap();
+        assert_eq!(ahead, vec![(100, 300), (400, 450)]);
         // The first closes the gap up to the fourth.
         let (c, ahead) = advance(c, ahead, 0, 100).unwrap();
         assert_eq!((c, ahead.clone()), (300, vec![(400, 450)]));
@@ -1309,5 +1360,6 @@ mod tests {
         assert!(advance(0, vec![(100, 200)], 100, 200).is_err());
         assert!(advance(0, vec![(100, 200)], 150, 250).is_err());
         assert!(advance(0, vec![(100, 200)], 200, 300).is_ok());
+        assert!(advance(0, vec![(100, 300)], 200, 250).is_err());
     }
 }

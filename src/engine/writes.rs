@@ -36,9 +36,10 @@ pub trait Writes {
         lease: i64,
         batch: &state::Batch<'_>,
     ) -> Result<bool, RunError>;
-    /// Transactions that batches may hold side by side, each on a connection of its own; `None`
-    /// when every write goes through one transaction (a rehearsal), so batches go one by one.
-    fn lanes(&self) -> Option<Lanes>;
+    /// Where batches may each take a transaction of their own and hold them side by side,
+    /// committing like [`Commit`]; `None` when every write goes through one transaction (a
+    /// rehearsal), so batches go one by one.
+    fn side_by_side(&self) -> Option<PgPool>;
     /// Records the frozen selection's size and digest in the freeze's transaction.
     async fn record_selection(
         conn: &mut PgConnection,
@@ -105,13 +106,16 @@ impl Writes for Commit {
         lease: i64,
         batch: &state::Batch<'_>,
     ) -> Result<bool, RunError> {
-        Lanes::checkpoint(conn, run_id, lease, batch).await
+        let stop = state::checkpoint_batch(&mut *conn, run_id, lease, batch).await?;
+        // Rows whose `xmin` is this transaction's are still as this run left them.
+        state::record_write_xid(conn, run_id)
+            .await
+            .map_err(RunError::db(format!("checkpointing step `{}`", batch.step)))?;
+        Ok(stop)
     }
 
-    fn lanes(&self) -> Option<Lanes> {
-        Some(Lanes {
-            pool: self.pool.clone(),
-        })
+    fn side_by_side(&self) -> Option<PgPool> {
+        Some(self.pool.clone())
     }
 
     async fn record_selection(
@@ -140,30 +144,6 @@ impl Writes for Commit {
         binds: &[crate::plan::selection::Bind],
     ) -> Result<(i64, String), sqlx::Error> {
         state::snapshot_backup(conn, run_id, table, key_column, select_rows, binds).await
-    }
-}
-
-/// Committed writes that batches hold side by side: each batch a transaction on a connection of
-/// its own, owned (so a batch can run as a task of its own), committed with its checkpoint.
-#[derive(Debug, Clone)]
-pub struct Lanes {
-    pool: PgPool,
-}
-
-impl Lanes {
-    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.pool.begin().await
-    }
-
-    /// Records the batch (see [`state::checkpoint_batch`]), with its transaction id for
-    /// compare-and-restore.
-    pub async fn checkpoint(
-        conn: &mut PgConnection,
-        run_id: uuid::Uuid,
-        lease: i64,
-        batch: &state::Batch<'_>,
-    ) -> Result<bool, RunError> {
-        state::checkpoint_batch(conn, run_id, lease, batch).await
     }
 }
 
@@ -228,7 +208,7 @@ impl Writes for Rehearse {
         Ok(false)
     }
 
-    fn lanes(&self) -> Option<Lanes> {
+    fn side_by_side(&self) -> Option<PgPool> {
         None
     }
 

@@ -118,12 +118,23 @@ async fn a_batch_done_beyond_the_checkpoint_is_skipped_when_the_run_resumes(
         pending, ahead,
         "exactly the batches recorded ahead are done"
     );
+    let status = run(&["status"], &url);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(&format!("checkpoint 0 (and {ahead} events done beyond it)")),
+        "{status}"
+    );
 
     let out = run(&["apply", plan], &url);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("(resumed at {ahead})")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(
         not_updated_once(&pool).await?,

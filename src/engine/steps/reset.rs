@@ -1,7 +1,7 @@
 //! `reset`: the selected events go back to `pending`, batch by batch, each batch with its
 //! checkpoint. Committed writes run `parallel_batches` batches side by side, each a transaction
-//! on a connection of its own (one set-based `UPDATE` keeps one core of the database busy; a
-//! reset in batches keeps two); a rehearsal runs them one by one in its one transaction.
+//! on a connection of its own (one set-based `UPDATE` keeps one core of the database busy; the
+//! batches side by side keep as many); a rehearsal runs them one by one in its one transaction.
 
 use tokio::task::JoinSet;
 
@@ -10,7 +10,7 @@ use crate::engine::error::RunError;
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
 use crate::engine::state::{Batch, Checkpoint};
-use crate::engine::writes::{Lanes, Writes};
+use crate::engine::writes::{Commit, Writes};
 use crate::plan::model::ResetStep;
 use crate::plan::selection::quote_ident;
 
@@ -40,9 +40,9 @@ pub async fn run<W: Writes, C: Clock>(
     }
     let sql = statement(ctx, step, writes.selection_table());
     let todo = Todo::new(start, i64::from(ctx.plan.raw.rate_limit.batch_size), total);
-    let side_by_side = ctx.plan.raw.rate_limit.parallel_batches.max(1) as usize;
-    match writes.lanes().filter(|_| side_by_side > 1) {
-        Some(lanes) => in_lanes(ctx, &lanes, side_by_side, clock, step, sql, todo).await,
+    let at_once = ctx.plan.raw.rate_limit.parallel_batches.max(1) as usize;
+    match writes.side_by_side().filter(|_| at_once > 1) {
+        Some(pool) => side_by_side(ctx, pool, at_once, clock, step, sql, todo).await,
         None => one_by_one(ctx, writes, clock, step, &sql, todo).await,
     }
 }
@@ -75,19 +75,18 @@ struct Todo<'p> {
     total: i64,
     ahead: &'p [(i64, i64)],
     /// Events of the selection whose batch is done.
-    done: i64,
+    events_done: i64,
     touched: i64,
 }
 
 impl<'p> Todo<'p> {
     fn new(start: Start<'p>, batch: i64, total: i64) -> Todo<'p> {
-        let ahead_done: i64 = start.ahead.iter().map(|(f, u)| u - f).sum();
         Todo {
             next: start.checkpoint,
             batch: batch.max(1),
             total,
             ahead: start.ahead,
-            done: start.checkpoint + ahead_done,
+            events_done: start.checkpoint + crate::engine::state::events_in(start.ahead),
             touched: start.touched,
         }
     }
@@ -114,7 +113,7 @@ impl<'p> Todo<'p> {
         Some((from, upto))
     }
 
-    fn finished(&mut self) -> bool {
+    fn finished(&self) -> bool {
         let mut peek = *self;
         peek.pop().is_none()
     }
@@ -133,39 +132,40 @@ async fn one_by_one<W: Writes, C: Clock>(
         clock.pace((upto - from) as u64).await;
         // Checked after the pacing (or a hold outside the window), right before the batch.
         ctx.cancel.check()?;
-        let fail = |e: sqlx::Error| ctx.db_failed(&step.id, todo.done as u64, e);
-        let mut tx = writes.begin().await.map_err(fail)?;
-        let rows = reset_batch(&mut tx, sql, ctx.run_id, from, upto)
+        let done = todo.events_done as u64;
+        let tx = writes
+            .begin()
             .await
-            .map_err(fail)?;
+            .map_err(|e| ctx.db_failed(&step.id, done, e))?;
         let batch = Batch {
             step: &step.id,
             from,
             upto,
-            rows,
+            rows: 0,
             total: todo.total,
         };
-        let stop = W::checkpoint_batch(&mut tx, ctx.run_id, ctx.lease, &batch).await?;
+        let (rows, stop) = reset_and_record::<W>(tx, sql, ctx.run_id, ctx.lease, batch)
+            .await
+            .map_err(|fault| fault.into_run_error(ctx, &step.id, done))?;
         ctx.note_stop(stop);
-        tx.commit().await.map_err(fail)?;
-        todo.done += upto - from;
+        todo.events_done += upto - from;
         todo.touched += rows;
         ctx.emit(RunEvent::Progress {
             step: step.id.clone(),
-            done: todo.done as u64,
+            done: todo.events_done as u64,
             total: todo.total as u64,
         });
     }
     Ok(todo.touched as u64)
 }
 
-/// Up to `side_by_side` batches at once, each a task with a transaction of its own that commits
+/// Up to `at_once` batches at a time, each a task with a transaction of its own that commits
 /// with its checkpoint. Whatever happens, every batch that started is waited for before the step
 /// returns: a retry reads the checkpoints only once no commit of this attempt is in flight.
-async fn in_lanes<C: Clock>(
+async fn side_by_side<C: Clock>(
     ctx: &mut StepContext<'_>,
-    lanes: &Lanes,
-    side_by_side: usize,
+    pool: sqlx::PgPool,
+    at_once: usize,
     clock: &mut C,
     step: &ResetStep,
     sql: String,
@@ -173,9 +173,9 @@ async fn in_lanes<C: Clock>(
 ) -> Result<u64, RunError> {
     let sql: std::sync::Arc<str> = sql.into();
     let mut running = JoinSet::new();
-    let mut first_error: Option<RunError> = None;
+    let mut failed: Option<RunError> = None;
     loop {
-        while first_error.is_none() && running.len() < side_by_side && !ctx.cancel.is_cancelled() {
+        while failed.is_none() && running.len() < at_once && !ctx.cancel.is_cancelled() {
             let Some((from, upto)) = todo.pop() else {
                 break;
             };
@@ -186,58 +186,50 @@ async fn in_lanes<C: Clock>(
                 todo.next = from;
                 break;
             }
-            let (lanes, sql, step_id) = (lanes.clone(), sql.clone(), step.id.clone());
+            let (pool, sql, step_id) = (pool.clone(), sql.clone(), step.id.clone());
             let (run_id, lease, total) = (ctx.run_id, ctx.lease, todo.total);
             running.spawn(async move {
-                let batch = |rows| Batch {
+                let tx = pool.begin().await.map_err(Fault::Db)?;
+                let batch = Batch {
                     step: &step_id,
                     from,
                     upto,
-                    rows,
+                    rows: 0,
                     total,
                 };
-                let mut tx = lanes.begin().await.map_err(Fault::Db)?;
-                let rows = reset_batch(&mut tx, &sql, run_id, from, upto)
-                    .await
-                    .map_err(Fault::Db)?;
-                let stop = Lanes::checkpoint(&mut tx, run_id, lease, &batch(rows))
-                    .await
-                    .map_err(Fault::Run)?;
-                tx.commit().await.map_err(Fault::Db)?;
+                let (rows, stop) =
+                    reset_and_record::<Commit>(tx, &sql, run_id, lease, batch).await?;
                 Ok::<_, Fault>((upto - from, rows, stop))
             });
         }
         let Some(joined) = running.join_next().await else {
             break;
         };
-        match joined {
+        let error = match joined {
             Ok(Ok((events, rows, stop))) => {
                 ctx.note_stop(stop);
-                todo.done += events;
+                todo.events_done += events;
                 todo.touched += rows;
                 ctx.emit(RunEvent::Progress {
                     step: step.id.clone(),
-                    done: todo.done as u64,
+                    done: todo.events_done as u64,
                     total: todo.total as u64,
                 });
+                continue;
             }
-            Ok(Err(fault)) => {
-                let e = match fault {
-                    Fault::Db(e) => ctx.db_failed(&step.id, todo.done as u64, e),
-                    Fault::Run(e) => e,
-                };
-                first_error.get_or_insert(e);
-            }
-            Err(panicked) => {
-                first_error.get_or_insert(RunError::Database {
-                    doing: format!("running a batch of step `{}`", step.id),
-                    message: panicked.to_string(),
-                    transient: false,
-                });
-            }
-        }
+            Ok(Err(fault)) => fault.into_run_error(ctx, &step.id, todo.events_done as u64),
+            Err(panicked) => RunError::Database {
+                doing: format!("running a batch of step `{}`", step.id),
+                message: panicked.to_string(),
+                transient: false,
+            },
+        };
+        failed = Some(match failed {
+            Some(earlier) if outranks(&earlier, &error) => earlier,
+            _ => error,
+        });
     }
-    if let Some(e) = first_error {
+    if let Some(e) = failed {
         return Err(e);
     }
     if !todo.finished() {
@@ -247,26 +239,55 @@ async fn in_lanes<C: Clock>(
     Ok(todo.touched as u64)
 }
 
-/// Why a batch run as a task failed: its database work, or its checkpoint (a lost lease).
+/// Of two batches' errors, the one the driver must act on: a lost lease (write nothing more)
+/// before the plan's failure (roll back) before a passing fault (retry).
+fn outranks(a: &RunError, b: &RunError) -> bool {
+    use crate::engine::error::FaultClass::*;
+    let rank = |e: &RunError| match e.class() {
+        LeaseLost => 0,
+        Transient => 2,
+        _ => 1,
+    };
+    rank(a) <= rank(b)
+}
+
+/// One batch in its transaction: the reset, then its checkpoint, then the commit. Returns the
+/// rows reset and whether `replay stop` was requested.
+async fn reset_and_record<W: Writes>(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    sql: &str,
+    run_id: uuid::Uuid,
+    lease: i64,
+    batch: Batch<'_>,
+) -> Result<(i64, bool), Fault> {
+    let rows = sqlx::query(audited(sql))
+        .bind(run_id)
+        .bind(batch.from)
+        .bind(batch.upto)
+        .execute(&mut *tx)
+        .await
+        .map_err(Fault::Db)?
+        .rows_affected() as i64;
+    let stop = W::checkpoint_batch(&mut tx, run_id, lease, &Batch { rows, ..batch })
+        .await
+        .map_err(Fault::Run)?;
+    tx.commit().await.map_err(Fault::Db)?;
+    Ok((rows, stop))
+}
+
+/// Why a batch failed: its database work, or its checkpoint (a lost lease).
 enum Fault {
     Db(sqlx::Error),
     Run(RunError),
 }
 
-async fn reset_batch(
-    conn: &mut sqlx::PgConnection,
-    sql: &str,
-    run_id: uuid::Uuid,
-    from: i64,
-    upto: i64,
-) -> Result<i64, sqlx::Error> {
-    Ok(sqlx::query(audited(sql))
-        .bind(run_id)
-        .bind(from)
-        .bind(upto)
-        .execute(conn)
-        .await?
-        .rows_affected() as i64)
+impl Fault {
+    fn into_run_error(self, ctx: &StepContext<'_>, step: &str, done: u64) -> RunError {
+        match self {
+            Fault::Db(e) => ctx.db_failed(step, done, e),
+            Fault::Run(e) => e,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -298,6 +319,6 @@ mod tests {
             [(0, 50), (150, 250), (250, 300)]
         );
         let t = Todo::new(from(100, &[(200, 300)]), 100, 300);
-        assert_eq!((t.done, t.next), (200, 100));
+        assert_eq!((t.events_done, t.next), (200, 100));
     }
 }
