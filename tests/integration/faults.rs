@@ -184,6 +184,51 @@ pub(super) async fn terminate_backends_midway(
     Ok(())
 }
 
+/// Applies the plan while terminating every backend the executor holds three times midway;
+/// asserts that the run got through by itself.
+pub(super) async fn apply_terminating_backends(
+    pool: &PgPool,
+    plan: &str,
+    url: &str,
+    step: &str,
+    total: i64,
+    rng: &mut rand::rngs::SmallRng,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let child = start(&["apply", plan], url);
+    terminate_backends_midway(pool, step, total, rng).await?;
+    succeeded(&child.wait_with_output()?, seed);
+    Ok(())
+}
+
+/// Starts `apply` up to five times, each killed (SIGKILL) at a random point unless it finished
+/// first; returns how many kills met the run.
+pub(super) async fn kill_at_random_points(
+    plan: &str,
+    url: &str,
+    rng: &mut rand::rngs::SmallRng,
+) -> anyhow::Result<usize> {
+    let mut kills = 0;
+    for _ in 0..5 {
+        let mut child = start(&["apply", plan], url);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..1500))).await;
+        if child.finished() {
+            break;
+        }
+        child.kill()?;
+        kills += 1;
+    }
+    Ok(kills)
+}
+
+pub(super) fn succeeded(out: &std::process::Output, seed: u64) {
+    assert!(
+        out.status.success(),
+        "seed {seed}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Holds the step's row so that the executor's next checkpoint waits on it inside its
 /// transaction, then terminates every backend the executor holds.
 async fn terminate_backends_while_a_checkpoint_waits(
@@ -255,14 +300,7 @@ async fn terminated_backends_are_retried_in_process_and_each_batch_applies_once(
     let dir = tempfile::tempdir()?;
     let plan = plan_file(&dir, "terminated", BUMP_BUSY);
     let plan = plan.to_str().unwrap_or_default();
-    let child = start(&["apply", plan], &url);
-    terminate_backends_midway(&pool, "bump", total, &mut rng).await?;
-    let out = child.wait_with_output()?;
-    assert!(
-        out.status.success(),
-        "seed {seed}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_terminating_backends(&pool, plan, &url, "bump", total, &mut rng, seed).await?;
     assert_eq!(
         not_bumped_once(&pool).await?,
         0,
@@ -338,22 +376,8 @@ async fn sigkill_at_random_points_loses_nothing_and_applies_each_batch_once(
         ),
     );
     let plan = plan.to_str().unwrap_or_default();
-    let mut kills = 0;
-    for _ in 0..5 {
-        let mut child = start(&["apply", plan], &url);
-        tokio::time::sleep(Duration::from_millis(rng.random_range(100..1500))).await;
-        if child.finished() {
-            break;
-        }
-        child.kill()?;
-        kills += 1;
-    }
-    let out = run(&["apply", plan], &url);
-    assert!(
-        out.status.success(),
-        "seed {seed}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let kills = kill_at_random_points(plan, &url, &mut rng).await?;
+    succeeded(&run(&["apply", plan], &url), seed);
     assert_eq!(
         not_bumped_once(&pool).await?,
         0,

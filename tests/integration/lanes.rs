@@ -3,14 +3,11 @@
 //! selected row exactly once. A trigger counts every committed update of every row.
 
 use super::faults::{
-    checkpoint, fault_rng, remember_counters, succeeded_after_retries, terminate_backends_midway,
-    until,
+    apply_terminating_backends, checkpoint, fault_rng, kill_at_random_points, remember_counters,
+    succeeded, succeeded_after_retries, until,
 };
 use super::process::*;
 use super::support::*;
-use std::time::Duration;
-
-use rand::Rng;
 use sqlx::PgPool;
 
 /// Counts each row's updates, in the updating transaction (a batch that rolls back counts
@@ -154,24 +151,10 @@ async fn sigkill_at_random_points_of_a_reset_in_three_lanes_updates_each_row_onc
     let dir = tempfile::tempdir()?;
     let plan = plan_file(&dir, "lanes-sigkill", &reset_plan(50, 3));
     let plan = plan.to_str().unwrap_or_default();
-    let mut kills = 0;
-    for _ in 0..5 {
-        let mut child = start(&["apply", plan], &url);
-        tokio::time::sleep(Duration::from_millis(rng.random_range(100..1500))).await;
-        if child.finished() {
-            break;
-        }
-        child.kill()?;
-        kills += 1;
-    }
+    let kills = kill_at_random_points(plan, &url, &mut rng).await?;
     // The whole reset takes longer than the first wait: at least that kill met it midway.
     assert!(kills >= 1, "seed {seed}: no kill met the run");
-    let out = run(&["apply", plan], &url);
-    assert!(
-        out.status.success(),
-        "seed {seed}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&run(&["apply", plan], &url), seed);
     assert_eq!(
         not_updated_once(&pool).await?,
         (0, 0),
@@ -189,14 +172,7 @@ async fn terminated_backends_during_a_reset_in_lanes_are_retried_and_update_each
     let dir = tempfile::tempdir()?;
     let plan = plan_file(&dir, "lanes-terminated", &reset_plan(50, 3));
     let plan = plan.to_str().unwrap_or_default();
-    let child = start(&["apply", plan], &url);
-    terminate_backends_midway(&pool, "reset", total, &mut rng).await?;
-    let out = child.wait_with_output()?;
-    assert!(
-        out.status.success(),
-        "seed {seed}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_terminating_backends(&pool, plan, &url, "reset", total, &mut rng, seed).await?;
     assert_eq!(
         not_updated_once(&pool).await?,
         (0, 0),
