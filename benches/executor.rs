@@ -420,8 +420,8 @@ impl Bench {
     /// The baseline of the reset: one set-based `UPDATE` of the same rows by `psql`, a whole
     /// process timed from spawn to exit like `replay apply`. Returns (rows, seconds).
     async fn psql_update(&self) -> anyhow::Result<(u64, f64)> {
-        let started = Instant::now();
-        let output = tokio::process::Command::new("psql")
+        let mut command = tokio::process::Command::new("psql");
+        command
             .args([
                 "-X",
                 "-v",
@@ -433,19 +433,8 @@ impl Bench {
             .arg(
                 "UPDATE processed_events SET status = 'pending', retry_count = 0, \
                  error_message = NULL WHERE status = 'error'",
-            )
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .context("run psql (is it installed?)")?;
-        let secs = started.elapsed().as_secs_f64();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        ensure!(
-            output.status.success(),
-            "psql exited with {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
+            );
+        let (stdout, secs) = timed_child(command, "psql").await?;
         let rows = stdout
             .trim()
             .strip_prefix("UPDATE ")
@@ -463,8 +452,8 @@ impl Bench {
         headers: bool,
     ) -> anyhow::Result<(u64, f64)> {
         let (count, budget) = limit.map_or((0, 0.0), |(n, b)| (n, b.as_secs_f64()));
-        let started = Instant::now();
-        let output = tokio::process::Command::new(std::env::current_exe()?)
+        let mut command = tokio::process::Command::new(std::env::current_exe()?);
+        command
             .arg(BARE_PUBLISHER)
             .arg(&self.database_url)
             .arg(&self.amqp_url)
@@ -472,19 +461,8 @@ impl Bench {
             .arg(window.to_string())
             .arg(count.to_string())
             .arg(budget.to_string())
-            .arg(if headers { "headers" } else { "bare" })
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .context("start the bare publisher")?;
-        let secs = started.elapsed().as_secs_f64();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        ensure!(
-            output.status.success(),
-            "the bare publisher exited with {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
+            .arg(if headers { "headers" } else { "bare" });
+        let (stdout, secs) = timed_child(command, "the bare publisher").await?;
         let sent = stdout
             .trim()
             .parse()
@@ -795,6 +773,27 @@ fn watch_peak_rss(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Op
         }
         peak
     })
+}
+
+/// Runs a baseline as a whole process, timed from spawn to exit; returns its stdout and seconds.
+async fn timed_child(
+    mut command: tokio::process::Command,
+    what: &str,
+) -> anyhow::Result<(String, f64)> {
+    let started = Instant::now();
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("start {what} (is it installed?)"))?;
+    let secs = started.elapsed().as_secs_f64();
+    ensure!(
+        output.status.success(),
+        "{what} exited with {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((String::from_utf8_lossy(&output.stdout).into_owned(), secs))
 }
 
 const SUBSET_SELECTION: &str = "  status: [error]\n  processed_within: \"{{ params.since }}\"";

@@ -36,6 +36,9 @@ pub fn run(args: &RollbackArgs) -> u8 {
                 println!("{kept} (`--force` restores them too)");
             }
             println!("run `{}` is rolled back", args.run);
+            for warning in &report.warnings {
+                println!("warning: {warning}");
+            }
             exit_codes::SUCCESS
         }
         Ok(Err(e)) => {

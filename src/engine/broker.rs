@@ -81,6 +81,12 @@ pub struct Amqp {
 
 impl Amqp {
     pub async fn connect(url: &str) -> Result<Amqp, BrokerError> {
+        if !url.contains("://") {
+            // lapin's own error would repeat the whole URL, password included.
+            return Err(BrokerError::BadUrl {
+                url: redact_url(url),
+            });
+        }
         let doing = || format!("connecting to {}", redact_url(url));
         let (connection, channel) = within(doing, async {
             let connection = Connection::connect(url, ConnectionProperties::default())
@@ -190,9 +196,17 @@ impl Broker for Amqp {
                 .queue_purge(queue.into(), QueuePurgeOptions::default())
                 .await
                 .map(u64::from)
-                .map_err(|source| BrokerError::Purge {
-                    queue: queue.to_string(),
-                    source,
+                .map_err(|source| match source.is_amqp_soft_error() {
+                    // The queue refused (it went away, say): the step fails.
+                    true => BrokerError::Purge {
+                        queue: queue.to_string(),
+                        source,
+                    },
+                    // The link went: a passing fault, retried from the checkpoint.
+                    false => BrokerError::Unreachable {
+                        doing: format!("purging queue `{queue}`"),
+                        source,
+                    },
                 })
         })
         .await
@@ -401,7 +415,9 @@ pub async fn check_objects<B: Broker>(
             Step::Reset(_) | Step::Sql(_) => {}
         }
     }
+    exchanges.sort();
     exchanges.dedup();
+    queues.sort();
     queues.dedup();
     for exchange in &exchanges {
         broker.check_exchange(exchange).await?;
@@ -421,8 +437,6 @@ pub struct Recorder {
     unconfirmed: Option<i64>,
     pub sample: Vec<OutgoingMessage>,
     pub sample_size: usize,
-    pub count: u64,
-    pub problems: Vec<String>,
 }
 
 impl Recorder {
@@ -432,8 +446,6 @@ impl Recorder {
             unconfirmed: None,
             sample: Vec::new(),
             sample_size,
-            count: 0,
-            problems: Vec::new(),
         }
     }
 
@@ -453,7 +465,6 @@ impl Broker for Recorder {
     }
 
     async fn publish(&mut self, message: OutgoingMessage) -> Result<(), BrokerError> {
-        self.count += 1;
         self.unconfirmed = Some(message.seq);
         if self.sample.len() < self.sample_size {
             self.sample.push(message);

@@ -66,19 +66,27 @@ pub async fn dry_run(
         });
     }
     let batch = u64::from(plan.raw.rate_limit.batch_size.max(1));
+    // A bounded rehearsal: the first batch of each step, unless asked for all of them.
+    let limit = match options.rehearse_all {
+        true => selected,
+        false => selected.min(batch),
+    };
+    // The steps see the selection up to that bound, so a once-step over `:selected_event_ids`
+    // is rehearsed on the same first batch and never locks the rest.
+    let bounded = format!(
+        "(SELECT * FROM {} WHERE seq <= {limit}) rehearsed",
+        writes.selection_table()
+    );
+    let step_scope = BindScope::new(plan, run_id, started_at, &bounded);
     let cancel = Cancel::default();
     let mut ctx = StepContext {
         plan,
         run_id,
         lease: 0,
         started_at,
-        binds: &scope,
+        binds: &step_scope,
         total: selected,
-        // A bounded rehearsal: the first batch of each step, unless asked for all of them.
-        limit: match options.rehearse_all {
-            true => selected,
-            false => selected.min(batch),
-        },
+        limit,
         cancel: &cancel,
         reporter,
     };

@@ -53,6 +53,8 @@ pub enum BrokerError {
     NotConnected,
     #[error("queue `{queue}` does not exist")]
     NoQueue { queue: String },
+    #[error("the AMQP URL `{url}` is not a URL: expected amqp://user:password@host:port/vhost")]
+    BadUrl { url: String },
 }
 
 impl BrokerError {
@@ -169,9 +171,11 @@ impl RunError {
                 false => FaultClass::Bug,
             },
             RunError::Broker(e) if e.is_transient() => FaultClass::Transient,
-            RunError::Broker(BrokerError::NoExchange { .. } | BrokerError::NoQueue { .. }) => {
-                FaultClass::Refusal
-            }
+            RunError::Broker(
+                BrokerError::NoExchange { .. }
+                | BrokerError::NoQueue { .. }
+                | BrokerError::BadUrl { .. },
+            ) => FaultClass::Refusal,
             RunError::Broker(BrokerError::NotConnected) => FaultClass::Bug,
             RunError::Broker(_) => FaultClass::PlanLogic,
             RunError::Step { .. }
@@ -192,17 +196,18 @@ impl RunError {
 pub fn is_lasting_fault(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| matches!(&*code, "57014" | "08P01")),
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| &*code == "57014"),
         _ => false,
     }
 }
 
 /// Whether a database error passes with time: a lost connection, or SQLSTATE classes 08
 /// (connection), 40 (serialization, deadlock), 53 (resources), 57 (operator intervention, e.g.
-/// `pg_terminate_backend`), 55P03 (lock not available) and 25P03 (a session ended for idling in
-/// a transaction); but not 57014 (a statement timeout) nor 08P01 (a protocol violation).
+/// `pg_terminate_backend`), 55P03 (lock not available), 25P03 (a session ended for idling in
+/// a transaction) and 25006 (a read-only transaction: a failover that briefly sends the
+/// session to a standby); but not 57014 (a statement timeout). 08P01 from the server passes
+/// (a pooler such as PgBouncer reports its own failures so); a protocol violation sqlx itself
+/// finds (`Error::Protocol`) does not.
 pub fn is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -211,12 +216,10 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // A statement timeout (57014) would time out again, and a protocol violation (08P01)
-            // is a bug: neither passes with time.
-            let lasting = matches!(&*code, "57014" | "08P01");
-            !lasting
+            // A statement timeout (57014) would time out again.
+            &*code != "57014"
                 && (matches!(code.get(..2), Some("08" | "40" | "53" | "57"))
-                    || matches!(&*code, "55P03" | "25P03"))
+                    || matches!(&*code, "55P03" | "25P03" | "25006"))
         }),
         _ => false,
     }

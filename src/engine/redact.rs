@@ -4,7 +4,13 @@
 /// `postgres://user:secret@host/db?password=x` → `postgres://user:***@host/db?password=***`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+        // Not a URL that can be taken apart (`amqp:guest:secret@host`): nothing after the
+        // scheme is shown when it may hold a password.
+        return match url.split_once(':') {
+            Some((scheme, _)) if url.contains('@') => format!("{scheme}:***"),
+            _ if url.contains('@') => "***".into(),
+            _ => url.to_string(),
+        };
     };
     let (authority, tail) = match rest.find('/') {
         Some(i) => rest.split_at(i),
@@ -101,6 +107,14 @@ pub fn scrub(message: &str, url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_that_does_not_parse_shows_no_password() {
+        assert_eq!(redact_url("amqp:guest:secret@host:5672"), "amqp:***");
+        assert_eq!(redact_url("guest:secret@host"), "guest:***");
+        assert_eq!(redact_url("user@host"), "***");
+        assert_eq!(redact_url("localhost:5672"), "localhost:5672");
+    }
 
     #[test]
     fn passwords_are_masked() {

@@ -1224,6 +1224,18 @@ pub async fn record_write_xid(
     .map(|_| ())
 }
 
+/// Records the checkpoint's transaction as one of the run's writes, so that rows whose `xmin`
+/// it is count as still as this run left them.
+pub async fn mark_written(
+    conn: &mut sqlx::PgConnection,
+    run_id: uuid::Uuid,
+    step: &str,
+) -> Result<(), RunError> {
+    record_write_xid(conn, run_id)
+        .await
+        .map_err(RunError::db(format!("checkpointing step `{step}`")))
+}
+
 /// The condition (on a target row aliased `t`, with the run id as `$1`) that the row is still as
 /// this run left it: written by one of its batch transactions, or by the current transaction.
 pub const WRITTEN_BY_THE_RUN: &str = "(t.xmin::text::bigint IN \

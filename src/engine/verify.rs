@@ -55,9 +55,7 @@ pub async fn read_only_value(
 ) -> Result<Value, RunError> {
     let name = name(plan, index);
     let doing = format!("running verification `{name}`");
-    let mut tx = pool.begin().await.map_err(RunError::db(doing.clone()))?;
-    sqlx::query("SET TRANSACTION READ ONLY")
-        .execute(&mut *tx)
+    let mut tx = crate::engine::writes::begin_read_only(pool)
         .await
         .map_err(RunError::db(doing.clone()))?;
     let v = value(&mut tx, scope, plan, index).await?;

@@ -9,7 +9,7 @@ use crate::engine::state;
 use crate::plan::selection::quote_ident;
 
 /// A source of transactions for the steps, and where the run's bookkeeping lands.
-pub trait Writes {
+pub trait Writes: 'static {
     /// Table holding the frozen selection (`run_id, seq, event_id, event_type, payload`).
     fn selection_table(&self) -> &'static str;
     /// A transaction for one batch; committing it makes the batch durable (or, rehearsed, visible
@@ -30,15 +30,16 @@ pub trait Writes {
     ) -> Result<bool, RunError>;
     /// Records one batch of a step whose batches may commit out of order, inside the batch's
     /// transaction, fenced like [`Writes::checkpoint`] (see [`state::checkpoint_batch`]).
-    async fn checkpoint_batch(
+    /// (`Send`, so that batches side by side run it as tasks of their own.)
+    fn checkpoint_batch(
         conn: &mut PgConnection,
         run_id: uuid::Uuid,
         lease: i64,
         batch: &state::Batch<'_>,
-    ) -> Result<bool, RunError>;
-    /// Where batches may each take a transaction of their own and hold them side by side,
-    /// committing like [`Commit`]; `None` when every write goes through one transaction (a
-    /// rehearsal), so batches go one by one.
+    ) -> impl std::future::Future<Output = Result<bool, RunError>> + Send;
+    /// Where batches may each take a transaction of their own and hold them side by side, each
+    /// recording itself with [`Writes::checkpoint_batch`]; `None` when every write goes through
+    /// one transaction (a rehearsal), so batches go one by one.
     fn side_by_side(&self) -> Option<PgPool>;
     /// Records the frozen selection's size and digest in the freeze's transaction.
     async fn record_selection(
@@ -62,6 +63,15 @@ pub trait Writes {
     ) -> Result<(i64, String), sqlx::Error>;
 }
 
+/// A `READ ONLY` transaction: a query in it cannot write, whatever it calls.
+pub async fn begin_read_only(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// Real writes: each batch commits with its checkpoint in the executor's schema.
 pub struct Commit {
     pub pool: PgPool,
@@ -77,11 +87,7 @@ impl Writes for Commit {
     }
 
     async fn begin_read_only(&mut self) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
+        begin_read_only(&self.pool).await
     }
 
     async fn checkpoint(
@@ -92,10 +98,7 @@ impl Writes for Commit {
     ) -> Result<bool, RunError> {
         let stop = state::checkpoint_step(&mut *conn, run_id, lease, at).await?;
         if at.wrote_rows {
-            // Rows whose `xmin` is this transaction's are still as this run left them.
-            state::record_write_xid(conn, run_id)
-                .await
-                .map_err(RunError::db(format!("checkpointing step `{}`", at.step)))?;
+            state::mark_written(conn, run_id, at.step).await?;
         }
         Ok(stop)
     }
@@ -107,10 +110,7 @@ impl Writes for Commit {
         batch: &state::Batch<'_>,
     ) -> Result<bool, RunError> {
         let stop = state::checkpoint_batch(&mut *conn, run_id, lease, batch).await?;
-        // Rows whose `xmin` is this transaction's are still as this run left them.
-        state::record_write_xid(conn, run_id)
-            .await
-            .map_err(RunError::db(format!("checkpointing step `{}`", batch.step)))?;
+        state::mark_written(conn, run_id, batch.step).await?;
         Ok(stop)
     }
 

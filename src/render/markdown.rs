@@ -248,52 +248,50 @@ impl Page<'_> {
 
     fn breakdown(&self, out: &mut String) {
         let b = &self.report.breakdown;
+        let by_type = ("by type", "", "event type");
+        self.counts_table(out, by_type, ("type", "types"), &b.by_type, |t| {
+            self.cell(t)
+        });
+        let by_day = ("by day", ", newest first", "day");
+        self.counts_table(out, by_day, ("day", "days"), &b.by_day, |d| self.text(d));
+    }
+
+    /// A folded table of selected events counted by `column`, with each count's share.
+    fn counts_table(
+        &self,
+        out: &mut String,
+        (by, order, column): (&str, &str, &str),
+        (one, many): (&str, &str),
+        counts: &[(String, i64)],
+        show: impl Fn(&str) -> String,
+    ) {
+        if counts.is_empty() {
+            return;
+        }
         let total = self.report.selected.max(1) as f64;
         let share = |n: i64| match n as f64 * 100.0 / total {
             p if n > 0 && p < 0.05 => "&lt;0.1 %".to_string(),
             p => format!("{p:.1} %"),
         };
-        if !b.by_type.is_empty() {
+        let _ = writeln!(
+            out,
+            "<details><summary>Selected events {by} ({}{order})</summary>\n\n\
+             | {column} | events | share |\n|---|--:|--:|",
+            plural(counts.len(), one, many)
+        );
+        for (key, n) in counts.iter().take(self.detail.rows) {
             let _ = writeln!(
                 out,
-                "<details><summary>Selected events by type ({})</summary>\n\n\
-                 | event type | events | share |\n|---|--:|--:|",
-                plural(b.by_type.len(), "type", "types")
+                "| {} | {} | {} |",
+                show(key),
+                thousands(i128::from(*n)),
+                share(*n)
             );
-            for (t, n) in b.by_type.iter().take(self.detail.rows) {
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} |",
-                    self.cell(t),
-                    thousands(i128::from(*n)),
-                    share(*n)
-                );
-            }
-            self.more(out, b.by_type.len(), "types");
-            out.push_str("\n</details>\n\n");
         }
-        if !b.by_day.is_empty() {
-            let _ = writeln!(
-                out,
-                "<details><summary>Selected events by day ({}, newest first)</summary>\n\n\
-                 | day | events | share |\n|---|--:|--:|",
-                plural(b.by_day.len(), "day", "days")
-            );
-            for (d, n) in b.by_day.iter().take(self.detail.rows) {
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} |",
-                    self.text(d),
-                    thousands(i128::from(*n)),
-                    share(*n)
-                );
-            }
-            self.more(out, b.by_day.len(), "days");
-            out.push_str("\n</details>\n\n");
-        }
+        self.more(out, counts.len(), many);
+        out.push_str("\n</details>\n\n");
     }
 
-    /// The line under a table whose rows were cut.
     fn more(&self, out: &mut String, total: usize, what: &str) {
         if total > self.detail.rows {
             let _ = writeln!(

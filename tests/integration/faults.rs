@@ -269,15 +269,12 @@ async fn terminate_backends_while_a_checkpoint_waits(
 
 /// One run, `succeeded`, that retried in process at least once.
 pub(super) async fn succeeded_after_retries(pool: &PgPool, seed: u64) -> anyhow::Result<()> {
-    let (runs, status): (i64, String) =
-        sqlx::query_as("SELECT count(*) OVER (), status FROM replay.runs")
-            .fetch_one(pool)
-            .await?;
-    assert_eq!(
-        (runs, status.as_str()),
-        (1, "succeeded"),
-        "seed {seed}: one run, never rolled back"
-    );
+    assert_one_run(
+        pool,
+        "succeeded",
+        &format!("seed {seed}: one run, never rolled back"),
+    )
+    .await?;
     let retries: i64 =
         sqlx::query_scalar("SELECT count(*) FROM replay.run_log WHERE kind = 'retry'")
             .fetch_one(pool)
@@ -307,6 +304,96 @@ async fn terminated_backends_are_retried_in_process_and_each_batch_applies_once(
         "seed {seed}: every batch applied exactly once"
     );
     succeeded_after_retries(&pool, seed).await
+}
+
+/// A child's output, line by line, as it comes.
+fn lines_of(
+    output: Option<impl std::io::Read + Send + 'static>,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(output) = output {
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(output)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    rx
+}
+
+/// Terminates every backend the executor holds.
+async fn terminate_executor_backends(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'replay' AND datname = current_database()",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_failover_that_leaves_sessions_read_only_for_a_while_is_retried_and_applies_each_batch_once(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 12_000).await?;
+    let total = remember_counters(&pool).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "failover", BUMP_BUSY);
+    let plan = plan.to_str().unwrap_or_default();
+    // A session of our own, opened while the database is writable, stays so.
+    let mut admin = pool.acquire().await?;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut *admin)
+        .await?;
+    let read_only = |on: bool| {
+        sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE \"{database}\" SET default_transaction_read_only = {on}"
+        ))
+    };
+    let mut child = start(&["apply", plan], &url);
+    let mut said = lines_of(child.0.as_mut().and_then(|c| c.stderr.take()));
+    until("the step to move on", || async {
+        let cp = checkpoint(&pool, "bump").await;
+        cp > 0 && cp < total
+    })
+    .await?;
+    // As a failover would: the executor's new sessions land on a server that refuses writes.
+    sqlx::query(read_only(true)).execute(&mut *admin).await?;
+    terminate_executor_backends(&pool).await?;
+    let refused = "cannot execute UPDATE in a read-only transaction (SQLSTATE 25006)";
+    let met = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = said.recv().await {
+            if line.contains(refused) && line.contains("retrying") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    // The primary is back: sessions are writable again.
+    sqlx::query(read_only(false)).execute(&mut *admin).await?;
+    assert!(
+        matches!(met, Ok(true)),
+        "the executor met the read-only server and said it retries"
+    );
+    terminate_executor_backends(&pool).await?;
+    let out = child.wait_with_output()?;
+    assert!(out.status.success(), "exit {:?}", out.status.code());
+    assert_eq!(
+        not_bumped_once(&pool).await?,
+        0,
+        "every batch applied exactly once"
+    );
+    // The retries are in the output; their run-log rows could not be written while the
+    // server refused writes.
+    assert_one_run(&pool, "succeeded", "one run, never rolled back").await?;
+    Ok(())
 }
 
 #[sqlx::test(migrations = false)]
@@ -377,6 +464,8 @@ async fn sigkill_at_random_points_loses_nothing_and_applies_each_batch_once(
     );
     let plan = plan.to_str().unwrap_or_default();
     let kills = kill_at_random_points(plan, &url, &mut rng).await?;
+    // The whole run takes longer than the first wait: at least that kill met it midway.
+    assert!(kills >= 1, "seed {seed}: no kill met the run");
     succeeded(&run(&["apply", plan], &url), seed);
     assert_eq!(
         not_bumped_once(&pool).await?,
@@ -389,15 +478,12 @@ async fn sigkill_at_random_points_loses_nothing_and_applies_each_batch_once(
         duplicates <= kills * window,
         "seed {seed}: {duplicates} duplicates over {kills} kills, more than {window} per kill"
     );
-    let (runs, status): (i64, String) =
-        sqlx::query_as("SELECT count(*) OVER (), status FROM replay.runs")
-            .fetch_one(&pool)
-            .await?;
-    assert_eq!(
-        (runs, status.as_str()),
-        (1, "succeeded"),
-        "seed {seed}: one run, resumed after each kill"
-    );
+    assert_one_run(
+        &pool,
+        "succeeded",
+        &format!("seed {seed}: one run, resumed after each kill"),
+    )
+    .await?;
     Ok(())
 }
 
@@ -426,19 +512,10 @@ async fn a_paused_executor_that_lost_its_lease_writes_nothing_when_it_wakes(
     .await?;
     // A second executor takes the run over and finishes it.
     let second = run(&["apply", plan, "--lease", "2s"], &url);
-    assert!(
-        second.status.success(),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
+    assert_success(&second);
     drop(resume_first);
     let out = first.wait_with_output()?;
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("lost the lease"),
         "{}",
@@ -673,7 +750,9 @@ async fn an_audit_row_that_cannot_be_written_after_success_is_a_warning(
     let plan = plan_file(
         &dir,
         "unaudited",
-        "select: { status: [error] }\nsteps:\n  - { id: reset, kind: reset }\n",
+        "select: { status: [error] }\nbackup: { tables: [{ table: processed_events }] }\n\
+         steps:\n  - { id: reset, kind: reset }\n\
+         rollback:\n  - { kind: restore_backup, tables: [processed_events] }\n",
     );
     let out = run(&["apply", plan.to_str().unwrap_or_default()], &url);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -692,6 +771,21 @@ async fn an_audit_row_that_cannot_be_written_after_success_is_a_warning(
         .fetch_one(&pool)
         .await?;
     assert_eq!(status, "succeeded");
+    // So is the audit row of an operator's rollback: the rollback is done and says so.
+    let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    let undone = run(&["rollback", &run_id.to_string()], &url);
+    let stdout = String::from_utf8_lossy(&undone.stdout);
+    assert_success(&undone);
+    assert!(
+        stdout.contains("warning: the audit row could not be written"),
+        "{stdout}"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(status, "rolled_back");
     Ok(())
 }
 
@@ -734,7 +828,16 @@ async fn a_refusal_on_resume_leaves_the_run_resumable_and_the_hint_repeats_every
     assert!(stdout.contains(&hint), "{stdout}");
     // Without the override the resume is refused, and the run stays resumable.
     let refused = run(&["apply", plan], &url);
-    assert_eq!(refused.status.code(), Some(4));
+    assert_exit(&refused, 4);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(
+        said.contains("--override max_events --because"),
+        "the refusal names the flag it needs: {said}"
+    );
     let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
         .fetch_one(&pool)
         .await?;
@@ -750,11 +853,7 @@ async fn a_refusal_on_resume_leaves_the_run_resumable_and_the_hint_repeats_every
         ],
         &url,
     );
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    assert_success(&resumed);
     let (runs, status): (i64, String) =
         sqlx::query_as("SELECT count(*) OVER (), status FROM replay.runs")
             .fetch_one(&pool)
@@ -774,11 +873,7 @@ async fn re_running_a_plan_that_succeeded_does_nothing_unless_asked_again(
     let plan = plan_file(&dir, "once", BUMP);
     let plan = plan.to_str().unwrap_or_default();
     let first = run(&["apply", plan], &url);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert_success(&first);
     let again = run(&["apply", plan], &url);
     assert!(again.status.success());
     let stdout = String::from_utf8_lossy(&again.stdout);
@@ -799,11 +894,7 @@ async fn re_running_a_plan_that_succeeded_does_nothing_unless_asked_again(
         ],
         &url,
     );
-    assert!(
-        anew.status.success(),
-        "{}",
-        String::from_utf8_lossy(&anew.stderr)
-    );
+    assert_success(&anew);
     let bumped_twice: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM processed_events e JOIN counters_before b USING (event_id) \
          WHERE e.retry_count = b.retry_count + 2",
@@ -833,7 +924,9 @@ async fn a_dry_run_rehearses_the_first_batch_and_never_queues_behind_the_worker(
     let plan = plan_file(
         &dir,
         "gentle",
-        "select: { status: [error] }\nrate_limit: { per_second: 500, batch_size: 100 }\nsteps:\n  - { id: reset, kind: reset }\n",
+        // A once-step over the whole selection is rehearsed on the first batch too.
+        "select: { status: [error] }\nrate_limit: { per_second: 500, batch_size: 100 }\nsteps:\n  - { id: reset, kind: reset }\n\
+         \x20 - { id: bump, kind: sql, sql: \"UPDATE processed_events SET retry_count = retry_count + 1 WHERE event_id = ANY(:selected_event_ids)\" }\n",
     );
     let plan = plan.to_str().unwrap_or_default();
     let selected: i64 =
@@ -886,25 +979,41 @@ async fn events_that_failed_again_are_named_and_inspect_plans_exactly_them(
     let plan = plan_file(&dir, "failed-again", REPLAY_AND_VERIFY);
     let child = start(&["apply", plan.to_str().unwrap_or_default()], &url);
     reset_done(&pool).await?;
+    // Twenty-five poison events fail again (more than the report lists); the rest are processed.
     sqlx::query(
         "UPDATE processed_events e SET status = 'processed', error_message = NULL FROM replay.selection s \
-         WHERE s.event_id = e.event_id AND s.seq > 1",
+         WHERE s.event_id = e.event_id AND s.seq > 25",
     )
     .execute(&pool)
     .await?;
-    let poison: String = sqlx::query_scalar(
+    let mut poison: Vec<String> = sqlx::query_scalar(
         "UPDATE processed_events e SET status = 'error', error_message = 'poison' FROM replay.selection s \
-         WHERE s.event_id = e.event_id AND s.seq = 1 RETURNING e.event_id",
+         WHERE s.event_id = e.event_id AND s.seq <= 25 RETURNING e.event_id",
     )
-    .fetch_one(&pool)
+    .fetch_all(&pool)
     .await?;
+    poison.sort();
     let out = child.wait_with_output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{stdout}");
     assert!(
-        stdout.contains("still failing: 1 selected event(s)")
-            && stdout.contains(&format!("{poison}: poison")),
+        stdout.contains("still failing: 25 selected event(s) (the first 20 below)"),
         "{stdout}"
+    );
+    let named = poison
+        .iter()
+        .filter(|id| stdout.contains(&format!("    {id}: poison")))
+        .count();
+    assert_eq!(
+        named, 20,
+        "the first 20 are named with their message: {stdout}"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(
+        status, "failed",
+        "no rollback to run: failed, not rolled back"
     );
     let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
         .fetch_one(&pool)
@@ -936,21 +1045,20 @@ async fn events_that_failed_again_are_named_and_inspect_plans_exactly_them(
         ],
         &url,
     );
-    assert!(
-        inspected.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspected.stderr)
-    );
+    assert_success(&inspected);
     let text = std::fs::read_to_string(next)?;
     assert!(
-        text.contains(&format!("  event_ids:\n    - \"{poison}\"\n")) && !text.contains(&outsider),
+        poison
+            .iter()
+            .all(|id| text.contains(&format!("    - \"{id}\"\n")))
+            && !text.contains(&outsider),
         "{text}"
     );
     let dry = run(&["apply", next, "--dry-run", "--format", "json"], &url);
     let report: serde_json::Value = serde_json::from_slice(&dry.stdout)?;
     assert_eq!(
-        report["selected"], 1,
-        "exactly the event that failed again: {report}"
+        report["selected"], 25,
+        "exactly the events that failed again: {report}"
     );
     Ok(())
 }
@@ -989,12 +1097,7 @@ async fn a_rollback_that_fails_stays_rolling_back_until_it_can_finish(
     assert_eq!(again.status.code(), Some(1));
     sqlx::query("DELETE FROM undo_marks").execute(&pool).await?;
     let finished = run(&["apply", plan], &url);
-    assert_eq!(
-        finished.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&finished.stderr)
-    );
+    assert_exit(&finished, 3);
     rolled_back_once(&pool, &before).await
 }
 
@@ -1020,11 +1123,7 @@ async fn a_slowly_paced_batch_step_never_idles_inside_a_transaction(
         &["apply", plan.to_str().unwrap_or_default(), "--lease", "1s"],
         &url,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(total > 50, "several batches");
     assert_eq!(not_bumped_once(&pool).await?, 0);
     let retries: i64 =
@@ -1090,12 +1189,7 @@ async fn a_restore_updates_rows_in_place_so_no_cascade_fires(pool: PgPool) -> an
          rollback:\n  - { kind: restore_backup, tables: [periods] }\n",
     );
     let out = run(&["apply", plan.to_str().unwrap_or_default()], &url);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 3);
     let (note, children): (String, i64) = sqlx::query_as(
         "SELECT (SELECT note FROM periods WHERE id = 1), (SELECT count(*) FROM period_children)",
     )
@@ -1105,6 +1199,32 @@ async fn a_restore_updates_rows_in_place_so_no_cascade_fires(pool: PgPool) -> an
         (note.as_str(), children),
         ("original", 1),
         "restored in place; the child row survives"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_batch_step_over_an_empty_selection_is_recorded_done(pool: PgPool) -> anyhow::Result<()> {
+    world(&pool, 200).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "empty-batches",
+        "select: { status: [processing] }\nsteps:\n  - { id: bump, kind: sql, each: batch, sql: \"UPDATE processed_events SET retry_count = retry_count + 1 WHERE event_id = ANY(:batch_event_ids)\" }\n  - { id: reset, kind: reset }\n",
+    );
+    assert_success(&run(&["apply", plan.to_str().unwrap_or_default()], &url));
+    let steps: Vec<(String, String)> =
+        sqlx::query_as("SELECT step_id, status FROM replay.step_runs ORDER BY ordinal")
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(
+        steps,
+        [
+            ("bump".into(), "done".into()),
+            ("reset".into(), "done".into())
+        ],
+        "nothing to do, and done"
     );
     Ok(())
 }

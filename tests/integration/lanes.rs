@@ -123,11 +123,7 @@ async fn a_batch_done_beyond_the_checkpoint_is_skipped_when_the_run_resumes(
     );
 
     let out = run(&["apply", plan], &url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&format!("(resumed at {ahead})")),
         "{}",

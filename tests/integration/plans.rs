@@ -558,3 +558,27 @@ fn shipped_plans_are_valid_without_warnings() {
         );
     }
 }
+
+/// The README's plan, key by key, is a plan `validate` accepts without a warning.
+#[test]
+fn the_readme_plan_example_is_valid_without_warnings() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let start = readme
+        .find("```yaml\n")
+        .expect("the README shows a plan in a yaml block")
+        + "```yaml\n".len();
+    let end = start + readme[start..].find("```").expect("the yaml block ends");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = dir.path().join("readme-plan.yaml");
+    std::fs::write(&plan, &readme[start..end]).expect("write the plan");
+    let run = Replay::validate().arg(&plan).run();
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (
+            0,
+            "1 plan(s) checked: 1 valid, 0 invalid (0 error(s), 0 warning(s))\n"
+        ),
+        "{}",
+        run.stderr
+    );
+}

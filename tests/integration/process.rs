@@ -66,6 +66,35 @@ pub fn run(args: &[&str], url: &str) -> Output {
     replay(args, url).output().expect("run replay")
 }
 
+/// The process exited 0; else its stderr says why.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The database holds one run, and it is `status`.
+pub async fn assert_one_run(pool: &PgPool, status: &str, why: &str) -> anyhow::Result<()> {
+    let (runs, recorded): (i64, String) =
+        sqlx::query_as("SELECT count(*) OVER (), status FROM replay.runs")
+            .fetch_one(pool)
+            .await?;
+    assert_eq!((runs, recorded.as_str()), (1, status), "{why}");
+    Ok(())
+}
+
+/// The process exited with `code`; else its stderr says why.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A running `replay`; killed and reaped if a test ends early.
 pub struct Running(pub Option<Child>);
 
@@ -233,45 +262,69 @@ pub async fn drain_with<T>(
     Ok(ids)
 }
 
-/// A TCP proxy to a local service that can be cut, as if the service went away.
+/// A TCP proxy to a local service that can be cut, as if the service went away, or stalled, as
+/// if it hung: connections stay open and nothing more passes either way.
 pub struct Proxy {
     pub port: u16,
-    cut: tokio::sync::watch::Sender<bool>,
+    mode: tokio::sync::watch::Sender<Mode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Pass,
+    Cut,
+    Stall,
 }
 
 impl Proxy {
     pub async fn to(upstream: u16) -> anyhow::Result<Proxy> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
-        let (cut, watch) = tokio::sync::watch::channel(false);
+        let (mode, watch) = tokio::sync::watch::channel(Mode::Pass);
         tokio::spawn(async move {
+            // Connections accepted while stalled: open, and never answered.
+            let mut silent = Vec::new();
             loop {
                 let mut stop = watch.clone();
                 let accepted = tokio::select! {
                     a = listener.accept() => a,
-                    _ = stop.wait_for(|c| *c) => return,
+                    _ = stop.wait_for(|m| *m == Mode::Cut) => return,
                 };
                 let Ok((mut client, _)) = accepted else {
                     return;
                 };
-                let mut stop = watch.clone();
+                if *watch.borrow() == Mode::Stall {
+                    silent.push(client);
+                    continue;
+                }
+                let (mut cut, mut stall) = (watch.clone(), watch.clone());
                 tokio::spawn(async move {
                     let Ok(mut server) =
                         tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
                     else {
                         return;
                     };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = stop.wait_for(|c| *c) => {}
+                    let stalled = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+                        _ = cut.wait_for(|m| *m == Mode::Cut) => false,
+                        _ = stall.wait_for(|m| *m == Mode::Stall) => true,
+                    };
+                    if stalled {
+                        // Both ends stay open until the proxy is cut or dropped.
+                        let _ = cut.wait_for(|m| *m == Mode::Cut).await;
                     }
+                    drop((client, server));
                 });
             }
         });
-        Ok(Proxy { port, cut })
+        Ok(Proxy { port, mode })
     }
 
     pub fn cut(&self) {
-        let _ = self.cut.send(true);
+        let _ = self.mode.send(Mode::Cut);
+    }
+
+    pub fn stall(&self) {
+        let _ = self.mode.send(Mode::Stall);
     }
 }

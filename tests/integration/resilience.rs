@@ -69,11 +69,7 @@ async fn killed_reset_resumes_without_applying_a_batch_twice_or_skipping_one(
     assert_eq!(selected_pending(&pool).await?, cp);
 
     let out = run(&["apply", plan], &url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(selected_pending(&pool).await?, total);
     let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM replay.runs")
         .fetch_one(&pool)
@@ -91,41 +87,48 @@ async fn killed_reset_resumes_without_applying_a_batch_twice_or_skipping_one(
 async fn sigint_stops_at_a_batch_boundary_and_prints_the_resume_command(
     pool: PgPool,
 ) -> anyhow::Result<()> {
+    signalled_reset_stops_at_a_batch_boundary(&pool, "-INT").await
+}
+
+#[sqlx::test(migrations = false)]
+async fn sigterm_stops_at_a_batch_boundary_and_prints_the_resume_command(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    signalled_reset_stops_at_a_batch_boundary(&pool, "-TERM").await
+}
+
+/// A reset sent `signal` midway stops at a batch boundary, exit 130, `interrupted`, printing the
+/// resume command; the resume finishes it.
+async fn signalled_reset_stops_at_a_batch_boundary(
+    pool: &PgPool,
+    signal: &str,
+) -> anyhow::Result<()> {
     let SlowReset {
         total,
         url,
         plan,
         child,
         _dir,
-    } = slow_reset_midway(&pool, "interrupted-reset").await?;
+    } = slow_reset_midway(pool, "interrupted-reset").await?;
     let plan = plan.as_str();
     Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()?;
     let out = child.wait_with_output()?;
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 130);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!("resume with: replay apply {plan}")),
         "{stdout}"
     );
     let (status, cp): (String, i64) = sqlx::query_as("SELECT r.status, s.checkpoint FROM replay.runs r JOIN replay.step_runs s ON s.run_id = r.id")
-        .fetch_one(&pool)
+        .fetch_one(pool)
         .await?;
     assert_eq!(status, "interrupted");
-    assert_eq!(selected_pending(&pool).await?, cp);
+    assert_eq!(selected_pending(pool).await?, cp);
     let out = run(&["apply", plan], &url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(selected_pending(&pool).await?, total);
+    assert_success(&out);
+    assert_eq!(selected_pending(pool).await?, total);
     Ok(())
 }
 
@@ -154,11 +157,7 @@ async fn a_second_apply_is_refused_naming_the_running_one(pool: PgPool) -> anyho
     );
     // The holder died: its lock is gone and the run resumes.
     let out = run(&["apply", plan], &url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     Ok(())
 }
 
@@ -177,12 +176,7 @@ async fn failed_verification_rolls_back_to_the_snapshot(pool: PgPool) -> anyhow:
          rollback:\n  - { kind: restore_backup, tables: [processed_events] }\n",
     );
     let out = run(&["apply", plan.to_str().unwrap_or_default()], &url);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 3);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("verify `impossible`: FAIL"), "{stdout}");
     let after: String = sqlx::query_scalar(checksum).fetch_one(&pool).await?;
@@ -282,18 +276,9 @@ async fn an_interrupted_publish_flushes_its_confirms_so_the_resume_publishes_not
         .args(["-INT", &child.id().to_string()])
         .status()?;
     let out = child.wait_with_output()?;
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 130);
     let resumed = run(&["apply", plan], &url);
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    assert_success(&resumed);
     let duplicates = drain_each_once_at_least(&name, total).await?;
     assert_eq!(duplicates, 0, "nothing published twice");
     Ok(())
@@ -316,11 +301,7 @@ async fn killed_publish_resumes_losing_nothing_with_bounded_duplicates(
     checkpoint_midway(&pool, "republish", total).await?;
     child.kill()?;
     let out = run(&["apply", plan], &url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let ids = drain_ids(&name, total as usize).await?;
     let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
     assert_eq!(
@@ -397,11 +378,56 @@ async fn broker_going_away_stops_the_step_and_the_next_apply_resumes(
     assert_eq!(status, "interrupted", "a passing fault never ends a run");
 
     let out = run(&["apply", plan], &url);
+    assert_success(&out);
+    let duplicates = drain_each_once_at_least(&name, total).await?;
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        duplicates <= 50,
+        "{duplicates} duplicates, more than `confirms_in_flight` (50)"
     );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_stalled_broker_times_out_and_the_next_apply_resumes(pool: PgPool) -> anyhow::Result<()> {
+    let total = world(&pool, 12_000).await?;
+    let url = database_url(&pool).await?;
+    let name = format!("test-broker-stalled-{}", uuid::Uuid::new_v4().simple());
+    let _topology = bound_queue(&name).await?;
+    let proxy = Proxy::to(5672).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "broker-stalled",
+        &format!(
+            "target: {{ exchange: {name} }}\nselect: {{ status: [error] }}\nrate_limit: {{ per_second: 2000, batch_size: 100, confirms_in_flight: 50 }}\nsteps:\n  - {{ id: republish, kind: publish }}\n"
+        ),
+    );
+    let plan = plan.to_str().unwrap_or_default();
+    // A broker that hangs: the connection stays open and nothing comes back.
+    let mut cmd = replay(&["apply", plan, "--retries", "0"], &url);
+    cmd.env(
+        "AMQP_URL",
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port),
+    );
+    let child = Running(Some(
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?,
+    ));
+    checkpoint_midway(&pool, "republish", total).await?;
+    proxy.stall();
+    let out = child.wait_with_output()?;
+    assert_exit(&out, 75);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The publisher notices first (no confirm), or any other broker call (no answer): 10 s.
+    assert!(
+        stderr.contains("gave up after 1 attempt(s)") && stderr.contains("within 10s"),
+        "{stderr}"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(status, "interrupted", "a hung broker never ends a run");
+    proxy.cut();
+    assert_success(&run(&["apply", plan], &url));
     let duplicates = drain_each_once_at_least(&name, total).await?;
     assert!(
         duplicates <= 50,
@@ -427,12 +453,7 @@ async fn database_going_away_leaves_a_consistent_checkpoint(pool: PgPool) -> any
     checkpoint_midway(&pool, "reset", total).await?;
     proxy.cut();
     let out = child.wait_with_output()?;
-    assert_eq!(
-        out.status.code(),
-        Some(75),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 75);
     // Whatever was committed carries its checkpoint, and nothing else was written.
     let cp: i64 =
         sqlx::query_scalar("SELECT checkpoint FROM replay.step_runs WHERE step_id = 'reset'")
@@ -440,11 +461,7 @@ async fn database_going_away_leaves_a_consistent_checkpoint(pool: PgPool) -> any
             .await?;
     assert_eq!(selected_pending(&pool).await?, cp);
     let out = run(&["apply", plan], &url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(selected_pending(&pool).await?, total);
     Ok(())
 }
@@ -475,11 +492,7 @@ async fn replay_stop_from_another_process_stops_the_run_at_a_batch_boundary(
             .fetch_one(&pool)
             .await?;
     let stop = run(&["stop", &run_id.to_string()], &url);
-    assert!(
-        stop.status.success(),
-        "{}",
-        String::from_utf8_lossy(&stop.stderr)
-    );
+    assert_success(&stop);
     assert!(String::from_utf8_lossy(&stop.stdout).contains("is stopped"));
     let out = child.wait_with_output()?;
     assert_eq!(out.status.code(), Some(130));
@@ -500,11 +513,7 @@ async fn replay_stop_from_another_process_stops_the_run_at_a_batch_boundary(
         "stopped at a batch boundary"
     );
     let out = run(&["apply", plan], &url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(selected_pending(&pool).await?, total);
     let audit = run(&["audit"], &url);
     assert!(
@@ -529,11 +538,7 @@ async fn reversed_world(
     let before: String = sqlx::query_scalar(CHECKSUM).fetch_one(pool).await?;
     let plan = plan_file(dir, "reversible", REVERSIBLE);
     let out = run(&["apply", plan.to_str().unwrap_or_default()], &url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
         .fetch_one(pool)
         .await?;
@@ -555,11 +560,7 @@ async fn replay_rollback_restores_the_runs_rows_and_keeps_rows_changed_since(
     let dir = tempfile::tempdir()?;
     let (run_id, touched, _before, url) = reversed_world(&pool, &dir).await?;
     let rolled = run(&["rollback", &run_id.to_string()], &url);
-    assert!(
-        rolled.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rolled.stderr)
-    );
+    assert_success(&rolled);
     let stdout = String::from_utf8_lossy(&rolled.stdout);
     assert!(
         stdout.contains(&format!(
@@ -613,11 +614,7 @@ async fn replay_rollback_force_restores_rows_changed_since_too(pool: PgPool) -> 
     let dir = tempfile::tempdir()?;
     let (run_id, _touched, before, url) = reversed_world(&pool, &dir).await?;
     let forced = run(&["rollback", &run_id.to_string(), "--force"], &url);
-    assert!(
-        forced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&forced.stderr)
-    );
+    assert_success(&forced);
     let after: String = sqlx::query_scalar(CHECKSUM).fetch_one(&pool).await?;
     assert_eq!(after, before, "every snapshotted row is back as it was");
     let again = run(&["rollback", &run_id.to_string()], &url);
@@ -650,11 +647,7 @@ async fn messages_carry_only_the_headers_the_plan_names(pool: PgPool) -> anyhow:
             ),
         );
         let out = run(&["apply", plan.to_str().unwrap_or_default()], &url);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         let run_id: uuid::Uuid =
             sqlx::query_scalar("SELECT id FROM replay.runs WHERE plan_name = $1")
                 .bind(&name)

@@ -110,11 +110,7 @@ async fn rides_out(
     let (total, _url, child, topology) = slow_publish(pool, name, &dir).await?;
     fault(topology)?;
     let out = child.wait_with_output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(
         succeeded_in_one_run(pool).await? >= 1,
         "the broker fault was retried in process"
@@ -144,4 +140,49 @@ async fn closing_every_broker_connection_during_a_publish_is_ridden_out(
         rabbitmqctl(&["close_all_connections", "closed by a service-fault test"])
     })
     .await
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_broker_connection_lost_before_a_purge_is_retried_not_rolled_back(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let name = format!("test-purge-{}", uuid::Uuid::new_v4().simple());
+    let total = world(&pool, 12_000).await?;
+    let url = database_url(&pool).await?;
+    let topology = bound_queue(&name).await?;
+    let dir = tempfile::tempdir()?;
+    // A database step of a few seconds, then the purge, on the connection made at the start.
+    let plan = plan_file(
+        &dir,
+        "purge-after-a-blip",
+        &format!(
+            "select: {{ status: [error] }}\nrate_limit: {{ per_second: 100000, batch_size: 100 }}\nsteps:\n  \
+             - {{ id: bump, kind: sql, each: batch, sql: \"UPDATE processed_events SET retry_count = retry_count + 1 WHERE event_id = ANY(:batch_event_ids) AND (SELECT pg_sleep(0.05)) IS NOT NULL\" }}\n  \
+             - {{ id: purge, kind: purge_queue, queue: {name} }}\n"
+        ),
+    );
+    let child = start(&["apply", plan.to_str().unwrap_or_default()], &url);
+    checkpoint_midway(&pool, "bump", total).await?;
+    drop(topology);
+    rabbitmqctl(&["close_all_connections", "closed by a service-fault test"])?;
+    let out = child.wait_with_output()?;
+    assert_success(&out);
+    assert!(
+        succeeded_in_one_run(&pool).await? >= 1,
+        "the lost broker connection was retried in process, not rolled back"
+    );
+    let purged: String =
+        sqlx::query_scalar("SELECT status FROM replay.step_runs WHERE step_id = 'purge'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(purged, "done");
+    // The scratch exchange and queue.
+    let conn = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    ch.queue_delete(name.as_str().into(), Default::default())
+        .await?;
+    ch.exchange_delete(name.as_str().into(), Default::default())
+        .await?;
+    Ok(())
 }

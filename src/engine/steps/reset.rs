@@ -10,7 +10,7 @@ use crate::engine::error::RunError;
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
 use crate::engine::state::{Batch, Checkpoint};
-use crate::engine::writes::{Commit, Writes};
+use crate::engine::writes::Writes;
 use crate::plan::model::ResetStep;
 use crate::plan::selection::quote_ident;
 
@@ -42,7 +42,7 @@ pub async fn run<W: Writes, C: Clock>(
     let todo = Todo::new(start, i64::from(ctx.plan.raw.rate_limit.batch_size), total);
     let at_once = ctx.plan.raw.rate_limit.parallel_batches.max(1) as usize;
     match writes.side_by_side().filter(|_| at_once > 1) {
-        Some(pool) => side_by_side(ctx, pool, at_once, clock, step, sql, todo).await,
+        Some(pool) => side_by_side::<W, C>(ctx, pool, at_once, clock, step, sql, todo).await,
         None => one_by_one(ctx, writes, clock, step, &sql, todo).await,
     }
 }
@@ -162,7 +162,7 @@ async fn one_by_one<W: Writes, C: Clock>(
 /// Up to `at_once` batches at a time, each a task with a transaction of its own that commits
 /// with its checkpoint. Whatever happens, every batch that started is waited for before the step
 /// returns: a retry reads the checkpoints only once no commit of this attempt is in flight.
-async fn side_by_side<C: Clock>(
+async fn side_by_side<W: Writes, C: Clock>(
     ctx: &mut StepContext<'_>,
     pool: sqlx::PgPool,
     at_once: usize,
@@ -197,8 +197,7 @@ async fn side_by_side<C: Clock>(
                     rows: 0,
                     total,
                 };
-                let (rows, stop) =
-                    reset_and_record::<Commit>(tx, &sql, run_id, lease, batch).await?;
+                let (rows, stop) = reset_and_record::<W>(tx, &sql, run_id, lease, batch).await?;
                 Ok::<_, Fault>((upto - from, rows, stop))
             });
         }

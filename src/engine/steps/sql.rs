@@ -109,6 +109,11 @@ pub async fn run<W: Writes, C: Clock>(
             total: total as u64,
         });
     }
+    if ranges == 0 {
+        // A batch step over an empty selection has nothing to run, and is done.
+        ctx.checkpoint_alone(writes, Checkpoint::finished(&step.id, touched))
+            .await?;
+    }
     Ok(touched as u64)
 }
 

@@ -45,7 +45,8 @@ impl Default for RateLimit {
 }
 
 /// Two batches side by side: one set-based `UPDATE` uses one core of the database; a reset in
-/// batches of 1,000 with two in flight is as fast as that `UPDATE` (see the README's figures).
+/// batches with two in flight comes close to that `UPDATE`, one at a time does not (see the
+/// README's figures).
 pub const DEFAULT_PARALLEL_BATCHES: u32 = 2;
 
 /// Left out of a serialised plan at its default, so that the plan hashes of runs started before

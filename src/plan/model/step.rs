@@ -131,7 +131,7 @@ pub struct SqlStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The statement. Built-in binds: `:selected_event_ids`, `:batch_event_ids` (with `each: batch`),
-    /// `:run_id`, `:run_started_at`.
+    /// `:run_id`, `:run_started_at`, `:plan_name`.
     pub sql: String,
     /// `once`: one statement; `batch`: once per batch of the selection, bound to `:batch_event_ids`.
     #[serde(default)]
