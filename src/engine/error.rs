@@ -225,6 +225,12 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
+/// A query in a transaction of our own that is `READ ONLY` tried to write (25006): the plan's
+/// query is at fault, not a failover, whatever [`is_transient`] says of the code elsewhere.
+pub fn wrote_in_read_only(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| &*c == "25006"))
+}
+
 /// A database error as one line, with the server's message when there is one.
 pub fn describe_sqlx(e: &sqlx::Error) -> String {
     match e {

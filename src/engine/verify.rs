@@ -31,7 +31,17 @@ pub async fn value(
         bind_all(sqlx::query(audited(&wrapped)), &binds)
             .fetch_all(conn)
             .await
-            .map_err(RunError::db(format!("running verification `{name}`")))?
+            .map_err(|e| {
+                let doing = format!("running verification `{name}`");
+                match crate::engine::error::wrote_in_read_only(&e) {
+                    true => RunError::Database {
+                        doing,
+                        message: crate::engine::error::describe_sqlx(&e),
+                        transient: false,
+                    },
+                    false => RunError::db(doing)(e),
+                }
+            })?
             .iter()
             .map(|r| r.try_get::<Value, _>(0).unwrap_or(Value::Null))
             .collect()

@@ -46,7 +46,11 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
         ctx.cancel.check()?;
         let holds = match (&until, &step.queue_empty) {
             (Some((text, binds)), _) => {
-                let fail = |e: sqlx::Error| ctx.db_failed(&step.id, 0, e);
+                let fail = |e: sqlx::Error| match crate::engine::error::wrote_in_read_only(&e) {
+                    // The condition tried to write: the plan's fault.
+                    true => ctx.failed(&step.id, 0, crate::engine::error::describe_sqlx(&e)),
+                    false => ctx.db_failed(&step.id, 0, e),
+                };
                 let mut tx = writes.begin_read_only().await.map_err(fail)?;
                 let row = bind_all(sqlx::query(audited(text)), binds)
                     .fetch_optional(&mut *tx)
