@@ -1228,3 +1228,51 @@ async fn a_batch_step_over_an_empty_selection_is_recorded_done(pool: PgPool) -> 
     );
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_step_that_fails_without_a_rollback_is_failed_and_resumes_once_fixed(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let total = world(&pool, 400).await?;
+    let url = database_url(&pool).await?;
+    let name = format!("test-unbound-{}", uuid::Uuid::new_v4().simple());
+    // An exchange with no queue bound: every message comes back unroutable.
+    let conn = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default()).await?;
+    conn.create_channel()
+        .await?
+        .exchange_declare(
+            name.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "unbound",
+        &format!(
+            "target: {{ exchange: {name} }}\nselect: {{ status: [error] }}\nsteps:\n  - {{ id: republish, kind: publish }}\n"
+        ),
+    );
+    let plan = plan.to_str().unwrap_or_default();
+    let out = run(&["apply", plan], &url);
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("returned unroutable"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("resume with: replay apply"), "{stdout}");
+    let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(status, "failed", "nothing to roll back: failed, not rolled_back");
+    // Fixed (a queue is bound now): the same run resumes and finishes.
+    let _topology = bound_queue(&name).await?;
+    assert_success(&run(&["apply", plan], &url));
+    assert_one_run(&pool, "succeeded", "the failed run resumed").await?;
+    drain_each_once_at_least(&name, total).await?;
+    Ok(())
+}
