@@ -38,6 +38,13 @@ pub(super) async fn remember_counters(pool: &PgPool) -> anyhow::Result<i64> {
         .await?)
 }
 
+/// A world whose failed events' counters are remembered; returns their number and the URL.
+pub(super) async fn counted_world(pool: &PgPool, events: u64) -> anyhow::Result<(i64, String)> {
+    world(pool, events).await?;
+    let total = remember_counters(pool).await?;
+    Ok((total, database_url(pool).await?))
+}
+
 /// Events whose counter did not move by exactly one.
 async fn not_bumped_once(pool: &PgPool) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar(
@@ -174,12 +181,7 @@ pub(super) async fn terminate_backends_midway(
         .await?;
         last = checkpoint(pool, step).await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = 'replay' AND datname = current_database()",
-        )
-        .execute(pool)
-        .await?;
+        terminate_executor_backends(pool).await?;
     }
     Ok(())
 }
@@ -257,12 +259,7 @@ async fn terminate_backends_while_a_checkpoint_waits(
         .unwrap_or(false)
     })
     .await?;
-    sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = 'replay' AND datname = current_database()",
-    )
-    .execute(pool)
-    .await?;
+    terminate_executor_backends(pool).await?;
     hold.rollback().await?;
     Ok(())
 }
@@ -291,9 +288,7 @@ async fn terminated_backends_are_retried_in_process_and_each_batch_applies_once(
     pool: PgPool,
 ) -> anyhow::Result<()> {
     let (seed, mut rng) = fault_rng();
-    world(&pool, 12_000).await?;
-    let total = remember_counters(&pool).await?;
-    let url = database_url(&pool).await?;
+    let (total, url) = counted_world(&pool, 12_000).await?;
     let dir = tempfile::tempdir()?;
     let plan = plan_file(&dir, "terminated", BUMP_BUSY);
     let plan = plan.to_str().unwrap_or_default();
@@ -340,9 +335,7 @@ async fn terminate_executor_backends(pool: &PgPool) -> anyhow::Result<()> {
 async fn a_failover_that_leaves_sessions_read_only_for_a_while_is_retried_and_applies_each_batch_once(
     pool: PgPool,
 ) -> anyhow::Result<()> {
-    world(&pool, 12_000).await?;
-    let total = remember_counters(&pool).await?;
-    let url = database_url(&pool).await?;
+    let (total, url) = counted_world(&pool, 12_000).await?;
     let dir = tempfile::tempdir()?;
     let plan = plan_file(&dir, "failover", BUMP_BUSY);
     let plan = plan.to_str().unwrap_or_default();
@@ -444,9 +437,7 @@ async fn sigkill_at_random_points_loses_nothing_and_applies_each_batch_once(
     pool: PgPool,
 ) -> anyhow::Result<()> {
     let (seed, mut rng) = fault_rng();
-    world(&pool, 12_000).await?;
-    let total = remember_counters(&pool).await?;
-    let url = database_url(&pool).await?;
+    let (total, url) = counted_world(&pool, 12_000).await?;
     let name = format!("test-sigkill-{}", uuid::Uuid::new_v4().simple());
     let _topology = bound_queue(&name).await?;
     let dir = tempfile::tempdir()?;
@@ -491,9 +482,7 @@ async fn sigkill_at_random_points_loses_nothing_and_applies_each_batch_once(
 async fn a_paused_executor_that_lost_its_lease_writes_nothing_when_it_wakes(
     pool: PgPool,
 ) -> anyhow::Result<()> {
-    world(&pool, 12_000).await?;
-    let total = remember_counters(&pool).await?;
-    let url = database_url(&pool).await?;
+    let (total, url) = counted_world(&pool, 12_000).await?;
     let dir = tempfile::tempdir()?;
     let plan = plan_file(&dir, "paused", BUMP);
     let plan = plan.to_str().unwrap_or_default();
@@ -1268,7 +1257,10 @@ async fn a_step_that_fails_without_a_rollback_is_failed_and_resumes_once_fixed(
     let status: String = sqlx::query_scalar("SELECT status FROM replay.runs")
         .fetch_one(&pool)
         .await?;
-    assert_eq!(status, "failed", "nothing to roll back: failed, not rolled_back");
+    assert_eq!(
+        status, "failed",
+        "nothing to roll back: failed, not rolled_back"
+    );
     // Fixed (a queue is bound now): the same run resumes and finishes.
     let _topology = bound_queue(&name).await?;
     assert_success(&run(&["apply", plan], &url));

@@ -3,11 +3,10 @@
 //! selected row exactly once. A trigger counts every committed update of every row.
 
 use super::faults::{
-    apply_terminating_backends, checkpoint, fault_rng, kill_at_random_points, remember_counters,
-    succeeded, succeeded_after_retries, until,
+    self, apply_terminating_backends, checkpoint, fault_rng, kill_at_random_points, succeeded,
+    succeeded_after_retries, until,
 };
 use super::process::*;
-use super::support::*;
 use sqlx::PgPool;
 
 /// Counts each row's updates, in the updating transaction (a batch that rolls back counts
@@ -32,10 +31,9 @@ fn reset_plan(batch: u32, lanes: u32) -> String {
 /// A world whose failed events are remembered (`counters_before`) and whose updates are counted;
 /// returns the number of failed events and the database URL.
 async fn counted_world(pool: &PgPool, events: u64) -> anyhow::Result<(i64, String)> {
-    world(pool, events).await?;
-    let total = remember_counters(pool).await?;
+    let world = faults::counted_world(pool, events).await?;
     sqlx::raw_sql(COUNT_UPDATES).execute(pool).await?;
-    Ok((total, database_url(pool).await?))
+    Ok(world)
 }
 
 /// Selected rows not updated exactly once, and rows updated that were not selected.

@@ -331,26 +331,41 @@ async fn killed_publish_resumes_losing_nothing_with_bounded_duplicates(
     Ok(())
 }
 
-#[sqlx::test(migrations = false)]
-async fn broker_going_away_stops_the_step_and_the_next_apply_resumes(
-    pool: PgPool,
-) -> anyhow::Result<()> {
-    let total = world(&pool, 12_000).await?;
-    let url = database_url(&pool).await?;
-    let name = format!("test-broker-gone-{}", uuid::Uuid::new_v4().simple());
+/// A publish of every failed event whose broker connection goes through a proxy the test can
+/// cut or stall, started with `--retries retries`.
+struct BrokerBehindProxy {
+    total: i64,
+    url: String,
+    name: String,
+    plan: String,
+    proxy: Proxy,
+    child: Running,
+    _topology: lapin::Connection,
+    _dir: tempfile::TempDir,
+}
+
+async fn publish_through_a_proxy(
+    pool: &PgPool,
+    plan_name: &str,
+    retries: &str,
+) -> anyhow::Result<BrokerBehindProxy> {
+    let total = world(pool, 12_000).await?;
+    let url = database_url(pool).await?;
+    let name = format!("test-{plan_name}-{}", uuid::Uuid::new_v4().simple());
     let _topology = bound_queue(&name).await?;
     let proxy = Proxy::to(5672).await?;
     let dir = tempfile::tempdir()?;
     let plan = plan_file(
         &dir,
-        "broker-gone",
+        plan_name,
         &format!(
             "target: {{ exchange: {name} }}\nselect: {{ status: [error] }}\nrate_limit: {{ per_second: 2000, batch_size: 100, confirms_in_flight: 50 }}\nsteps:\n  - {{ id: republish, kind: publish }}\n"
         ),
-    );
-    let plan = plan.to_str().unwrap_or_default();
-    // A broker that stays away outlasts a small retry budget.
-    let mut cmd = replay(&["apply", plan, "--retries", "2"], &url);
+    )
+    .to_str()
+    .unwrap_or_default()
+    .to_string();
+    let mut cmd = replay(&["apply", &plan, "--retries", retries], &url);
     cmd.env(
         "AMQP_URL",
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port),
@@ -358,6 +373,34 @@ async fn broker_going_away_stops_the_step_and_the_next_apply_resumes(
     let child = Running(Some(
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?,
     ));
+    Ok(BrokerBehindProxy {
+        total,
+        url,
+        name,
+        plan,
+        proxy,
+        child,
+        _topology,
+        _dir: dir,
+    })
+}
+
+#[sqlx::test(migrations = false)]
+async fn broker_going_away_stops_the_step_and_the_next_apply_resumes(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    // A broker that stays away outlasts a small retry budget.
+    let BrokerBehindProxy {
+        total,
+        url,
+        name,
+        plan,
+        proxy,
+        child,
+        _topology,
+        _dir,
+    } = publish_through_a_proxy(&pool, "broker-gone", "2").await?;
+    let plan = plan.as_str();
     checkpoint_midway(&pool, "republish", total).await?;
     proxy.cut();
     let out = child.wait_with_output()?;
@@ -389,29 +432,18 @@ async fn broker_going_away_stops_the_step_and_the_next_apply_resumes(
 
 #[sqlx::test(migrations = false)]
 async fn a_stalled_broker_times_out_and_the_next_apply_resumes(pool: PgPool) -> anyhow::Result<()> {
-    let total = world(&pool, 12_000).await?;
-    let url = database_url(&pool).await?;
-    let name = format!("test-broker-stalled-{}", uuid::Uuid::new_v4().simple());
-    let _topology = bound_queue(&name).await?;
-    let proxy = Proxy::to(5672).await?;
-    let dir = tempfile::tempdir()?;
-    let plan = plan_file(
-        &dir,
-        "broker-stalled",
-        &format!(
-            "target: {{ exchange: {name} }}\nselect: {{ status: [error] }}\nrate_limit: {{ per_second: 2000, batch_size: 100, confirms_in_flight: 50 }}\nsteps:\n  - {{ id: republish, kind: publish }}\n"
-        ),
-    );
-    let plan = plan.to_str().unwrap_or_default();
     // A broker that hangs: the connection stays open and nothing comes back.
-    let mut cmd = replay(&["apply", plan, "--retries", "0"], &url);
-    cmd.env(
-        "AMQP_URL",
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port),
-    );
-    let child = Running(Some(
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?,
-    ));
+    let BrokerBehindProxy {
+        total,
+        url,
+        name,
+        plan,
+        proxy,
+        child,
+        _topology,
+        _dir,
+    } = publish_through_a_proxy(&pool, "broker-stalled", "0").await?;
+    let plan = plan.as_str();
     checkpoint_midway(&pool, "republish", total).await?;
     proxy.stall();
     let out = child.wait_with_output()?;
