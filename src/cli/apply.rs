@@ -119,6 +119,77 @@ pub fn run(args: &ApplyArgs) -> u8 {
         pinned: pinned.clone(),
         tolerance: args.tolerance,
     };
+    let command = format!(
+        "replay apply {}{}",
+        plan_path.display(),
+        compiled.param_args()
+    );
+    execute(args, &compiled, &plan_path, pin, &overrides, command)
+}
+
+/// `replay join RUN`: the run's recorded plan, applied with `--join --yes`.
+pub fn join(args: &super::args::JoinArgs) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let compiled =
+        match runtime.block_on(engine::rollback::plan_of_run(&args.database_url, args.run)) {
+            Ok(plan) => plan,
+            Err(e) => {
+                eprintln!("error: {}", error_chain(&e));
+                return exit_code(&e);
+            }
+        };
+    drop(runtime);
+    let apply = ApplyArgs {
+        plan: std::path::PathBuf::from(format!("(the plan of run {})", args.run)),
+        params: Vec::new(),
+        dry_run: false,
+        rehearse_all: false,
+        restart: false,
+        join: true,
+        yes: true,
+        again: false,
+        overrides: Vec::new(),
+        because: None,
+        out: None,
+        pinned: None,
+        tolerance: 0,
+        retries: args.retries,
+        lease: args.lease,
+        database_url: args.database_url.clone(),
+        amqp_url: args.amqp_url.clone(),
+        operator: args.operator.clone(),
+        format: args.format,
+        log_format: args.log_format,
+    };
+    let command = format!("replay join {}", args.run);
+    execute(
+        &apply,
+        &compiled,
+        &apply.plan,
+        engine::pinned::Pin::default(),
+        &engine::gates::Overrides::default(),
+        command,
+    )
+}
+
+/// Runs (or rehearses) a compiled plan and reports.
+fn execute(
+    args: &ApplyArgs,
+    compiled: &crate::plan::Plan,
+    plan_path: &std::path::Path,
+    pin: engine::pinned::Pin,
+    overrides: &engine::gates::Overrides,
+    command: String,
+) -> u8 {
     let connection = Connection {
         database_url: args.database_url.clone(),
         amqp_url: args.amqp_url.clone(),
@@ -165,7 +236,7 @@ pub fn run(args: &ApplyArgs) -> u8 {
                 pin: pin.clone(),
                 rehearse_all: args.rehearse_all,
             };
-            engine::dry_run(&compiled, &connection, &options, &mut progress, &mut report).await
+            engine::dry_run(compiled, &connection, &options, &mut progress, &mut report).await
         } else {
             let options = ApplyOptions {
                 restart: args.restart,
@@ -175,9 +246,10 @@ pub fn run(args: &ApplyArgs) -> u8 {
                 retries: args.retries,
                 lease: args.lease,
                 again: args.again.then(|| args.because.clone().unwrap_or_default()),
+                join: args.join,
             };
             engine::apply(
-                &compiled,
+                compiled,
                 &connection,
                 &options,
                 &mut progress,
@@ -187,13 +259,8 @@ pub fn run(args: &ApplyArgs) -> u8 {
             .await
         }
     });
-    let command = format!(
-        "replay apply {}{}",
-        plan_path.display(),
-        compiled.param_args()
-    );
     if let (Some(out), Ok(())) = (&args.out, &result) {
-        let pinned = PinnedPlan::from_report(&compiled, &plan_path.display().to_string(), &report);
+        let pinned = PinnedPlan::from_report(compiled, &plan_path.display().to_string(), &report);
         let written = serde_json::to_string_pretty(&pinned)
             .map_err(|e| e.to_string())
             .and_then(|t| std::fs::write(out, t + "\n").map_err(|e| e.to_string()));
@@ -251,6 +318,7 @@ pub fn exit_code(e: &RunError) -> u8 {
         (_, RunError::RetriesExhausted { .. } | RunError::LeaseExpired { .. }) => {
             exit_codes::RESUMABLE
         }
+        (_, RunError::NotRunning { status, .. }) if status.resumable() => exit_codes::RESUMABLE,
         (
             _,
             RunError::VerificationFailed { .. }

@@ -20,6 +20,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Run a plan (or rehearse it with `--dry-run`), with checkpoints; re-running resumes.
     Apply(ApplyArgs),
+    /// Join a run in progress as one more executor (from any machine that reaches its database).
+    Join(JoinArgs),
     /// Show runs and their progress.
     Status(StatusArgs),
     /// Create the executor's `replay` schema in the target database.
@@ -102,6 +104,11 @@ pub struct ApplyArgs {
     /// Abandon an unfinished run of this plan whose plan or parameters changed, and start anew.
     #[arg(long)]
     pub restart: bool,
+    /// Join the run of this plan in progress as one more executor, sharing its batches, instead
+    /// of being refused by its lease; start (or resume) it when none is in progress. Same plan,
+    /// same parameters, same target.
+    #[arg(long, conflicts_with_all = ["dry_run", "restart"])]
+    pub join: bool,
     /// Do not ask for confirmation (required when standard input is not a terminal).
     #[arg(long)]
     pub yes: bool,
@@ -152,6 +159,39 @@ pub struct ApplyArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
     /// Log format on standard error (progress lines, step events).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub log_format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The run to join.
+    pub run: uuid::Uuid,
+    /// Passing faults retried in a row before this executor stops (exit 75).
+    #[arg(long, value_name = "N", default_value_t = crate::engine::apply::DEFAULT_RETRIES)]
+    pub retries: u32,
+    /// How long this executor's claims last without a heartbeat.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = lease_duration)]
+    pub lease: std::time::Duration,
+    /// PostgreSQL URL of the target.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// RabbitMQ URL of the target.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        hide_env_values = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_default_value = true
+    )]
+    pub amqp_url: String,
+    /// Who runs this (recorded); defaults to `$REPLAY_OPERATOR` or `$USER`.
+    #[arg(long)]
+    pub operator: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Log format on standard error.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub log_format: OutputFormat,
 }

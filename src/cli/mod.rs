@@ -45,6 +45,10 @@ where
             init_tracing(args.log_format);
             apply::run(&args)
         }
+        Command::Join(args) => {
+            init_tracing(args.log_format);
+            apply::join(&args)
+        }
         Command::Status(args) => status::run(&args),
         Command::Init(args) => init::run(&args),
         Command::Inspect(args) => inspect::run(&args),

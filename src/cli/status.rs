@@ -49,6 +49,16 @@ async fn show(args: &StatusArgs) -> Result<String, crate::engine::RunError> {
         if let Some(executor) = &r.executor {
             out.push_str(&format!("    executor: {executor} (live lease)\n"));
         }
+        for e in &r.executors {
+            let state = match (e.left, e.silent_secs) {
+                (true, _) => "left".to_string(),
+                (false, s) => format!("last heartbeat {s:.0}s ago"),
+            };
+            out.push_str(&format!(
+                "    executor {}  batches {}  events {}  {:.0}/s  {state}\n",
+                e.name, e.batches_done, e.events_done, e.rate
+            ));
+        }
         if let Some(error) = r.error.as_deref().filter(|e| !e.is_empty()) {
             out.push_str(&format!("    error: {error}\n"));
         }

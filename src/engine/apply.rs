@@ -8,10 +8,12 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::engine::binds::BindScope;
+use crate::engine::claims::{self, Executor};
 use crate::engine::connection::{Connection, check_tables};
 use crate::engine::error::{FaultClass, RunError};
 use crate::engine::events::{Reporter, RunEvent};
-use crate::engine::pace::TokenBucket;
+use crate::engine::join::{self, Followed};
+use crate::engine::pace::SharedRate;
 use crate::engine::report::{Failing, Report, VerificationReport};
 use crate::engine::sequence::{self, Recorded};
 use crate::engine::state::DEFAULT_LEASE;
@@ -48,6 +50,9 @@ pub struct ApplyOptions {
     pub lease: Duration,
     /// Run anew a plan that already succeeded with these parameters, for this reason (audited).
     pub again: Option<String>,
+    /// Join the plan's run in progress (`--join`) instead of being refused by its lease; start
+    /// or resume it when none is in progress.
+    pub join: bool,
 }
 
 impl Default for ApplyOptions {
@@ -60,6 +65,7 @@ impl Default for ApplyOptions {
             retries: DEFAULT_RETRIES,
             lease: DEFAULT_LEASE,
             again: None,
+            join: false,
         }
     }
 }
@@ -71,6 +77,8 @@ struct Driver<'a> {
     options: &'a ApplyOptions,
     pool: PgPool,
     lease: Lease,
+    /// This process as one of the run's executors.
+    executor: &'a Executor,
     cancel: &'a Cancel,
     /// The gates passed and the operator confirmed, once for this process: a retry after a
     /// passing fault neither asks again nor refuses at the window (the clock pauses there).
@@ -94,48 +102,145 @@ pub async fn apply(
     .await?;
     check_tables(&pool, plan).await?;
     state::migrate(&pool).await?;
-    let (run, lease) = match state::acquire(
-        &pool,
+    let mut member: Option<Member> = None;
+    let result = take_part(
         plan,
-        &connection.operator,
-        options.lease,
-        options.restart,
-        options.again.is_some(),
-        options.overrides.because.as_deref(),
+        connection,
+        options,
+        &pool,
+        &mut member,
+        reporter,
+        cancel,
+        report,
     )
-    .await?
-    {
-        Acquired::Run { run, lease } => (run, lease),
-        Acquired::Succeeded {
-            run_id,
-            finished_at,
-        } => {
-            report.run_id = Some(run_id.to_string());
-            report.status = "already_succeeded".into();
-            report.next.push(format!(
-                "run `{run_id}` of this plan with these parameters already succeeded at {}; nothing was done \
-                 (pass `--again --because \"…\"` to run it anew)",
-                finished_at.format("%Y-%m-%d %H:%M:%S UTC")
-            ));
-            return Ok(());
+    .await;
+    if let Some(m) = member {
+        m.heartbeat.abort();
+        m.executor.leave(&pool).await;
+        if let Ok(n) = claims::count(&pool, m.executor.run_id).await {
+            report.executors = n as u64;
         }
-        Acquired::Changed(open) => {
-            let what = if open.plan_hash != plan.hash {
-                "the plan changed"
-            } else {
-                "the parameters differ"
-            };
-            return Err(RunError::Refused(format!(
-                "run `{}` of plan `{}` is unfinished ({}) and {what} since it started (plan hash {} then, {} now); \
-                 resume it with the original plan and parameters, or pass `--restart` to abandon it",
-                open.id,
-                plan.raw.name,
-                open.status,
-                open.plan_hash.get(..12).unwrap_or(&open.plan_hash),
-                plan.short_hash()
-            )));
+    }
+    result
+}
+
+/// This process's part in a run: its registration and the heartbeat that keeps its claims.
+struct Member {
+    executor: Executor,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+/// Registers this process as an executor of the run, once.
+async fn member<'m>(
+    pool: &PgPool,
+    member: &'m mut Option<Member>,
+    run_id: uuid::Uuid,
+    options: &ApplyOptions,
+    cancel: &Cancel,
+) -> Result<&'m Executor, RunError> {
+    if member.as_ref().is_none_or(|m| m.executor.run_id != run_id) {
+        if let Some(old) = member.take() {
+            old.heartbeat.abort();
+            old.executor.leave(pool).await;
         }
-    };
+        let executor = claims::register(pool, run_id, options.lease).await?;
+        let heartbeat = executor.heartbeat(pool.clone(), cancel.clone());
+        *member = Some(Member {
+            executor,
+            heartbeat,
+        });
+    }
+    Ok(&member.as_ref().expect("registered above").executor)
+}
+
+/// Takes the run's lease and drives the run, or joins the run in progress (`--join`) and takes
+/// it over when its lease comes free.
+#[allow(clippy::too_many_arguments)]
+async fn take_part(
+    plan: &Plan,
+    connection: &Connection,
+    options: &ApplyOptions,
+    pool: &PgPool,
+    member_slot: &mut Option<Member>,
+    reporter: &mut dyn Reporter,
+    cancel: &Cancel,
+    report: &mut Report,
+) -> Result<(), RunError> {
+    loop {
+        let taking = state::Taking {
+            ttl: options.lease,
+            restart: options.restart,
+            again: options.again.is_some(),
+            because: options.overrides.because.as_deref(),
+            join: options.join,
+        };
+        let acquired = state::acquire(pool, plan, &connection.operator, taking).await?;
+        let (run, lease) = match acquired {
+            Acquired::Run { run, lease } => (run, lease),
+            Acquired::Join(run) => {
+                let executor = member(pool, member_slot, run.id, options, cancel).await?;
+                match join::follow(
+                    plan, pool, &run, executor, options, reporter, cancel, report,
+                )
+                .await?
+                {
+                    Followed::Ended => return Ok(()),
+                    Followed::Lead => continue,
+                }
+            }
+            Acquired::Succeeded {
+                run_id,
+                finished_at,
+            } => {
+                report.run_id = Some(run_id.to_string());
+                report.status = "already_succeeded".into();
+                report.next.push(format!(
+                    "run `{run_id}` of this plan with these parameters already succeeded at {}; nothing was done \
+                     (pass `--again --because \"…\"` to run it anew)",
+                    finished_at.format("%Y-%m-%d %H:%M:%S UTC")
+                ));
+                return Ok(());
+            }
+            Acquired::Changed(open) => {
+                let what = if open.plan_hash != plan.hash {
+                    "the plan changed"
+                } else {
+                    "the parameters differ"
+                };
+                return Err(RunError::Refused(format!(
+                    "run `{}` of plan `{}` is unfinished ({}) and {what} since it started (plan hash {} then, {} now); \
+                     resume it with the original plan and parameters, or pass `--restart` to abandon it",
+                    open.id,
+                    plan.raw.name,
+                    open.status,
+                    open.plan_hash.get(..12).unwrap_or(&open.plan_hash),
+                    plan.short_hash()
+                )));
+            }
+        };
+        let executor = member(pool, member_slot, run.id, options, cancel).await?;
+        return lead(
+            plan, connection, options, pool, run, lease, executor, reporter, cancel, report,
+        )
+        .await;
+    }
+}
+
+/// Drives the run whose lease this process holds, to its end.
+#[allow(clippy::too_many_arguments)]
+async fn lead(
+    plan: &Plan,
+    connection: &Connection,
+    options: &ApplyOptions,
+    pool: &PgPool,
+    run: state::OpenRun,
+    lease: Lease,
+    executor: &Executor,
+    reporter: &mut dyn Reporter,
+    cancel: &Cancel,
+    report: &mut Report,
+) -> Result<(), RunError> {
+    let pool = pool.clone();
     report.run_id = Some(run.id.to_string());
     report.resumed = run.selected.is_some() || run.status == RunStatus::RollingBack;
     if let Some(because) = options.again.as_ref().filter(|_| !report.resumed) {
@@ -154,6 +259,7 @@ pub async fn apply(
         options,
         pool: pool.clone(),
         lease,
+        executor,
         cancel,
         gated: std::cell::Cell::new(false),
     };
@@ -300,7 +406,7 @@ impl Driver<'_> {
                 let counted = freeze::count(&mut conn, plan).await?;
                 drop(conn);
                 if !self.gated.get() {
-                    self.gates(counted, report)?;
+                    self.gates(counted, None, report)?;
                 }
                 let frozen = freeze::freeze(&mut writes, plan, run.id, self.lease.token).await?;
                 reporter.event(&RunEvent::SelectionFrozen {
@@ -322,7 +428,8 @@ impl Driver<'_> {
                 .pin
                 .check_selection(&report.target, selected, &report.selection_digest)
                 .map_err(RunError::Refused)?;
-            self.gates(selected, report)?;
+            let overlap = self.overlap(run.id).await?;
+            self.gates(selected, overlap, report)?;
             for g in report.gates.iter().filter(|g| g.overridden.is_some()) {
                 state::log(pool, run.id, "override", None, json!({"gate": g.gate, "because": g.overridden, "operator": self.connection.operator, "detail": g.detail})).await;
             }
@@ -379,7 +486,9 @@ impl Driver<'_> {
         // Outside the plan's window the run pauses (unless the operator overrode the window).
         let overridden = self.options.overrides.gates.contains(&gates::Gate::Window);
         let mut clock = Windowed::new(
-            TokenBucket::new(
+            SharedRate::new(
+                pool.clone(),
+                run.id,
                 plan.raw.rate_limit.per_second,
                 plan.raw.rate_limit.batch_size,
             ),
@@ -397,6 +506,7 @@ impl Driver<'_> {
             limit: selected,
             cancel: self.cancel,
             reporter,
+            executor: Some(self.executor),
         };
         let mut journal = Recorded {
             pool: pool.clone(),
@@ -447,9 +557,33 @@ impl Driver<'_> {
         Ok(())
     }
 
-    /// The gates on a selection size, with the rehearsal proof and the operator's overrides.
-    fn gates(&self, selected: u64, report: &mut Report) -> Result<(), RunError> {
+    /// The `overlap` gate, judged once per run before its first write: its frozen selection
+    /// against those of every unfinished run on the same target.
+    async fn overlap(&self, run_id: uuid::Uuid) -> Result<Option<gates::GateResult>, RunError> {
+        if state::logged(&self.pool, run_id, "overlap_checked").await? {
+            return Ok(None);
+        }
+        let overridden = self.options.overrides.gates.contains(&gates::Gate::Overlap);
+        let found = state::check_overlap(
+            &self.pool,
+            run_id,
+            &self.plan.raw.target.events_table,
+            |found| found.is_empty() || overridden,
+        )
+        .await?;
+        Ok(Some(gates::overlap(&found)))
+    }
+
+    /// The gates on a selection size, with the rehearsal proof, the overlap with other runs (once
+    /// frozen) and the operator's overrides.
+    fn gates(
+        &self,
+        selected: u64,
+        overlap: Option<gates::GateResult>,
+        report: &mut Report,
+    ) -> Result<(), RunError> {
         report.gates = gates::check(self.plan, selected, chrono::Utc::now());
+        report.gates.extend(overlap);
         report.gates.extend(
             self.options
                 .pin
@@ -592,7 +726,7 @@ impl Driver<'_> {
 }
 
 /// Exponential backoff with jitter: 0.5 s, 1 s, 2 s, … up to 15 s, each ±20 %.
-fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     use rand::Rng;
     let base = (500u64 << failures.saturating_sub(1).min(5)).min(15_000) as f64;
     let jitter = rand::rng().random_range(0.8..1.2);

@@ -24,6 +24,7 @@ pub async fn write(
     // Overrides given for this run are part of its record.
     let overrides: Vec<Value> = state::logged_details(pool, run_id, "override").await?;
     let again: Vec<Value> = state::logged_details(pool, run_id, "again").await?;
+    let executors = crate::engine::claims::count(pool, run_id).await?;
     let details = json!({
         "plan": plan.raw.name,
         "plan_hash": plan.hash,
@@ -33,6 +34,7 @@ pub async fn write(
         "outcome": outcome,
         "overrides": overrides,
         "again": again.first(),
+        "executors": executors,
     });
     sqlx::query(audited(&format!(
         "INSERT INTO {} (action, details, performed_by) VALUES ('event_replay', $1, $2)",

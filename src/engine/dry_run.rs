@@ -89,6 +89,7 @@ pub async fn dry_run(
         limit,
         cancel: &cancel,
         reporter,
+        executor: None,
     };
     let result = sequence::run_all(
         &mut ctx,

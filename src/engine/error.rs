@@ -123,9 +123,24 @@ pub enum RunError {
     #[error("refused: {0}")]
     Refused(String),
     #[error(
-        "run `{run_id}` of plan `{plan}` is already running (it holds the lock); wait for it or stop it"
+        "run `{run_id}` of plan `{plan}` is already running (executor {holder} holds its lease); \
+         join it with `--join` (or `replay join {run_id}`), wait for it, or stop it with `replay stop {run_id}`"
     )]
-    Locked { plan: String, run_id: String },
+    Locked {
+        plan: String,
+        run_id: String,
+        holder: String,
+    },
+    #[error(
+        "the batch of events {first}..={last} of step `{step}` was taken over by another executor \
+         (this one stalled past its lease); it was not written by this one"
+    )]
+    ClaimLost { step: String, first: i64, last: i64 },
+    #[error("run `{run_id}` is {status} now (recorded by another executor); this executor stopped")]
+    NotRunning {
+        run_id: String,
+        status: crate::engine::status::RunStatus,
+    },
     #[error("interrupted; the checkpoint is saved")]
     Interrupted,
     #[error("{failed} verification(s) failed; the rollback ran")]
@@ -185,8 +200,9 @@ impl RunError {
             RunError::Refused(_) | RunError::Locked { .. } => FaultClass::Refusal,
             RunError::Interrupted
             | RunError::RetriesExhausted { .. }
-            | RunError::LeaseExpired { .. } => FaultClass::Interrupted,
-            RunError::LeaseLost { .. } => FaultClass::LeaseLost,
+            | RunError::LeaseExpired { .. }
+            | RunError::NotRunning { .. } => FaultClass::Interrupted,
+            RunError::LeaseLost { .. } | RunError::ClaimLost { .. } => FaultClass::LeaseLost,
         }
     }
 }

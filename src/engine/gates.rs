@@ -24,6 +24,8 @@ pub enum Gate {
     Force,
     /// `safety.rehearsal` without the staging proof.
     Rehearsal,
+    /// The frozen selection shares events with an unfinished run on the same target.
+    Overlap,
 }
 
 impl Gate {
@@ -36,6 +38,7 @@ impl Gate {
             Gate::RecentDump => "recent_dump",
             Gate::Force => "force",
             Gate::Rehearsal => "rehearsal",
+            Gate::Overlap => "overlap",
         }
     }
 }
@@ -95,6 +98,29 @@ pub fn refusal(results: &[GateResult]) -> Option<String> {
             g.gate, g.detail, g.gate
         )
     })
+}
+
+/// The `overlap` gate: whether unfinished runs on the same target share selected events.
+pub fn overlap(found: &[crate::engine::state::Overlap]) -> GateResult {
+    let detail = match found {
+        [] => "no unfinished run on this target shares its events".to_string(),
+        [first, rest @ ..] => {
+            let mut detail = format!(
+                "{} selected event(s) are also in run `{}` of plan `{}` ({}), which is unfinished",
+                first.shared, first.run_id, first.plan, first.status
+            );
+            if !rest.is_empty() {
+                detail.push_str(&format!(", and in {} more unfinished run(s)", rest.len()));
+            }
+            detail
+        }
+    };
+    GateResult {
+        gate: Gate::Overlap,
+        passed: found.is_empty(),
+        detail,
+        overridden: None,
+    }
 }
 
 /// The gates that depend on the selection size and the clock.

@@ -3,8 +3,10 @@
 pub mod apply;
 pub mod audit;
 pub mod backup;
+pub mod batches;
 pub mod binds;
 pub mod broker;
+pub mod claims;
 pub mod connection;
 pub mod dry_run;
 pub mod dump;
@@ -13,6 +15,7 @@ pub mod events;
 pub mod freeze;
 pub mod gates;
 pub mod inspect;
+pub mod join;
 pub mod pace;
 pub mod pinned;
 pub mod redact;

@@ -64,3 +64,43 @@ impl Clock for NoWait {
         false
     }
 }
+
+/// The run's one rate, shared by all its executors through PostgreSQL: each batch reserves the
+/// run's next slot (`claims::reserve`) and waits for it, so `per_second` holds over the run
+/// whatever the number of executors. If the database cannot be asked, this executor paces
+/// itself alone; its batch then meets the same fault and is retried.
+pub struct SharedRate {
+    pool: sqlx::PgPool,
+    run_id: uuid::Uuid,
+    per_second: u32,
+    alone: TokenBucket,
+}
+
+impl SharedRate {
+    pub fn new(pool: sqlx::PgPool, run_id: uuid::Uuid, per_second: u32, burst: u32) -> Self {
+        SharedRate {
+            pool,
+            run_id,
+            per_second,
+            alone: TokenBucket::new(per_second, burst),
+        }
+    }
+}
+
+impl Clock for SharedRate {
+    async fn pace(&mut self, events: u64) {
+        match crate::engine::claims::reserve(&self.pool, self.run_id, events, self.per_second).await
+        {
+            Ok(wait) => tokio::time::sleep(wait).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reserve the run's next slot; pacing alone");
+                self.alone.pace(events).await;
+            }
+        }
+    }
+
+    async fn poll_pause(&mut self, interval: Duration) -> bool {
+        tokio::time::sleep(interval).await;
+        true
+    }
+}

@@ -47,10 +47,22 @@ pub struct Report {
     pub retries: u32,
     /// Seconds the run held outside its window.
     pub paused_secs: f64,
+    /// Executors that took part in the run (this one included), when it reached them.
+    pub executors: u64,
+    /// Whether this process joined a run that another executor was driving (`--join`), and the
+    /// batches it did there.
+    pub joined: Option<Joined>,
     /// Whether this attempt reached the steps (so a refusal cannot say "nothing was written").
     #[serde(skip)]
     pub wrote: bool,
     pub next: Vec<String>,
+}
+
+/// What an executor that joined a run did in it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Joined {
+    pub batches: u64,
+    pub events: u64,
 }
 
 /// The selected events whose status is still the failed one after the run.

@@ -65,7 +65,7 @@ pub async fn run_actions(
         };
         actions.push((label, rows));
     }
-    state::set_status(&mut *tx, lease, RunStatus::RolledBack, Some(cause)).await?;
+    state::record_status(&mut tx, lease, RunStatus::RolledBack, Some(cause)).await?;
     tx.commit().await.map_err(RunError::db("rolling back"))?;
     for (action, rows) in &actions {
         reporter.event(&RunEvent::RolledBack {
@@ -109,23 +109,7 @@ pub async fn rollback_run(
             "run `{run_id}` is {status}; there is nothing to roll back"
         )));
     }
-    let raw: RawPlan = serde_json::from_value(recorded.plan_document)
-        .map_err(|e| RunError::Refused(format!("the run's plan cannot be read back: {e}")))?;
-    let params = recorded.params;
-    let args: Vec<String> = params
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", plan::params::json_to_arg(v)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let plan = plan::compile(raw, &args).map_err(|e| {
-        RunError::Refused(match e {
-            CompileError::Params(e) => format!("the run's parameters: {e}"),
-            e => format!("the run's plan: {e}"),
-        })
-    })?;
+    let plan = compile_recorded(recorded.plan_document, &recorded.params)?;
     report.plan = plan.raw.name.clone();
     report.plan_hash = plan.hash.clone();
     report.run_id = Some(run_id.to_string());
@@ -196,4 +180,42 @@ fn restored_tables(plan: &Plan) -> impl Iterator<Item = &String> {
 pub async fn request_stop(connection: &Connection, run_id: uuid::Uuid) -> Result<String, RunError> {
     let pool = state::connect(&connection.database_url).await?;
     state::request_stop(&pool, run_id, &connection.operator).await
+}
+
+/// A run's plan as it was recorded, compiled again with the run's parameters.
+pub fn compile_recorded(
+    document: serde_json::Value,
+    params: &serde_json::Value,
+) -> Result<crate::plan::Plan, RunError> {
+    let raw: RawPlan = serde_json::from_value(document)
+        .map_err(|e| RunError::Refused(format!("the run's plan cannot be read back: {e}")))?;
+    let args: Vec<String> = params
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", plan::params::json_to_arg(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    plan::compile(raw, &args).map_err(|e| {
+        RunError::Refused(match e {
+            CompileError::Params(e) => format!("the run's parameters: {e}"),
+            e => format!("the run's plan: {e}"),
+        })
+    })
+}
+
+/// The plan of a recorded run, to join it (`replay join RUN`).
+pub async fn plan_of_run(
+    database_url: &str,
+    run_id: uuid::Uuid,
+) -> Result<crate::plan::Plan, RunError> {
+    let pool = state::connect(database_url).await?;
+    if !state::schema_exists(&pool).await? {
+        return Err(RunError::Refused(format!("no run `{run_id}`")));
+    }
+    let recorded = state::recorded_run(&pool, run_id)
+        .await?
+        .ok_or_else(|| RunError::Refused(format!("no run `{run_id}`")))?;
+    compile_recorded(recorded.plan_document, &recorded.params)
 }

@@ -99,7 +99,7 @@ pub async fn run_all<W: Writes, B: Broker, C: Clock, J: Journal>(
             .await;
         let touched = match step {
             Step::Reset(s) => {
-                let start = steps::reset::Start {
+                let start = crate::engine::batches::Start {
                     checkpoint,
                     touched,
                     ahead: &ahead,

@@ -143,7 +143,7 @@ pub fn executor_name() -> String {
 }
 
 /// The boot and PID namespace this executor runs in: pids mean something only within them.
-fn origin() -> String {
+pub(crate) fn origin() -> String {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|b| b.trim().to_string())
         .unwrap_or_default();
@@ -163,6 +163,9 @@ pub enum Acquired {
     Run { run: OpenRun, lease: Lease },
     /// An unfinished run of the plan whose plan or parameters differ.
     Changed(OpenRun),
+    /// The run is in progress under another executor's live lease, with the same plan and
+    /// parameters: join it (`--join`).
+    Join(OpenRun),
     /// The same plan with the same parameters already succeeded on this target.
     Succeeded {
         run_id: uuid::Uuid,
@@ -172,15 +175,34 @@ pub enum Acquired {
 
 /// Finds the plan's unfinished run (or creates one) and takes its lease. Creation is serialised
 /// per plan by a transaction-scoped advisory lock, which works behind a transaction pooler.
+/// How `acquire` may take a run: what the operator asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Taking<'a> {
+    /// The lease's time without a heartbeat.
+    pub ttl: Duration,
+    /// Abandon an unfinished run whose plan or parameters differ (`--restart`).
+    pub restart: bool,
+    /// Run anew what already succeeded (`--again`).
+    pub again: bool,
+    /// The operator's reason, for an abandoned rollback.
+    pub because: Option<&'a str>,
+    /// Join the run in progress instead of being refused by its lease (`--join`).
+    pub join: bool,
+}
+
 pub async fn acquire(
     pool: &PgPool,
     plan: &Plan,
     operator: &str,
-    ttl: Duration,
-    restart: bool,
-    again: bool,
-    because: Option<&str>,
+    taking: Taking<'_>,
 ) -> Result<Acquired, RunError> {
+    let Taking {
+        ttl,
+        restart,
+        again,
+        because,
+        join,
+    } = taking;
     let doing = "taking the run's lease";
     let owner = executor_name();
     let mut tx = pool.begin().await.map_err(RunError::db(doing))?;
@@ -208,13 +230,18 @@ pub async fn acquire(
         let holder: Option<String> = row.get("lease_owner");
         let same_origin =
             row.get::<Option<String>, _>("lease_origin").as_deref() == Some(origin().as_str());
-        if live && !(same_origin && holder.as_deref().is_some_and(died_here)) {
-            return Err(RunError::Locked {
-                plan: plan.raw.name.clone(),
-                run_id: run.id.to_string(),
-            });
-        }
         let same = run.plan_hash == plan.hash && run.params_hash == plan.params_hash;
+        if live && !(same_origin && holder.as_deref().is_some_and(died_here)) {
+            return match (join, same) {
+                (true, true) => Ok(Acquired::Join(run)),
+                (true, false) => Ok(Acquired::Changed(run)),
+                (false, _) => Err(RunError::Locked {
+                    plan: plan.raw.name.clone(),
+                    run_id: run.id.to_string(),
+                    holder: holder.unwrap_or_default(),
+                }),
+            };
+        }
         match (same, restart) {
             (true, _) => resume = Some(run),
             (false, true) if run.status == RunStatus::RollingBack && because.is_none() => {
@@ -344,13 +371,107 @@ pub async fn acquire_run(
         None => Err(RunError::Locked {
             plan: plan_name(pool, run_id).await?.unwrap_or_default(),
             run_id: run_id.to_string(),
+            holder: lease_holder(pool, run_id).await?.unwrap_or_default(),
         }),
     }
 }
 
+/// Who holds the run's lease (`host:pid`), if anyone.
+async fn lease_holder(pool: &PgPool, run_id: uuid::Uuid) -> Result<Option<String>, RunError> {
+    sqlx::query_scalar::<_, Option<String>>("SELECT lease_owner FROM replay.runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_optional(pool)
+        .await
+        .map(Option::flatten)
+        .map_err(RunError::db("reading the run's lease"))
+}
+
+/// Whether the run's lease is free to take: never taken, given up, run out, or held by a process
+/// of this machine that is gone.
+pub async fn lease_free(pool: &PgPool, run_id: uuid::Uuid) -> Result<bool, RunError> {
+    let (live, holder, origin): (Option<bool>, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT lease_expires_at > clock_timestamp(), lease_owner, lease_origin FROM replay.runs WHERE id = $1",
+    )
+    .bind(run_id)
+    .fetch_one(pool)
+    .await
+    .map_err(RunError::db("reading the run's lease"))?;
+    let died = origin.as_deref() == Some(self::origin().as_str())
+        && holder.as_deref().is_some_and(died_here);
+    Ok(!live.unwrap_or(false) || died)
+}
+
+/// Another unfinished run whose frozen selection shares events with this one's.
+#[derive(Debug, Clone)]
+pub struct Overlap {
+    pub run_id: uuid::Uuid,
+    pub plan: String,
+    pub status: RunStatus,
+    pub shared: i64,
+}
+
+/// Checks the run's frozen selection against the frozen selections of every unfinished run on
+/// the same events table, in PostgreSQL (a hash join over the selections, never in memory).
+/// Checks are serialised by a transaction-scoped advisory lock, and each run checks after its
+/// own selection is committed, so of two overlapping runs starting at once at least one sees the
+/// other. A run that passes (or is let through) is recorded as checked, so a resume does not
+/// judge it again.
+pub async fn check_overlap(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+    events_table: &str,
+    record: impl FnOnce(&[Overlap]) -> bool,
+) -> Result<Vec<Overlap>, RunError> {
+    let doing = "checking the selection against unfinished runs";
+    let mut tx = pool.begin().await.map_err(RunError::db(doing))?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('replay:overlap', 0))")
+        .execute(&mut *tx)
+        .await
+        .map_err(RunError::db(doing))?;
+    let rows = sqlx::query(
+        "WITH others AS MATERIALIZED ( \
+            SELECT id, plan_name, status FROM replay.runs \
+            WHERE id <> $1 AND status = ANY($2) AND selected_count IS NOT NULL \
+              AND plan_document -> 'target' ->> 'events_table' = $3) \
+         SELECT o.id, o.plan_name, o.status, count(*) \
+         FROM others o \
+         JOIN replay.selection theirs ON theirs.run_id = o.id \
+         JOIN replay.selection mine ON mine.run_id = $1 AND mine.event_id = theirs.event_id \
+         GROUP BY o.id, o.plan_name, o.status ORDER BY count(*) DESC",
+    )
+    .bind(run_id)
+    .bind(RunStatus::resumable_names())
+    .bind(events_table)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(RunError::db(doing))?;
+    let overlaps: Vec<Overlap> = rows
+        .iter()
+        .map(|r| Overlap {
+            run_id: r.get(0),
+            plan: r.get(1),
+            status: r.get(2),
+            shared: r.get(3),
+        })
+        .collect();
+    if record(&overlaps) {
+        insert_log(
+            &mut tx,
+            run_id,
+            "overlap_checked",
+            None,
+            serde_json::json!({"overlaps": overlaps.iter().map(|o| serde_json::json!({"run": o.run_id, "plan": o.plan, "shared": o.shared})).collect::<Vec<_>>()}),
+        )
+        .await
+        .map_err(RunError::db(doing))?;
+    }
+    tx.commit().await.map_err(RunError::db(doing))?;
+    Ok(overlaps)
+}
+
 /// Whether a lease holder ran on this machine and its process is gone (killed, crashed): its lease
 /// need not be waited out. A holder elsewhere, or alive, keeps its lease until it expires.
-fn died_here(holder: &str) -> bool {
+pub(crate) fn died_here(holder: &str) -> bool {
     let me = executor_name();
     let (Some((host, pid)), Some((my_host, _))) = (holder.rsplit_once(':'), me.rsplit_once(':'))
     else {
@@ -544,13 +665,63 @@ async fn create_run(
     })
 }
 
-/// Records the run's status, fenced by the lease: an executor that lost the run writes nothing.
+/// Records the run's status in a transaction of its own (see [`record_status`]).
 pub async fn set_status(
-    conn: impl sqlx::PgExecutor<'_>,
+    pool: &PgPool,
     lease: &Lease,
     status: RunStatus,
     error: Option<&str>,
 ) -> Result<(), RunError> {
+    let doing = "recording the run's status";
+    let mut tx = pool.begin().await.map_err(RunError::db(doing))?;
+    record_status(&mut tx, lease, status, error).await?;
+    tx.commit().await.map_err(RunError::db(doing))
+}
+
+/// The lock that a batch holds shared while it runs and a change of the run's status takes
+/// exclusively: a status is recorded only once the batches in flight (of every executor) have
+/// committed, and a batch that starts after it sees it. An advisory lock, not a row lock: its
+/// queue is fair, so batches side by side never starve the change (a row held `FOR SHARE` by
+/// a stream of batches would), and it works behind a transaction pooler.
+macro_rules! run_batches_lock {
+    () => {
+        "hashtextextended('replay:batches:' || $1::text, 0)"
+    };
+}
+
+/// Takes the run's batch lock shared, in a batch's transaction.
+pub async fn share_run(
+    conn: &mut sqlx::PgConnection,
+    run_id: uuid::Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(concat!(
+        "SELECT pg_advisory_xact_lock_shared(",
+        run_batches_lock!(),
+        ")"
+    ))
+    .bind(run_id)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Records the run's status, fenced by the lease: an executor that lost the run writes nothing.
+/// Waits for the run's batches in flight, and holds new ones off until the transaction ends.
+pub async fn record_status(
+    conn: &mut sqlx::PgConnection,
+    lease: &Lease,
+    status: RunStatus,
+    error: Option<&str>,
+) -> Result<(), RunError> {
+    sqlx::query(concat!(
+        "SELECT pg_advisory_xact_lock(",
+        run_batches_lock!(),
+        ")"
+    ))
+    .bind(lease.run_id)
+    .execute(&mut *conn)
+    .await
+    .map_err(RunError::db("recording the run's status"))?;
     let finished = !status.resumable();
     // A rollback under way ends only as rolled back (or goes on rolling back), a succeeded run
     // changes only by being rolled back, and other finished runs stay as they are: whatever an
@@ -735,6 +906,22 @@ pub async fn step_progress(
         .collect())
 }
 
+/// The rows a step changed so far.
+pub async fn step_touched(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+    step: &str,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT touched FROM replay.step_runs WHERE run_id = $1 AND step_id = $2",
+    )
+    .bind(run_id)
+    .bind(step)
+    .fetch_one(pool)
+    .await
+    .map(|t| t as u64)
+}
+
 /// Tables already snapshotted by this run.
 pub async fn backed_up_tables(pool: &PgPool, run_id: uuid::Uuid) -> Result<Vec<String>, RunError> {
     sqlx::query_scalar("SELECT table_name FROM replay.backups WHERE run_id = $1")
@@ -823,6 +1010,8 @@ pub struct RunSummary {
     pub error: Option<String>,
     /// The executor holding a live lease, if any (`host:pid`).
     pub executor: Option<String>,
+    /// Every executor that took part (the one that started the run and those that joined).
+    pub executors: Vec<crate::engine::claims::ExecutorSummary>,
     pub steps: Vec<StepSummary>,
 }
 
@@ -880,6 +1069,7 @@ pub async fn runs(pool: &PgPool, run: Option<uuid::Uuid>) -> Result<Vec<RunSumma
             plan_hash: r.get(6),
             error: r.get(7),
             executor: r.get(8),
+            executors: crate::engine::claims::executors(pool, id).await?,
             steps,
         });
     }
@@ -1039,19 +1229,16 @@ pub async fn checkpoint_step(
     Ok(stop)
 }
 
-/// Records one batch of a step whose batches commit side by side, inside the batch's
-/// transaction, fenced by the lease like [`checkpoint_step`]: the checkpoint moves only over
-/// batches that are all done, and a batch done beyond it is kept in `ahead` until the batches
-/// before it are. After the fence, the step's row is locked, so two batches record one after
-/// the other, the second seeing the first's commit. Says whether `replay stop` was requested.
-pub async fn checkpoint_batch(
+/// Records one batch of a step in the step's row, inside the batch's transaction: the
+/// checkpoint moves over batches that are all done, and a batch done beyond it waits in `ahead`.
+/// The step's row is locked, so two batches record one after the other. A batch recorded twice
+/// is an error (it would have been done twice), and so rolls back.
+pub async fn record_batch(
     conn: &mut sqlx::PgConnection,
     run_id: uuid::Uuid,
-    lease: i64,
     batch: &Batch<'_>,
-) -> Result<bool, RunError> {
+) -> Result<(), RunError> {
     let doing = || format!("checkpointing step `{}`", batch.step);
-    let stop = fence(&mut *conn, run_id, lease).await?;
     let row = sqlx::query(
         "SELECT checkpoint, ahead FROM replay.step_runs WHERE run_id = $1 AND step_id = $2 FOR UPDATE",
     )
@@ -1077,8 +1264,7 @@ pub async fn checkpoint_batch(
         touched: Touched::Add(batch.rows),
         done: checkpoint >= batch.total,
     };
-    write_step_row(conn, run_id, batch.step, &at).await?;
-    Ok(stop)
+    write_step_row(conn, run_id, batch.step, &at).await
 }
 
 /// What a checkpoint writes into a step's row.
@@ -1178,7 +1364,7 @@ pub fn advance(
 }
 
 /// `[from, upto, from, upto, …]` as pairs.
-fn pairs(flat: &[i64]) -> Vec<(i64, i64)> {
+pub fn pairs(flat: &[i64]) -> Vec<(i64, i64)> {
     flat.chunks_exact(2).map(|p| (p[0], p[1])).collect()
 }
 

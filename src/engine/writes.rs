@@ -28,19 +28,10 @@ pub trait Writes: 'static {
         lease: i64,
         at: &state::Checkpoint<'_>,
     ) -> Result<bool, RunError>;
-    /// Records one batch of a step whose batches may commit out of order, inside the batch's
-    /// transaction, fenced like [`Writes::checkpoint`] (see [`state::checkpoint_batch`]).
-    /// (`Send`, so that batches side by side run it as tasks of their own.)
-    fn checkpoint_batch(
-        conn: &mut PgConnection,
-        run_id: uuid::Uuid,
-        lease: i64,
-        batch: &state::Batch<'_>,
-    ) -> impl std::future::Future<Output = Result<bool, RunError>> + Send;
-    /// Where batches may each take a transaction of their own and hold them side by side, each
-    /// recording itself with [`Writes::checkpoint_batch`]; `None` when every write goes through
-    /// one transaction (a rehearsal), so batches go one by one.
-    fn side_by_side(&self) -> Option<PgPool>;
+    /// Where the run's executors claim batches, each doing its batch in a transaction of its own
+    /// (see `steps::claimed`); `None` when every write goes through one transaction (a
+    /// rehearsal), so batches go one by one.
+    fn shared(&self) -> Option<PgPool>;
     /// Records the frozen selection's size and digest in the freeze's transaction.
     async fn record_selection(
         conn: &mut PgConnection,
@@ -103,18 +94,7 @@ impl Writes for Commit {
         Ok(stop)
     }
 
-    async fn checkpoint_batch(
-        conn: &mut PgConnection,
-        run_id: uuid::Uuid,
-        lease: i64,
-        batch: &state::Batch<'_>,
-    ) -> Result<bool, RunError> {
-        let stop = state::checkpoint_batch(&mut *conn, run_id, lease, batch).await?;
-        state::mark_written(conn, run_id, batch.step).await?;
-        Ok(stop)
-    }
-
-    fn side_by_side(&self) -> Option<PgPool> {
+    fn shared(&self) -> Option<PgPool> {
         Some(self.pool.clone())
     }
 
@@ -199,16 +179,7 @@ impl Writes for Rehearse {
         Ok(false)
     }
 
-    async fn checkpoint_batch(
-        _conn: &mut PgConnection,
-        _run_id: uuid::Uuid,
-        _lease: i64,
-        _batch: &state::Batch<'_>,
-    ) -> Result<bool, RunError> {
-        Ok(false)
-    }
-
-    fn side_by_side(&self) -> Option<PgPool> {
+    fn shared(&self) -> Option<PgPool> {
         None
     }
 

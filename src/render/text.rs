@@ -151,6 +151,16 @@ pub fn text(report: &Report) -> String {
             ))
         );
     }
+    if let Some(joined) = &report.joined {
+        let _ = writeln!(
+            out,
+            "  joined the run in progress: {} batch(es), {} event(s) done by this executor",
+            joined.batches, joined.events
+        );
+    }
+    if report.executors > 1 {
+        let _ = writeln!(out, "  executors: {} took part", report.executors);
+    }
     if report.retries > 0 {
         let _ = writeln!(
             out,

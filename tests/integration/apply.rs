@@ -700,16 +700,14 @@ async fn a_run_of_a_reset(
         &["older_than=1s"],
     )?;
     state::migrate(pool).await?;
-    let state::Acquired::Run { run, lease } = state::acquire(
-        pool,
-        &plan,
-        "test",
-        std::time::Duration::from_secs(30),
-        false,
-        false,
-        None,
-    )
-    .await?
+    let taking = state::Taking {
+        ttl: std::time::Duration::from_secs(30),
+        restart: false,
+        again: false,
+        because: None,
+        join: false,
+    };
+    let state::Acquired::Run { run, lease } = state::acquire(pool, &plan, "test", taking).await?
     else {
         anyhow::bail!("a fresh database has no other run of the plan");
     };

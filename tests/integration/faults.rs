@@ -359,7 +359,7 @@ async fn a_failover_that_leaves_sessions_read_only_for_a_while_is_retried_and_ap
     // As a failover would: the executor's new sessions land on a server that refuses writes.
     sqlx::query(read_only(true)).execute(&mut *admin).await?;
     terminate_executor_backends(&pool).await?;
-    let refused = "cannot execute UPDATE in a read-only transaction (SQLSTATE 25006)";
+    let refused = "in a read-only transaction (SQLSTATE 25006)";
     let met = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = said.recv().await {
             if line.contains(refused) && line.contains("retrying") {

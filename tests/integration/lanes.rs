@@ -12,7 +12,7 @@ use sqlx::PgPool;
 /// Counts each row's updates, in the updating transaction (a batch that rolls back counts
 /// nothing), and makes each take a millisecond in the server, so that faults meet batches
 /// in flight.
-const COUNT_UPDATES: &str = "CREATE TABLE update_counts (event_id TEXT PRIMARY KEY, n INT NOT NULL);
+pub(super) const COUNT_UPDATES: &str = "CREATE TABLE update_counts (event_id TEXT PRIMARY KEY, n INT NOT NULL);
 CREATE FUNCTION count_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
   INSERT INTO update_counts VALUES (NEW.event_id, 1)
     ON CONFLICT (event_id) DO UPDATE SET n = update_counts.n + 1;
@@ -30,14 +30,14 @@ fn reset_plan(batch: u32, lanes: u32) -> String {
 
 /// A world whose failed events are remembered (`counters_before`) and whose updates are counted;
 /// returns the number of failed events and the database URL.
-async fn counted_world(pool: &PgPool, events: u64) -> anyhow::Result<(i64, String)> {
+pub(super) async fn counted_world(pool: &PgPool, events: u64) -> anyhow::Result<(i64, String)> {
     let world = faults::counted_world(pool, events).await?;
     sqlx::raw_sql(COUNT_UPDATES).execute(pool).await?;
     Ok(world)
 }
 
 /// Selected rows not updated exactly once, and rows updated that were not selected.
-async fn not_updated_once(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
+pub(super) async fn not_updated_once(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
     Ok(sqlx::query_as(
         "SELECT (SELECT count(*) FROM counters_before b LEFT JOIN update_counts u USING (event_id) \
                  WHERE coalesce(u.n, 0) <> 1), \
@@ -57,7 +57,7 @@ async fn checkpoint_and_ahead(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
     Ok((cp, ahead.chunks_exact(2).map(|p| p[1] - p[0]).sum()))
 }
 
-async fn one_run_succeeded(pool: &PgPool, total: i64) -> anyhow::Result<()> {
+pub(super) async fn one_run_succeeded(pool: &PgPool, total: i64) -> anyhow::Result<()> {
     let (runs, status, touched): (i64, String, i64) = sqlx::query_as(
         "SELECT count(*) OVER (), r.status, s.touched FROM replay.runs r \
          JOIN replay.step_runs s ON s.run_id = r.id",

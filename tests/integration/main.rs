@@ -10,6 +10,7 @@ mod pinned;
 mod plans;
 mod process;
 mod resilience;
+mod scale;
 mod shipped;
 mod support;
 mod world;

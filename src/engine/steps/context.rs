@@ -46,6 +46,9 @@ pub struct StepContext<'a> {
     pub limit: u64,
     pub cancel: &'a Cancel,
     pub reporter: &'a mut dyn Reporter,
+    /// This process as one of the run's executors, claiming batches alongside the others
+    /// (`None` when rehearsing: nothing is shared).
+    pub executor: Option<&'a crate::engine::claims::Executor>,
 }
 
 impl StepContext<'_> {

@@ -1,11 +1,12 @@
 //! Step kinds, one file each; every step runs over `Writes`, `Broker` and `Clock` so that a dry-run is
 //! the same code with rehearsing implementations.
 
+mod claimed;
 mod context;
 mod publish;
 mod purge;
 mod render;
-pub mod reset;
+mod reset;
 mod sql;
 mod wait;
 

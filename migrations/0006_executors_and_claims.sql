@@ -1,0 +1,40 @@
+-- Several executors share one run. Each registers here; its heartbeat keeps `heartbeat_at` and
+-- its claims alive, and its batch transactions count what it did.
+CREATE TABLE replay.executors (
+    run_id        UUID NOT NULL REFERENCES replay.runs (id),
+    id            UUID NOT NULL,
+    -- host:pid, and the boot and PID namespace the pid means something in
+    name          TEXT NOT NULL,
+    origin        TEXT NOT NULL,
+    joined_at     TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    heartbeat_at  TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    left_at       TIMESTAMPTZ,
+    batches_done  BIGINT NOT NULL DEFAULT 0,
+    events_done   BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, id)
+);
+
+-- The batches of each batch-wise step, laid out once when the step opens and claimed with
+-- FOR UPDATE SKIP LOCKED. A claim lasts until `expires_at` (the claimer's heartbeat extends it);
+-- `fence` grows with every claim, and a batch's transaction marks it done only under the fence
+-- it claimed it with, so an executor that lost its claim (stalled past it) cannot write.
+CREATE TABLE replay.batches (
+    run_id      UUID NOT NULL,
+    step_id     TEXT NOT NULL,
+    from_seq    BIGINT NOT NULL,
+    upto_seq    BIGINT NOT NULL,
+    claimed_by  UUID,
+    fence       BIGINT NOT NULL DEFAULT 0,
+    expires_at  TIMESTAMPTZ,
+    done        BOOLEAN NOT NULL DEFAULT false,
+    PRIMARY KEY (run_id, step_id, from_seq)
+);
+CREATE INDEX batches_open ON replay.batches (run_id, step_id, from_seq) WHERE NOT done;
+
+-- One rate for the run, whatever the number of executors: the instant from which the next
+-- batch may start. A row of its own, so that reserving a slot never waits on the run's row
+-- (which every batch transaction holds FOR SHARE).
+CREATE TABLE replay.pace (
+    run_id   UUID PRIMARY KEY,
+    next_at  TIMESTAMPTZ NOT NULL
+);

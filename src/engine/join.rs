@@ -1,0 +1,232 @@
+//! An executor that joins a run in progress (`replay apply --join`, `replay join RUN`): it
+//! claims batches of the run's batch-wise steps alongside the executor that drives the run, and
+//! waits at every other step (once-steps, verifications, rollback and the audit are the driver's,
+//! run once). When the run's lease comes free (its driver died, stalled or went away), it hands
+//! back to take the lease and drive the run itself, from the checkpoints.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::engine::apply::{ApplyOptions, backoff};
+use crate::engine::batches::Start;
+use crate::engine::binds::BindScope;
+use crate::engine::claims::{self, Executor};
+use crate::engine::error::{FaultClass, RunError};
+use crate::engine::events::Reporter;
+use crate::engine::pace::SharedRate;
+use crate::engine::report::{Joined, Report};
+use crate::engine::state::{self, OpenRun};
+use crate::engine::status::RunStatus;
+use crate::engine::steps::{self, Cancel, StepContext};
+use crate::engine::window::Windowed;
+use crate::engine::writes::Commit;
+use crate::plan::Plan;
+use crate::plan::model::{SqlEach, Step};
+
+/// How long a joined executor waits before looking at the run again.
+const LOOK_AGAIN: Duration = Duration::from_millis(200);
+
+/// How following a run ended.
+pub enum Followed {
+    /// The run ended; the report says how.
+    Ended,
+    /// The run's lease is free: take it and drive the run.
+    Lead,
+}
+
+/// Works on the run's batch-wise steps as they open, until the run ends or its lease comes free.
+#[allow(clippy::too_many_arguments)]
+pub async fn follow(
+    plan: &Plan,
+    pool: &PgPool,
+    run: &OpenRun,
+    executor: &Executor,
+    options: &ApplyOptions,
+    reporter: &mut dyn Reporter,
+    cancel: &Cancel,
+    report: &mut Report,
+) -> Result<Followed, RunError> {
+    report.run_id = Some(run.id.to_string());
+    report.joined = Some(Joined::default());
+    tracing::info!(run = %run.id, executor = %executor.name, "joined the run in progress");
+    let scope = BindScope::new(plan, run.id, run.started_at, state::SELECTION_TABLE);
+    let mut writes = Commit { pool: pool.clone() };
+    let overridden = options
+        .overrides
+        .gates
+        .contains(&crate::engine::gates::Gate::Window);
+    let mut clock = Windowed::new(
+        SharedRate::new(
+            pool.clone(),
+            run.id,
+            plan.raw.rate_limit.per_second,
+            plan.raw.rate_limit.batch_size,
+        ),
+        plan.raw.safety.window.clone().filter(|_| !overridden),
+        cancel.clone(),
+    );
+    let mut failures = 0;
+    let outcome = loop {
+        if let Err(e) = cancel.check() {
+            break Err(e);
+        }
+        let looked = look(plan, pool, run.id).await;
+        let work = match looked {
+            Ok(Look::Ended(status)) => {
+                report.status = status.to_string();
+                break match status {
+                    RunStatus::Succeeded => Ok(Followed::Ended),
+                    status => Err(RunError::NotRunning {
+                        run_id: run.id.to_string(),
+                        status,
+                    }),
+                };
+            }
+            Ok(Look::Lead) => break Ok(Followed::Lead),
+            Ok(Look::Wait) => None,
+            Ok(Look::Work { step, selected }) => Some((step, selected)),
+            Err(e) => match passing(e, &mut failures, options) {
+                Ok(wait) => {
+                    pause(cancel, wait).await;
+                    continue;
+                }
+                Err(e) => break Err(e),
+            },
+        };
+        let Some((step, selected)) = work else {
+            pause(cancel, LOOK_AGAIN).await;
+            continue;
+        };
+        report.selected = selected;
+        let progress = state::step_progress(pool, run.id).await.unwrap_or_default();
+        let at = progress.get(step.id()).cloned().unwrap_or_default();
+        let mut ctx = StepContext {
+            plan,
+            run_id: run.id,
+            // A joined executor holds no lease on the run: its batches are fenced by their claims.
+            lease: 0,
+            started_at: run.started_at,
+            binds: &scope,
+            total: selected,
+            limit: selected,
+            cancel,
+            reporter: &mut *reporter,
+            executor: Some(executor),
+        };
+        let done = match step {
+            Step::Reset(s) => {
+                let start = Start {
+                    checkpoint: at.checkpoint,
+                    touched: at.touched,
+                    ahead: &at.ahead,
+                };
+                steps::reset(&mut ctx, &mut writes, &mut clock, s, start).await
+            }
+            Step::Sql(s) => {
+                steps::sql(
+                    &mut ctx,
+                    &mut writes,
+                    &mut clock,
+                    s,
+                    at.checkpoint,
+                    at.touched,
+                )
+                .await
+            }
+            _ => Ok(0),
+        };
+        match done {
+            Ok(_) => failures = 0,
+            // The driver recorded another status: look at the run again.
+            Err(RunError::NotRunning { .. }) => {}
+            Err(e) => match passing(e, &mut failures, options) {
+                Ok(wait) => pause(cancel, wait).await,
+                Err(e) => break Err(e),
+            },
+        }
+    };
+    report.paused_secs += clock.paused.as_secs_f64();
+    if let Ok(Some((batches, events))) = claims::done_by(pool, executor).await {
+        report.joined = Some(Joined { batches, events });
+    }
+    outcome
+}
+
+/// What a joined executor finds when it looks at the run.
+enum Look<'p> {
+    Ended(RunStatus),
+    Lead,
+    Wait,
+    Work { step: &'p Step, selected: u64 },
+}
+
+async fn look<'p>(plan: &'p Plan, pool: &PgPool, run_id: uuid::Uuid) -> Result<Look<'p>, RunError> {
+    let run = state::run(pool, run_id).await?;
+    let resumable = matches!(
+        run.status,
+        RunStatus::Running | RunStatus::RollingBack | RunStatus::Interrupted
+    );
+    if resumable && state::lease_free(pool, run_id).await? {
+        return Ok(Look::Lead);
+    }
+    match run.status {
+        RunStatus::Running => {}
+        // The driver is rolling back (or handing over): nothing to claim.
+        RunStatus::RollingBack | RunStatus::Interrupted => return Ok(Look::Wait),
+        other => return Ok(Look::Ended(other)),
+    }
+    let Some(selected) = run.selected else {
+        // The driver is freezing the selection, judging the gates, taking backups.
+        return Ok(Look::Wait);
+    };
+    let progress = state::step_progress(pool, run_id).await?;
+    let current = plan
+        .raw
+        .steps
+        .iter()
+        .find(|s| !progress.get(s.id()).is_some_and(|p| p.done));
+    match current {
+        Some(step) if claimable(step) && claims::is_open(pool, run_id, step.id()).await? => {
+            Ok(Look::Work {
+                step,
+                selected: selected as u64,
+            })
+        }
+        _ => Ok(Look::Wait),
+    }
+}
+
+/// Steps whose batches executors share.
+fn claimable(step: &Step) -> bool {
+    match step {
+        Step::Reset(_) => true,
+        Step::Sql(s) => s.each == SqlEach::Batch,
+        _ => false,
+    }
+}
+
+/// A passing fault is retried after a backoff (returned), within the budget of faults in a row;
+/// anything else ends this executor's part.
+fn passing(e: RunError, failures: &mut u32, options: &ApplyOptions) -> Result<Duration, RunError> {
+    if e.class() != FaultClass::Transient {
+        return Err(e);
+    }
+    *failures += 1;
+    if *failures > options.retries {
+        return Err(RunError::RetriesExhausted {
+            attempts: *failures,
+            last: Box::new(e),
+        });
+    }
+    tracing::warn!(error = %e, attempt = *failures, "a passing fault; looking at the run again");
+    Ok(backoff(*failures))
+}
+
+/// Waits, cut short by a stop.
+async fn pause(cancel: &Cancel, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline && !cancel.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(50).min(wait)).await;
+    }
+}

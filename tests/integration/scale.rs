@@ -1,0 +1,544 @@
+//! Several executors share one run (`replay apply --join`, `replay join RUN`): batches are claimed
+//! with leases and fencing tokens, once-steps run once, the rate is the run's, a stop reaches
+//! every executor; and plans whose selections overlap exclude each other. A trigger counts every
+//! committed update of every row, so work done twice shows.
+
+use super::faults::{fault_rng, until};
+use super::lanes::{counted_world, not_updated_once, one_run_succeeded};
+use super::process::*;
+use super::support::*;
+use rand::Rng;
+use sqlx::PgPool;
+use std::process::Output;
+use std::time::Duration;
+
+fn reset_plan(batch: u32, lanes: u32, per_second: u32) -> String {
+    format!(
+        "select: {{ status: [error] }}\nrate_limit: {{ per_second: {per_second}, batch_size: {batch}, parallel_batches: {lanes} }}\n\
+         steps:\n  - {{ id: reset, kind: reset }}\n"
+    )
+}
+
+/// `apply PLAN --join` with a short lease, so that a stalled executor's claims run out soon.
+fn join(plan: &str, url: &str) -> Running {
+    start(&["apply", plan, "--join", "--lease", "2s"], url)
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Each executor of the run: its pid and the batches it did.
+async fn executors(pool: &PgPool) -> anyhow::Result<Vec<(u32, i64)>> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT name, batches_done FROM replay.executors ORDER BY joined_at")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, b)| {
+            let pid = name.rsplit_once(':').and_then(|(_, p)| p.parse().ok());
+            (pid.unwrap_or(0), b)
+        })
+        .collect())
+}
+
+/// Holds the row of the selection's event at `seq`, so that the batch holding it waits inside
+/// its transaction; returns the hold and the event's `seq`.
+async fn hold_event(
+    pool: &PgPool,
+    seq: i64,
+) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let id: String = sqlx::query_scalar(
+        "SELECT event_id FROM processed_events WHERE status = 'error' \
+         ORDER BY processed_at NULLS FIRST, event_id OFFSET $1 LIMIT 1",
+    )
+    .bind(seq - 1)
+    .fetch_one(pool)
+    .await?;
+    let mut hold = pool.begin().await?;
+    sqlx::query("SELECT 1 FROM processed_events WHERE event_id = $1 FOR UPDATE")
+        .bind(&id)
+        .execute(&mut *hold)
+        .await?;
+    Ok(hold)
+}
+
+/// The pid of the executor whose claim covers the selection's event at `seq`, once it has one.
+async fn claimer_of(pool: &PgPool, seq: i64) -> anyhow::Result<u32> {
+    let claimer = || async {
+        let name: Option<String> = sqlx::query_scalar(
+            "SELECT e.name FROM replay.batches b JOIN replay.executors e ON e.id = b.claimed_by \
+             WHERE b.from_seq < $1 AND b.upto_seq >= $1 AND NOT b.done",
+        )
+        .bind(seq)
+        .fetch_optional(pool)
+        .await
+        .ok()
+        .flatten();
+        name.and_then(|n| n.rsplit_once(':').and_then(|(_, p)| p.parse::<u32>().ok()))
+    };
+    until("an executor to claim the held batch", || async {
+        claimer().await.is_some()
+    })
+    .await?;
+    claimer()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the held batch lost its claimer"))
+}
+
+/// Waits until a backend of an executor waits on a row lock (the held event).
+async fn a_batch_waits_on_the_hold(pool: &PgPool) -> anyhow::Result<()> {
+    until("a batch to wait on the held row", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'replay' \
+             AND datname = current_database() AND wait_event_type = 'Lock')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap_or(false)
+    })
+    .await
+}
+
+async fn batches_done(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM replay.batches WHERE done")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+#[sqlx::test(migrations = false)]
+async fn three_executors_share_a_reset_and_update_each_row_once(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (total, url) = counted_world(&pool, 6_000).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "scale-three", &reset_plan(50, 1, 100_000));
+    let plan = plan.to_str().unwrap_or_default();
+    // The first executor waits on a held event, so the run is surely in progress when the others come.
+    let hold = hold_event(&pool, 1).await?;
+    let first = start(&["apply", plan], &url);
+    a_batch_waits_on_the_hold(&pool).await?;
+
+    // Without `--join`, a second apply is refused, and told how to join.
+    let refused = run(&["apply", plan], &url);
+    assert_exit(&refused, 4);
+    let run_id: String = sqlx::query_scalar("SELECT id::text FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "run `{run_id}` of plan `scale-three` is already running"
+        )) && stderr.contains("--join")
+            && stderr.contains(&format!("replay join {run_id}")),
+        "{stderr}"
+    );
+
+    let second = join(plan, &url);
+    let third = start(&["join", &run_id, "--lease", "2s"], &url);
+    until("the two that joined to do batches", || async {
+        executors(&pool)
+            .await
+            .is_ok_and(|e| e.len() == 3 && e.iter().skip(1).all(|(_, b)| *b > 0))
+    })
+    .await?;
+    let status = stdout(&run(&["status", &run_id], &url));
+    assert_eq!(
+        status.matches("    executor ").count(),
+        3,
+        "three executors listed: {status}"
+    );
+    hold.rollback().await?;
+
+    let outs = [
+        first.wait_with_output()?,
+        second.wait_with_output()?,
+        third.wait_with_output()?,
+    ];
+    for out in &outs {
+        assert_success(out);
+    }
+    assert!(
+        stdout(&outs[0]).contains("executors: 3 took part"),
+        "{}",
+        stdout(&outs[0])
+    );
+    for joined in &outs[1..] {
+        assert!(
+            stdout(joined).contains("joined the run in progress")
+                && stdout(joined).contains("outcome: succeeded"),
+            "{}",
+            stdout(joined)
+        );
+    }
+    assert_eq!(
+        not_updated_once(&pool).await?,
+        (0, 0),
+        "each row updated once"
+    );
+    one_run_succeeded(&pool, total).await?;
+    let audit: i64 = sqlx::query_scalar(
+        "SELECT (details::jsonb ->> 'executors')::bigint FROM audit_log WHERE action = 'event_replay'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(audit, 3, "the audit row says how many executors took part");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn random_sigkills_of_some_of_four_executors_update_each_row_once(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (seed, mut rng) = fault_rng();
+    let (total, url) = counted_world(&pool, 12_000).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "scale-kills", &reset_plan(50, 2, 100_000));
+    let plan = plan.to_str().unwrap_or_default();
+    let mut executors: Vec<Running> = (0..4).map(|_| join(plan, &url)).collect();
+    let mut kills = 0;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..1200))).await;
+        let victim = rng.random_range(0..executors.len());
+        if executors[victim].finished() {
+            break;
+        }
+        executors[victim].kill()?;
+        kills += 1;
+        // Sometimes the killed executor comes back, as a restarted pod would.
+        if rng.random_bool(0.5) {
+            executors[victim] = join(plan, &url);
+        }
+    }
+    for executor in executors.into_iter().filter(|e| e.0.is_some()) {
+        let out = executor.wait_with_output()?;
+        assert_success(&out);
+    }
+    // Whatever the kills left, one more apply finishes the run (or finds it done).
+    assert_success(&run(&["apply", plan], &url));
+    assert_eq!(
+        not_updated_once(&pool).await?,
+        (0, 0),
+        "seed {seed}: each selected row updated once over {kills} kill(s)"
+    );
+    one_run_succeeded(&pool, total).await
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_killed_executors_batch_is_taken_over_by_another(pool: PgPool) -> anyhow::Result<()> {
+    let (total, url) = counted_world(&pool, 4_000).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "scale-takeover", &reset_plan(50, 1, 100_000));
+    let plan = plan.to_str().unwrap_or_default();
+    let held = 120;
+    let hold = hold_event(&pool, held).await?;
+    let mut a = join(plan, &url);
+    let mut b = join(plan, &url);
+    a_batch_waits_on_the_hold(&pool).await?;
+    let stuck = claimer_of(&pool, held).await?;
+    let (stuck, other) = if stuck == a.id() {
+        (&mut a, b)
+    } else {
+        (&mut b, a)
+    };
+    stuck.kill()?;
+    hold.rollback().await?;
+    assert_success(&other.wait_with_output()?);
+    let taken: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM replay.run_log WHERE kind = 'batch_taken_over' \
+         AND (detail ->> 'from')::bigint <= $1 AND (detail ->> 'upto')::bigint >= $1",
+    )
+    .bind(held)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(taken, 1, "the killed executor's batch was taken over");
+    assert_eq!(
+        not_updated_once(&pool).await?,
+        (0, 0),
+        "each row updated once"
+    );
+    one_run_succeeded(&pool, total).await
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_stalled_executor_cannot_write_its_batch_when_it_wakes(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (total, url) = counted_world(&pool, 4_000).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "scale-stall", &reset_plan(50, 1, 100_000));
+    let plan = plan.to_str().unwrap_or_default();
+    let held = 120;
+    let hold = hold_event(&pool, held).await?;
+    let a = join(plan, &url);
+    let b = join(plan, &url);
+    a_batch_waits_on_the_hold(&pool).await?;
+    let stuck_pid = claimer_of(&pool, held).await?;
+    let (stuck, other) = if stuck_pid == a.id() { (a, b) } else { (b, a) };
+    // Paused inside its batch, its statement waiting on the held row: its claim runs out, and
+    // the other executor claims the batch anew (a higher fence) and waits on the same row.
+    signal(stuck_pid, "STOP");
+    until("the other executor to claim the stalled batch", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT fence > 1 FROM replay.batches WHERE from_seq < $1 AND upto_seq >= $1",
+        )
+        .bind(held)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(false)
+    })
+    .await?;
+    // It wakes, its statement gets the row first, and its batch's record finds the fence moved.
+    signal(stuck_pid, "CONT");
+    hold.rollback().await?;
+    let woken = stuck.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&woken.stderr);
+    assert!(
+        stderr.contains("was taken over by another executor"),
+        "the woken executor wrote nothing: {stderr}"
+    );
+    assert_exit(&woken, 1);
+    assert_success(&other.wait_with_output()?);
+    assert_eq!(
+        not_updated_once(&pool).await?,
+        (0, 0),
+        "the stalled batch was written once, by the executor that took it over"
+    );
+    one_run_succeeded(&pool, total).await
+}
+
+fn signal(pid: u32, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn once_steps_run_once_whichever_executor_runs_them(pool: PgPool) -> anyhow::Result<()> {
+    let (total, url) = counted_world(&pool, 6_000).await?;
+    sqlx::query("CREATE TABLE once_log (what TEXT NOT NULL)")
+        .execute(&pool)
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let body = "select: { status: [error] }\nrate_limit: { per_second: 100000, batch_size: 50 }\n\
+         steps:\n  - { id: before, kind: sql, sql: \"INSERT INTO once_log VALUES ('before')\" }\n\
+         \x20 - { id: reset, kind: reset }\n\
+         \x20 - { id: after, kind: sql, sql: \"INSERT INTO once_log VALUES ('after')\" }\n\
+         verify:\n  - { name: once, sql: \"SELECT count(*) FROM once_log\", expect: { equals: 2 } }\n";
+    let plan = plan_file(&dir, "scale-once", body);
+    let plan = plan.to_str().unwrap_or_default();
+    let mut leader = join(plan, &url);
+    until("the reset to start", || async {
+        batches_done(&pool).await > 0
+    })
+    .await?;
+    let others = [join(plan, &url), join(plan, &url)];
+    until("the others to join", || async {
+        executors(&pool).await.is_ok_and(|e| e.len() == 3)
+    })
+    .await?;
+    // The executor driving the run dies midway: another takes the run over and runs `after`.
+    leader.kill()?;
+    for executor in others {
+        assert_success(&executor.wait_with_output()?);
+    }
+    let log: Vec<String> = sqlx::query_scalar("SELECT what FROM once_log ORDER BY what")
+        .fetch_all(&pool)
+        .await?;
+    assert_eq!(log, ["after", "before"], "each once-step ran once");
+    assert_eq!(
+        not_updated_once(&pool).await?,
+        (0, 0),
+        "each row updated once"
+    );
+    let (status, touched): (String, i64) = sqlx::query_as(
+        "SELECT r.status, s.touched FROM replay.runs r JOIN replay.step_runs s ON s.run_id = r.id \
+         WHERE s.step_id = 'reset'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((status.as_str(), touched), ("succeeded", total));
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_plans_rate_is_the_runs_whatever_the_number_of_executors(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (total, url) = counted_world(&pool, 6_000).await?;
+    let dir = tempfile::tempdir()?;
+    // 3,000 events at 1,000/s take at least 2.9 s however many executors share them (the first
+    // batch goes at once); three executors each at the plan's rate would take about 1 s.
+    let plan = plan_file(&dir, "scale-rate", &reset_plan(100, 1, 1_000));
+    let plan = plan.to_str().unwrap_or_default();
+    let runs: Vec<Running> = (0..3).map(|_| join(plan, &url)).collect();
+    for executor in runs {
+        assert_success(&executor.wait_with_output()?);
+    }
+    let (secs, took_part): (f64, i64) = sqlx::query_as(
+        "SELECT extract(epoch FROM max(at) FILTER (WHERE kind = 'step_finished') \
+                              - min(at) FILTER (WHERE kind = 'step_started'))::float8, \
+                (SELECT count(*) FROM replay.executors WHERE batches_done > 0) \
+         FROM replay.run_log WHERE step_id = 'reset'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(took_part, 3, "all three executors did batches");
+    let floor = (total - 100) as f64 / 1_000.0;
+    assert!(
+        secs >= floor,
+        "{total} events at 1,000/s took {secs:.2} s with three executors (at least {floor:.2} s)"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_stop_reaches_every_executor_and_the_run_resumes_once(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (total, url) = counted_world(&pool, 12_000).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "scale-stop", &reset_plan(50, 1, 100_000));
+    let plan = plan.to_str().unwrap_or_default();
+    let runs: Vec<Running> = (0..3).map(|_| join(plan, &url)).collect();
+    until("three executors to do batches", || async {
+        executors(&pool)
+            .await
+            .is_ok_and(|e| e.len() == 3 && e.iter().all(|(_, b)| *b > 0))
+    })
+    .await?;
+    let run_id: String = sqlx::query_scalar("SELECT id::text FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_success(&run(&["stop", &run_id], &url));
+    for executor in runs {
+        let out = executor.wait_with_output()?;
+        assert!(
+            !out.status.success(),
+            "every executor stopped: {}",
+            stdout(&out)
+        );
+    }
+    let (status, open): (String, i64) = sqlx::query_as(
+        "SELECT status, (SELECT count(*) FROM replay.batches WHERE NOT done) FROM replay.runs",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(status, "stopped");
+    assert!(open > 0, "stopped before the end");
+    assert_success(&run(&["apply", plan], &url));
+    assert_eq!(
+        not_updated_once(&pool).await?,
+        (0, 0),
+        "each row updated once"
+    );
+    one_run_succeeded(&pool, total).await
+}
+
+/// A plan resetting the failed events of the given types.
+fn typed_plan(types: &str) -> String {
+    format!(
+        "select: {{ status: [error], event_types: [{types}] }}\nrate_limit: {{ per_second: 100000, batch_size: 500 }}\n\
+         steps:\n  - {{ id: reset, kind: reset }}\n"
+    )
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_overlapping_run_is_refused_a_disjoint_one_runs_and_an_override_is_audited(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 4_000).await?;
+    let url = database_url(&pool).await?;
+    let types: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM processed_events WHERE status = 'error' GROUP BY 1 ORDER BY count(*) DESC LIMIT 2",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let (one, other) = (&types[0], &types[1]);
+    let shared: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM processed_events WHERE status = 'error' AND event_type = $1",
+    )
+    .bind(one)
+    .fetch_one(&pool)
+    .await?;
+    let dir = tempfile::tempdir()?;
+    // An unfinished run of every failed event: killed once its selection is frozen.
+    let all = plan_file(
+        &dir,
+        "all-failed",
+        "select: { status: [error] }\nrate_limit: { per_second: 100000, batch_size: 500, parallel_batches: 1 }\nsteps:\n  - { id: reset, kind: reset }\n",
+    );
+    let hold = hold_event(&pool, 1).await?;
+    let mut unfinished = start(&["apply", all.to_str().unwrap_or_default()], &url);
+    a_batch_waits_on_the_hold(&pool).await?;
+    unfinished.kill()?;
+    hold.rollback().await?;
+    let first: String = sqlx::query_scalar("SELECT id::text FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+
+    let overlapping = plan_file(&dir, "one-type", &typed_plan(one));
+    let overlapping = overlapping.to_str().unwrap_or_default();
+    let refused = run(&["apply", overlapping], &url);
+    assert_exit(&refused, 4);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "safety gate `overlap`: {shared} selected event(s) are also in run `{first}` of plan `all-failed`"
+        )) && stderr.contains("--override overlap"),
+        "{stderr}"
+    );
+    let untouched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM processed_events WHERE status = 'error' AND event_type = $1",
+    )
+    .bind(one)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(untouched, shared, "the refused run wrote nothing");
+
+    // A plan on other events runs alongside the unfinished one: first finish `all-failed`,
+    // which leaves nothing to overlap, is not what this shows, so the disjoint plan selects a
+    // type the unfinished run did not (it selected failed events; this selects pending ones).
+    let disjoint = plan_file(
+        &dir,
+        "pending-other",
+        &format!(
+            "select: {{ status: [pending], event_types: [{other}] }}\nrate_limit: {{ per_second: 100000, batch_size: 500 }}\n\
+             steps:\n  - {{ id: reset, kind: reset }}\n"
+        ),
+    );
+    let out = run(&["apply", disjoint.to_str().unwrap_or_default()], &url);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("gate overlap: pass"),
+        "{}",
+        stdout(&out)
+    );
+
+    let because = "the unfinished run is dead and will be abandoned";
+    let out = run(
+        &[
+            "apply",
+            overlapping,
+            "--override",
+            "overlap",
+            "--because",
+            because,
+        ],
+        &url,
+    );
+    assert_success(&out);
+    let audit: String = sqlx::query_scalar(
+        "SELECT details::jsonb::text FROM audit_log WHERE action = 'event_replay' AND details::jsonb ->> 'plan' = 'one-type' AND details::jsonb ->> 'outcome' = 'succeeded'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert!(
+        audit.contains("\"gate\": \"overlap\"") && audit.contains(because),
+        "{audit}"
+    );
+    Ok(())
+}
