@@ -26,14 +26,19 @@ CREATE TABLE replay.batches (
     claimed_by  UUID,
     fence       BIGINT NOT NULL DEFAULT 0,
     expires_at  TIMESTAMPTZ,
+    -- A publish records here, under the fence, how far its confirms reached inside the batch: a
+    -- batch taken over goes on from there (at most a confirm window published again).
+    progress    BIGINT,
     done        BOOLEAN NOT NULL DEFAULT false,
     PRIMARY KEY (run_id, step_id, from_seq)
-);
+) WITH (fillfactor = 70);
 CREATE INDEX batches_open ON replay.batches (run_id, step_id, from_seq) WHERE NOT done;
+-- An executor's own claims: its heartbeat, its exit and its retries find them without a scan.
+CREATE INDEX batches_claimed ON replay.batches (run_id, claimed_by) WHERE NOT done;
 
 -- One rate for the run, whatever the number of executors: the instant from which the next
 -- batch may start. A row of its own, so that reserving a slot never waits on the run's row
--- (which every batch transaction holds FOR SHARE).
+-- (which the heartbeat and the run's status changes update).
 CREATE TABLE replay.pace (
     run_id   UUID PRIMARY KEY,
     next_at  TIMESTAMPTZ NOT NULL

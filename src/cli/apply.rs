@@ -124,7 +124,7 @@ pub fn run(args: &ApplyArgs) -> u8 {
         plan_path.display(),
         compiled.param_args()
     );
-    execute(args, &compiled, &plan_path, pin, &overrides, command)
+    execute(args, &compiled, &plan_path, pin, &overrides, command, None)
 }
 
 /// `replay join RUN`: the run's recorded plan, applied with `--join --yes`.
@@ -148,6 +148,18 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
             }
         };
     drop(runtime);
+    // Joined from another machine, the broker is not guessed: a plan that needs one names it.
+    let amqp_url = match (&args.amqp_url, compiled.needs_broker) {
+        (Some(url), _) => url.clone(),
+        (None, false) => String::new(),
+        (None, true) => {
+            eprintln!(
+                "error: refused: plan `{}` of run `{}` uses the broker: give it with `--amqp-url` or `AMQP_URL`",
+                compiled.raw.name, args.run
+            );
+            return exit_codes::REFUSED;
+        }
+    };
     let apply = ApplyArgs {
         plan: std::path::PathBuf::from(format!("(the plan of run {})", args.run)),
         params: Vec::new(),
@@ -165,7 +177,7 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
         retries: args.retries,
         lease: args.lease,
         database_url: args.database_url.clone(),
-        amqp_url: args.amqp_url.clone(),
+        amqp_url,
         operator: args.operator.clone(),
         format: args.format,
         log_format: args.log_format,
@@ -178,10 +190,12 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
         engine::pinned::Pin::default(),
         &engine::gates::Overrides::default(),
         command,
+        Some(args.run),
     )
 }
 
 /// Runs (or rehearses) a compiled plan and reports.
+#[allow(clippy::too_many_arguments)]
 fn execute(
     args: &ApplyArgs,
     compiled: &crate::plan::Plan,
@@ -189,6 +203,7 @@ fn execute(
     pin: engine::pinned::Pin,
     overrides: &engine::gates::Overrides,
     command: String,
+    join_run: Option<uuid::Uuid>,
 ) -> u8 {
     let connection = Connection {
         database_url: args.database_url.clone(),
@@ -247,6 +262,7 @@ fn execute(
                 lease: args.lease,
                 again: args.again.then(|| args.because.clone().unwrap_or_default()),
                 join: args.join,
+                join_run,
             };
             engine::apply(
                 compiled,
@@ -313,12 +329,20 @@ fn execute(
 /// The one place where run errors become exit codes.
 pub fn exit_code(e: &RunError) -> u8 {
     use crate::engine::error::FaultClass;
+    use crate::engine::status::RunStatus;
     match (e.class(), e) {
         (_, RunError::Interrupted) => exit_codes::INTERRUPTED,
         (_, RunError::RetriesExhausted { .. } | RunError::LeaseExpired { .. }) => {
             exit_codes::RESUMABLE
         }
-        (_, RunError::NotRunning { status, .. }) if status.resumable() => exit_codes::RESUMABLE,
+        // An executor that joined ends as the run ended.
+        (_, RunError::NotRunning { status, .. }) => match status {
+            RunStatus::RolledBack => exit_codes::VERIFICATION_FAILED,
+            RunStatus::Stopped => exit_codes::INTERRUPTED,
+            RunStatus::Interrupted => exit_codes::RESUMABLE,
+            RunStatus::Refused | RunStatus::Abandoned => exit_codes::REFUSED,
+            _ => exit_codes::FAILURE,
+        },
         (
             _,
             RunError::VerificationFailed { .. }

@@ -176,15 +176,9 @@ pub struct JoinArgs {
     /// PostgreSQL URL of the target.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
-    /// RabbitMQ URL of the target.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        hide_env_values = true,
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_default_value = true
-    )]
-    pub amqp_url: String,
+    /// RabbitMQ URL of the target (needed when the run's plan uses the broker; never guessed).
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
     /// Who runs this (recorded); defaults to `$REPLAY_OPERATOR` or `$USER`.
     #[arg(long)]
     pub operator: Option<String>,

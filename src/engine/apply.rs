@@ -53,6 +53,8 @@ pub struct ApplyOptions {
     /// Join the plan's run in progress (`--join`) instead of being refused by its lease; start
     /// or resume it when none is in progress.
     pub join: bool,
+    /// Join exactly this run (`replay join RUN`): never start or resume another.
+    pub join_run: Option<uuid::Uuid>,
 }
 
 impl Default for ApplyOptions {
@@ -66,6 +68,7 @@ impl Default for ApplyOptions {
             lease: DEFAULT_LEASE,
             again: None,
             join: false,
+            join_run: None,
         }
     }
 }
@@ -83,6 +86,8 @@ struct Driver<'a> {
     /// The gates passed and the operator confirmed, once for this process: a retry after a
     /// passing fault neither asks again nor refuses at the window (the clock pauses there).
     gated: std::cell::Cell<bool>,
+    /// Gates overridden by the operator who started the run (recorded in its log).
+    inherited: Vec<gates::Gate>,
 }
 
 /// Runs the plan; the report is filled as far as the run went, also on error.
@@ -166,63 +171,123 @@ async fn take_part(
     cancel: &Cancel,
     report: &mut Report,
 ) -> Result<(), RunError> {
-    loop {
-        let taking = state::Taking {
-            ttl: options.lease,
-            restart: options.restart,
-            again: options.again.is_some(),
-            because: options.overrides.because.as_deref(),
-            join: options.join,
-        };
-        let acquired = state::acquire(pool, plan, &connection.operator, taking).await?;
-        let (run, lease) = match acquired {
-            Acquired::Run { run, lease } => (run, lease),
-            Acquired::Join(run) => {
-                let executor = member(pool, member_slot, run.id, options, cancel).await?;
-                match join::follow(
-                    plan, pool, &run, executor, options, reporter, cancel, report,
-                )
-                .await?
-                {
-                    Followed::Ended => return Ok(()),
-                    Followed::Lead => continue,
-                }
-            }
-            Acquired::Succeeded {
-                run_id,
-                finished_at,
-            } => {
-                report.run_id = Some(run_id.to_string());
-                report.status = "already_succeeded".into();
-                report.next.push(format!(
-                    "run `{run_id}` of this plan with these parameters already succeeded at {}; nothing was done \
-                     (pass `--again --because \"…\"` to run it anew)",
-                    finished_at.format("%Y-%m-%d %H:%M:%S UTC")
-                ));
-                return Ok(());
-            }
-            Acquired::Changed(open) => {
-                let what = if open.plan_hash != plan.hash {
-                    "the plan changed"
-                } else {
-                    "the parameters differ"
-                };
-                return Err(RunError::Refused(format!(
-                    "run `{}` of plan `{}` is unfinished ({}) and {what} since it started (plan hash {} then, {} now); \
-                     resume it with the original plan and parameters, or pass `--restart` to abandon it",
-                    open.id,
-                    plan.raw.name,
-                    open.status,
-                    open.plan_hash.get(..12).unwrap_or(&open.plan_hash),
-                    plan.short_hash()
-                )));
-            }
-        };
+    if let Some(run_id) = options.join_run {
+        let run = state::run(pool, run_id).await?;
+        if !run.status.joinable() {
+            return Err(RunError::Refused(format!(
+                "run `{run_id}` is {}; there is nothing to join",
+                run.status
+            )));
+        }
         let executor = member(pool, member_slot, run.id, options, cancel).await?;
-        return lead(
-            plan, connection, options, pool, run, lease, executor, reporter, cancel, report,
+        return match follow_then_lead(
+            plan, connection, options, pool, &run, executor, reporter, cancel, report,
         )
-        .await;
+        .await?
+        {
+            Some((run, lease)) => {
+                lead(
+                    plan, connection, options, pool, run, lease, executor, true, reporter, cancel,
+                    report,
+                )
+                .await
+            }
+            None => Ok(()),
+        };
+    }
+    let taking = state::Taking {
+        ttl: options.lease,
+        restart: options.restart,
+        again: options.again.is_some(),
+        because: options.overrides.because.as_deref(),
+        join: options.join,
+    };
+    let acquired = state::acquire(pool, plan, &connection.operator, taking).await?;
+    let (run, lease) = match acquired {
+        Acquired::Run { run, lease } => (run, lease),
+        Acquired::Join(run) => {
+            let executor = member(pool, member_slot, run.id, options, cancel).await?;
+            match follow_then_lead(
+                plan, connection, options, pool, &run, executor, reporter, cancel, report,
+            )
+            .await?
+            {
+                Some((run, lease)) => {
+                    return lead(
+                        plan, connection, options, pool, run, lease, executor, true, reporter,
+                        cancel, report,
+                    )
+                    .await;
+                }
+                None => return Ok(()),
+            }
+        }
+        Acquired::Succeeded {
+            run_id,
+            finished_at,
+        } => {
+            report.run_id = Some(run_id.to_string());
+            report.status = "already_succeeded".into();
+            report.next.push(format!(
+                "run `{run_id}` of this plan with these parameters already succeeded at {}; nothing was done \
+                 (pass `--again --because \"…\"` to run it anew)",
+                finished_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ));
+            return Ok(());
+        }
+        Acquired::Changed(open) => {
+            let what = if open.plan_hash != plan.hash {
+                "the plan changed"
+            } else {
+                "the parameters differ"
+            };
+            return Err(RunError::Refused(format!(
+                "run `{}` of plan `{}` is unfinished ({}) and {what} since it started (plan hash {} then, {} now); \
+                 resume it with the original plan and parameters, or pass `--restart` to abandon it",
+                open.id,
+                plan.raw.name,
+                open.status,
+                open.plan_hash.get(..12).unwrap_or(&open.plan_hash),
+                plan.short_hash()
+            )));
+        }
+    };
+    let executor = member(pool, member_slot, run.id, options, cancel).await?;
+    lead(
+        plan, connection, options, pool, run, lease, executor, false, reporter, cancel, report,
+    )
+    .await
+}
+
+/// Works on the run beside its lease holder; when the lease comes free, takes it over (only
+/// this run, only while it is in progress) and returns it to drive; `None` when the run ended.
+#[allow(clippy::too_many_arguments)]
+async fn follow_then_lead(
+    plan: &Plan,
+    connection: &Connection,
+    options: &ApplyOptions,
+    pool: &PgPool,
+    run: &state::OpenRun,
+    executor: &Executor,
+    reporter: &mut dyn Reporter,
+    cancel: &Cancel,
+    report: &mut Report,
+) -> Result<Option<(state::OpenRun, Lease)>, RunError> {
+    loop {
+        match join::follow(
+            plan, connection, pool, run, executor, options, reporter, cancel, report,
+        )
+        .await?
+        {
+            Followed::Ended => return Ok(None),
+            Followed::Lead(seen) => {
+                if let Some(lease) = state::take_over(pool, run.id, seen, options.lease).await? {
+                    tracing::warn!(run = %run.id, "the run's lease was free: this executor takes the run over");
+                    return Ok(Some((state::run(pool, run.id).await?, lease)));
+                }
+                // Another executor took it first: go on beside it.
+            }
+        }
     }
 }
 
@@ -236,11 +301,19 @@ async fn lead(
     run: state::OpenRun,
     lease: Lease,
     executor: &Executor,
+    took_over: bool,
     reporter: &mut dyn Reporter,
     cancel: &Cancel,
     report: &mut Report,
 ) -> Result<(), RunError> {
     let pool = pool.clone();
+    // The gates the run's operator overrode hold for whoever drives it; an executor that took
+    // the run over does not judge again what its starter judged and confirmed.
+    let inherited = state::overridden_gates(&pool, run.id).await?;
+    // Judged already only if the run got past its gates: frozen, and checked for overlaps.
+    let took_over = took_over
+        && run.selected.is_some()
+        && state::logged(&pool, run.id, "overlap_checked").await?;
     report.run_id = Some(run.id.to_string());
     report.resumed = run.selected.is_some() || run.status == RunStatus::RollingBack;
     if let Some(because) = options.again.as_ref().filter(|_| !report.resumed) {
@@ -261,7 +334,8 @@ async fn lead(
         lease,
         executor,
         cancel,
-        gated: std::cell::Cell::new(false),
+        gated: std::cell::Cell::new(took_over),
+        inherited,
     };
     let heartbeat = driver.lease.heartbeat(pool.clone(), cancel.clone());
     let stop_watch = watch_stop_requests(pool.clone(), run.id, cancel.clone());
@@ -484,7 +558,8 @@ impl Driver<'_> {
             report.backups.push(snapshot);
         }
         // Outside the plan's window the run pauses (unless the operator overrode the window).
-        let overridden = self.options.overrides.gates.contains(&gates::Gate::Window);
+        let overridden = self.options.overrides.gates.contains(&gates::Gate::Window)
+            || self.inherited.contains(&gates::Gate::Window);
         let mut clock = Windowed::new(
             SharedRate::new(
                 pool.clone(),
@@ -560,7 +635,11 @@ impl Driver<'_> {
     /// The `overlap` gate, judged once per run before its first write: its frozen selection
     /// against those of every unfinished run on the same target.
     async fn overlap(&self, run_id: uuid::Uuid) -> Result<Option<gates::GateResult>, RunError> {
-        if state::logged(&self.pool, run_id, "overlap_checked").await? {
+        // Judged once, before the first write: not again on a resume (nor for a run that wrote
+        // before this gate existed).
+        if state::logged(&self.pool, run_id, "overlap_checked").await?
+            || self.progress_marker().await > 0
+        {
             return Ok(None);
         }
         let overridden = self.options.overrides.gates.contains(&gates::Gate::Overlap);

@@ -32,6 +32,8 @@ pub struct Claim {
     pub from: i64,
     pub upto: i64,
     pub fence: i64,
+    /// How far an earlier holder's publish got inside the batch (`from` when nothing is recorded).
+    pub progress: i64,
 }
 
 /// Registers this process as an executor of the run. Claims held by executors of the run that
@@ -61,7 +63,7 @@ pub async fn register(
 
 /// Releases the claims of the run's executors that ran on this machine, in this boot and PID
 /// namespace, and whose process is gone.
-async fn release_the_dead(pool: &PgPool, run_id: uuid::Uuid) -> Result<(), RunError> {
+pub async fn release_the_dead(pool: &PgPool, run_id: uuid::Uuid) -> Result<(), RunError> {
     let holders: Vec<(uuid::Uuid, String)> = sqlx::query_as(
         "SELECT e.id, e.name FROM replay.executors e WHERE e.run_id = $1 AND e.origin = $2 \
          AND e.left_at IS NULL AND EXISTS (SELECT 1 FROM replay.batches b \
@@ -123,9 +125,13 @@ impl Executor {
     }
 
     async fn renew(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        // A batch being recorded right now (its row locked) is skipped: it is about to be done,
+        // and a heartbeat must never queue behind a batch's transaction.
         sqlx::query(
             "UPDATE replay.batches SET expires_at = clock_timestamp() + $3 * interval '1 millisecond' \
-             WHERE run_id = $1 AND claimed_by = $2 AND NOT done AND expires_at IS NOT NULL",
+             WHERE ctid = ANY(ARRAY(SELECT ctid FROM replay.batches \
+                WHERE run_id = $1 AND claimed_by = $2 AND NOT done AND expires_at IS NOT NULL \
+                FOR UPDATE SKIP LOCKED))",
         )
         .bind(self.run_id)
         .bind(self.id)
@@ -133,7 +139,9 @@ impl Executor {
         .execute(pool)
         .await?;
         sqlx::query(
-            "UPDATE replay.executors SET heartbeat_at = clock_timestamp() WHERE run_id = $1 AND id = $2",
+            "UPDATE replay.executors SET heartbeat_at = clock_timestamp() \
+             WHERE ctid = ANY(ARRAY(SELECT ctid FROM replay.executors WHERE run_id = $1 AND id = $2 \
+                FOR UPDATE SKIP LOCKED))",
         )
         .bind(self.run_id)
         .bind(self.id)
@@ -238,7 +246,7 @@ pub async fn is_open(pool: &PgPool, run_id: uuid::Uuid, step: &str) -> Result<bo
 
 /// Claims the first batch of the step that is neither done nor held under a live claim, with a
 /// new fencing token. A batch whose claim ran out (its executor died or stalled) is taken over,
-/// and the run log says so.
+/// and the run log says so (one given back cleanly is not news).
 pub async fn claim(
     pool: &PgPool,
     executor: &Executor,
@@ -246,14 +254,16 @@ pub async fn claim(
 ) -> Result<Option<Claim>, sqlx::Error> {
     let row = sqlx::query(
         "WITH free AS ( \
-            SELECT from_seq, claimed_by FROM replay.batches \
+            SELECT from_seq, claimed_by, expires_at FROM replay.batches \
             WHERE run_id = $1 AND step_id = $2 AND NOT done \
               AND (expires_at IS NULL OR expires_at <= clock_timestamp()) \
             ORDER BY from_seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
          UPDATE replay.batches b SET claimed_by = $3, fence = b.fence + 1, \
                 expires_at = clock_timestamp() + $4 * interval '1 millisecond' \
          FROM free WHERE b.run_id = $1 AND b.step_id = $2 AND b.from_seq = free.from_seq \
-         RETURNING b.from_seq, b.upto_seq, b.fence, free.claimed_by",
+         RETURNING b.from_seq, b.upto_seq, b.fence, \
+                   CASE WHEN free.expires_at IS NOT NULL THEN free.claimed_by END, \
+                   coalesce(b.progress, b.from_seq)",
     )
     .bind(executor.run_id)
     .bind(step)
@@ -268,6 +278,7 @@ pub async fn claim(
         from: row.get(0),
         upto: row.get(1),
         fence: row.get(2),
+        progress: row.get(4),
     };
     if let Some(before) = row
         .get::<Option<uuid::Uuid>, _>(3)
@@ -396,7 +407,6 @@ pub async fn complete(
             last: claim.upto,
         });
     }
-    state::record_batch(conn, executor.run_id, batch).await?;
     sqlx::query(
         "UPDATE replay.executors SET batches_done = batches_done + 1, events_done = events_done + $3 \
          WHERE run_id = $1 AND id = $2",
@@ -407,7 +417,42 @@ pub async fn complete(
     .execute(&mut *conn)
     .await
     .map_err(RunError::db(doing()))?;
-    state::mark_written(conn, executor.run_id, batch.step).await
+    state::mark_written(conn, executor.run_id, batch.step).await?;
+    // Last before the commit: the step's row is what every executor's batches queue on.
+    state::record_batch(conn, executor.run_id, batch).await
+}
+
+/// Records, inside the recording transaction and under the claim's fence, that a publish's
+/// confirms reached selection `seq` inside the claimed batch.
+pub async fn record_progress(
+    conn: &mut sqlx::PgConnection,
+    executor: &Executor,
+    step: &str,
+    claim: Claim,
+    seq: i64,
+) -> Result<(), RunError> {
+    let fenced = sqlx::query(
+        "UPDATE replay.batches SET progress = $6 \
+         WHERE run_id = $1 AND step_id = $2 AND from_seq = $3 AND fence = $4 AND claimed_by = $5 AND NOT done",
+    )
+    .bind(executor.run_id)
+    .bind(step)
+    .bind(claim.from)
+    .bind(claim.fence)
+    .bind(executor.id)
+    .bind(seq)
+    .execute(conn)
+    .await
+    .map_err(RunError::db(format!("checkpointing step `{step}`")))?
+    .rows_affected();
+    if fenced != 1 {
+        return Err(RunError::ClaimLost {
+            step: step.to_string(),
+            first: claim.from + 1,
+            last: claim.upto,
+        });
+    }
+    Ok(())
 }
 
 /// Reserves the run's next slot for `events` at `per_second`, shared by all its executors:

@@ -202,7 +202,9 @@ impl RunError {
             | RunError::RetriesExhausted { .. }
             | RunError::LeaseExpired { .. }
             | RunError::NotRunning { .. } => FaultClass::Interrupted,
-            RunError::LeaseLost { .. } | RunError::ClaimLost { .. } => FaultClass::LeaseLost,
+            RunError::LeaseLost { .. } => FaultClass::LeaseLost,
+            // Another executor does that batch now; this one goes on from the checkpoints.
+            RunError::ClaimLost { .. } => FaultClass::Transient,
         }
     }
 }

@@ -11,7 +11,9 @@ use sqlx::PgPool;
 use crate::engine::apply::{ApplyOptions, backoff};
 use crate::engine::batches::Start;
 use crate::engine::binds::BindScope;
+use crate::engine::broker;
 use crate::engine::claims::{self, Executor};
+use crate::engine::connection::Connection;
 use crate::engine::error::{FaultClass, RunError};
 use crate::engine::events::Reporter;
 use crate::engine::pace::SharedRate;
@@ -22,7 +24,7 @@ use crate::engine::steps::{self, Cancel, StepContext};
 use crate::engine::window::Windowed;
 use crate::engine::writes::Commit;
 use crate::plan::Plan;
-use crate::plan::model::{SqlEach, Step};
+use crate::plan::model::{PublishEach, SqlEach, Step};
 
 /// How long a joined executor waits before looking at the run again.
 const LOOK_AGAIN: Duration = Duration::from_millis(200);
@@ -31,14 +33,15 @@ const LOOK_AGAIN: Duration = Duration::from_millis(200);
 pub enum Followed {
     /// The run ended; the report says how.
     Ended,
-    /// The run's lease is free: take it and drive the run.
-    Lead,
+    /// The run's lease is free (with this token): take it over and drive the run.
+    Lead(i64),
 }
 
 /// Works on the run's batch-wise steps as they open, until the run ends or its lease comes free.
 #[allow(clippy::too_many_arguments)]
 pub async fn follow(
     plan: &Plan,
+    connection: &Connection,
     pool: &PgPool,
     run: &OpenRun,
     executor: &Executor,
@@ -52,9 +55,9 @@ pub async fn follow(
     tracing::info!(run = %run.id, executor = %executor.name, "joined the run in progress");
     let scope = BindScope::new(plan, run.id, run.started_at, state::SELECTION_TABLE);
     let mut writes = Commit { pool: pool.clone() };
-    let overridden = options
-        .overrides
-        .gates
+    // The run's window, as the operator who started it let it be.
+    let overridden = state::overridden_gates(pool, run.id)
+        .await?
         .contains(&crate::engine::gates::Gate::Window);
     let mut clock = Windowed::new(
         SharedRate::new(
@@ -83,7 +86,7 @@ pub async fn follow(
                     }),
                 };
             }
-            Ok(Look::Lead) => break Ok(Followed::Lead),
+            Ok(Look::Lead(token)) => break Ok(Followed::Lead(token)),
             Ok(Look::Wait) => None,
             Ok(Look::Work { step, selected }) => Some((step, selected)),
             Err(e) => match passing(e, &mut failures, options) {
@@ -134,6 +137,25 @@ pub async fn follow(
                 )
                 .await
             }
+            Step::Publish(s) => match broker::connect_for(plan, &connection.amqp_url).await {
+                Ok(mut broker) => {
+                    let published = steps::publish(
+                        &mut ctx,
+                        &mut writes,
+                        &mut broker,
+                        &mut clock,
+                        s,
+                        at.checkpoint,
+                        at.touched,
+                    )
+                    .await;
+                    if let Some(b) = broker {
+                        b.close().await;
+                    }
+                    published
+                }
+                Err(e) => Err(RunError::Broker(e)),
+            },
             _ => Ok(0),
         };
         match done {
@@ -156,19 +178,19 @@ pub async fn follow(
 /// What a joined executor finds when it looks at the run.
 enum Look<'p> {
     Ended(RunStatus),
-    Lead,
+    /// The run's lease is free, with this token.
+    Lead(i64),
     Wait,
-    Work { step: &'p Step, selected: u64 },
+    Work {
+        step: &'p Step,
+        selected: u64,
+    },
 }
 
 async fn look<'p>(plan: &'p Plan, pool: &PgPool, run_id: uuid::Uuid) -> Result<Look<'p>, RunError> {
-    let run = state::run(pool, run_id).await?;
-    let resumable = matches!(
-        run.status,
-        RunStatus::Running | RunStatus::RollingBack | RunStatus::Interrupted
-    );
-    if resumable && state::lease_free(pool, run_id).await? {
-        return Ok(Look::Lead);
+    let (run, free) = state::run_and_free_lease(pool, run_id).await?;
+    if let Some(token) = free.filter(|_| run.status.joinable()) {
+        return Ok(Look::Lead(token));
     }
     match run.status {
         RunStatus::Running => {}
@@ -202,6 +224,7 @@ fn claimable(step: &Step) -> bool {
     match step {
         Step::Reset(_) => true,
         Step::Sql(s) => s.each == SqlEach::Batch,
+        Step::Publish(p) => p.each == PublishEach::Event,
         _ => false,
     }
 }

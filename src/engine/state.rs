@@ -92,6 +92,17 @@ pub struct OpenRun {
     pub selection_digest: Option<String>,
 }
 
+/// The lock that a batch holds shared while it runs and a change of the run's status takes
+/// exclusively: a status is recorded only once the batches in flight (of every executor) have
+/// committed, and a batch that starts after it sees it. An advisory lock, not a row lock: its
+/// queue is fair, so batches side by side never starve the change (a row held `FOR SHARE` by
+/// a stream of batches would), and it works behind a transaction pooler.
+macro_rules! run_batches_lock {
+    () => {
+        "hashtextextended('replay:batches:' || $1::text, 0)"
+    };
+}
+
 /// The columns `open_run_of` reads, in order (a macro, so queries stay static strings).
 macro_rules! run_columns {
     () => {
@@ -243,6 +254,13 @@ pub async fn acquire(
             };
         }
         match (same, restart) {
+            (true, _) if join && !run.status.joinable() => {
+                return Err(RunError::Refused(format!(
+                    "run `{}` of plan `{}` is {}; an executor that joins never resumes it: \
+                     resume it with `replay apply` of the plan, without `--join`",
+                    run.id, plan.raw.name, run.status
+                )));
+            }
             (true, _) => resume = Some(run),
             (false, true) if run.status == RunStatus::RollingBack && because.is_none() => {
                 return Err(RunError::Refused(format!(
@@ -253,6 +271,16 @@ pub async fn acquire(
                 )));
             }
             (false, true) => {
+                // As any change of status: after the batches in flight, before any other.
+                sqlx::query(concat!(
+                    "SELECT pg_advisory_xact_lock(",
+                    run_batches_lock!(),
+                    ")"
+                ))
+                .bind(run.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(RunError::db(doing))?;
                 sqlx::query(
                     "UPDATE replay.runs SET status = $2, error = 'abandoned by --restart', \
                      finished_at = now(), updated_at = now() WHERE id = $1",
@@ -386,19 +414,99 @@ async fn lease_holder(pool: &PgPool, run_id: uuid::Uuid) -> Result<Option<String
         .map_err(RunError::db("reading the run's lease"))
 }
 
-/// Whether the run's lease is free to take: never taken, given up, run out, or held by a process
-/// of this machine that is gone.
-pub async fn lease_free(pool: &PgPool, run_id: uuid::Uuid) -> Result<bool, RunError> {
-    let (live, holder, origin): (Option<bool>, Option<String>, Option<String>) = sqlx::query_as(
-        "SELECT lease_expires_at > clock_timestamp(), lease_owner, lease_origin FROM replay.runs WHERE id = $1",
-    )
+/// The run as it is now, and its lease's token when the lease is free to take (never taken,
+/// given up, run out, or held by a process of this machine that is gone); in one read.
+pub async fn run_and_free_lease(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+) -> Result<(OpenRun, Option<i64>), RunError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        ", lease_expires_at > clock_timestamp() AS live, lease_owner, lease_origin, lease_token \
+         FROM replay.runs WHERE id = $1"
+    ))
     .bind(run_id)
     .fetch_one(pool)
     .await
-    .map_err(RunError::db("reading the run's lease"))?;
-    let died = origin.as_deref() == Some(self::origin().as_str())
+    .map_err(RunError::db("reading the run"))?;
+    let live = row.get::<Option<bool>, _>("live").unwrap_or(false);
+    let holder: Option<String> = row.get("lease_owner");
+    let died = row.get::<Option<String>, _>("lease_origin").as_deref() == Some(origin().as_str())
         && holder.as_deref().is_some_and(died_here);
-    Ok(!live.unwrap_or(false) || died)
+    let token: i64 = row.get("lease_token");
+    Ok((open_run_of(&row), (!live || died).then_some(token)))
+}
+
+/// Takes over the lease of a run in progress whose lease was free with token `seen` (see
+/// [`run_and_free_lease`]), for an executor that joined it: only if nobody took it since and the
+/// run is still joinable. Never creates a run, never resumes a stopped or failed one.
+pub async fn take_over(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+    seen: i64,
+    ttl: Duration,
+) -> Result<Option<Lease>, RunError> {
+    let doing = "taking over the run's lease";
+    let owner = executor_name();
+    let joinable: Vec<&str> = RunStatus::ALL
+        .iter()
+        .filter(|s| s.joinable())
+        .map(|s| s.as_str())
+        .collect();
+    let mut tx = pool.begin().await.map_err(RunError::db(doing))?;
+    let token: Option<i64> = sqlx::query_scalar(
+        "UPDATE replay.runs SET lease_token = lease_token + 1, lease_owner = $3, \
+         lease_expires_at = clock_timestamp() + $4 * interval '1 millisecond', lease_origin = $5, \
+         status = CASE WHEN status = $6 THEN status ELSE $7 END, updated_at = now() \
+         WHERE id = $1 AND lease_token = $2 AND status = ANY($8) RETURNING lease_token",
+    )
+    .bind(run_id)
+    .bind(seen)
+    .bind(&owner)
+    .bind(ttl.as_millis() as f64)
+    .bind(origin())
+    .bind(RunStatus::RollingBack)
+    .bind(RunStatus::Running)
+    .bind(&joinable)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(RunError::db(doing))?;
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    insert_log(
+        &mut tx,
+        run_id,
+        "lease",
+        None,
+        serde_json::json!({"executor": owner, "token": token, "taken_over_by_a_joined_executor": true}),
+    )
+    .await
+    .map_err(RunError::db(doing))?;
+    tx.commit().await.map_err(RunError::db(doing))?;
+    Ok(Some(Lease {
+        run_id,
+        token,
+        owner,
+        ttl,
+        lapse: Default::default(),
+    }))
+}
+
+/// The gates the run's operator overrode when it started (`--override … --because …`): an
+/// executor that joins, or takes the run over, holds the run to them, not to its own flags.
+pub async fn overridden_gates(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+) -> Result<Vec<crate::engine::gates::Gate>, RunError> {
+    use clap::ValueEnum;
+    Ok(logged_details(pool, run_id, "override")
+        .await?
+        .iter()
+        .filter_map(|d| d.get("gate")?.as_str().map(str::to_string))
+        .filter_map(|g| crate::engine::gates::Gate::from_str(&g, true).ok())
+        .collect())
 }
 
 /// Another unfinished run whose frozen selection shares events with this one's.
@@ -676,17 +784,6 @@ pub async fn set_status(
     let mut tx = pool.begin().await.map_err(RunError::db(doing))?;
     record_status(&mut tx, lease, status, error).await?;
     tx.commit().await.map_err(RunError::db(doing))
-}
-
-/// The lock that a batch holds shared while it runs and a change of the run's status takes
-/// exclusively: a status is recorded only once the batches in flight (of every executor) have
-/// committed, and a batch that starts after it sees it. An advisory lock, not a row lock: its
-/// queue is fair, so batches side by side never starve the change (a row held `FOR SHARE` by
-/// a stream of batches would), and it works behind a transaction pooler.
-macro_rules! run_batches_lock {
-    () => {
-        "hashtextextended('replay:batches:' || $1::text, 0)"
-    };
 }
 
 /// Takes the run's batch lock shared, in a batch's transaction.

@@ -63,6 +63,16 @@ impl RunStatus {
         )
     }
 
+    /// Whether an executor may join the run, or take it over when its lease is free: it is in
+    /// progress, or its executor went away (`interrupted`). A run stopped by `replay stop` or
+    /// failed is resumed only by an operator's `replay apply`, never by an executor that joins.
+    pub fn joinable(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Running | RunStatus::RollingBack | RunStatus::Interrupted
+        )
+    }
+
     /// The resumable statuses, for queries.
     pub fn resumable_names() -> Vec<&'static str> {
         Self::ALL

@@ -82,7 +82,7 @@ pub async fn run<C: Clock, W: BatchWork>(
         events_done: Cell::new(total - left),
     };
     let results = futures_util::future::join_all(
-        (0..lanes.max(1)).map(|_| lane(&shared, pool, executor, step, total, work)),
+        (0..lanes.max(1)).map(|_| lane(&shared, pool, executor, step, (batch, total), work)),
     )
     .await;
     let mut failed: Option<RunError> = None;
@@ -117,19 +117,26 @@ async fn lane<C: Clock, W: BatchWork>(
     pool: &PgPool,
     executor: &Executor,
     step: &str,
-    total: i64,
+    (batch, total): (i64, i64),
     work: &W,
 ) -> Result<(), RunError> {
     let cancel = shared.ctx.borrow().cancel.clone();
-    let failed = |e: sqlx::Error| {
-        shared
-            .ctx
-            .borrow()
-            .db_failed(step, shared.events_done.get() as u64, e)
-    };
+    // Claims are the executor's own bookkeeping: a failure there is never the plan's.
+    let failed = |e: sqlx::Error| RunError::db(format!("claiming a batch of step `{step}`"))(e);
+    // The lane waits for its turn (the run's rate, the window) before it claims, so that it never
+    // holds a claim the others could do while it waits; a turn taken is kept until a claim uses it.
+    let mut paced = false;
+    let mut polls = 0u32;
     loop {
         if shared.failing.get() || cancel.is_cancelled() {
             return Ok(());
+        }
+        if !paced {
+            shared.clock.lock().await.pace(batch as u64).await;
+            paced = true;
+            if shared.failing.get() || cancel.is_cancelled() {
+                return Ok(());
+            }
         }
         let Some(claim) = claims::claim(pool, executor, step).await.map_err(failed)? else {
             if claims::open_batches(pool, executor.run_id, step)
@@ -139,16 +146,16 @@ async fn lane<C: Clock, W: BatchWork>(
             {
                 return Ok(());
             }
-            // Held by other executors (or lanes): wait for them, or for a claim to run out.
+            // Held by other executors (or lanes): wait for them, or for a claim to run out; now
+            // and then, give back at once the claims of executors of this machine that died.
+            polls += 1;
+            if polls.is_multiple_of(20) {
+                claims::release_the_dead(pool, executor.run_id).await?;
+            }
             tokio::time::sleep(HELD_BY_OTHERS).await;
             continue;
         };
-        shared
-            .clock
-            .lock()
-            .await
-            .pace((claim.upto - claim.from) as u64)
-            .await;
+        paced = false;
         if shared.failing.get() || cancel.is_cancelled() {
             // Not started: back to the others (or to the resume).
             claims::release(pool, executor, step, claim).await;

@@ -3,16 +3,18 @@
 //! `confirms_in_flight` messages ahead of it: a crash republishes at most that many.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 
 use tokio::sync::Notify;
 
 use crate::engine::binds::audited;
 
 use crate::engine::broker::Broker;
+use crate::engine::claims::{self, Claim, Executor};
 use crate::engine::error::{BrokerError, RunError};
 use crate::engine::events::RunEvent;
 use crate::engine::pace::Clock;
-use crate::engine::state::Checkpoint;
+use crate::engine::state::{self, Batch, Checkpoint};
 use crate::engine::writes::Writes;
 use crate::plan::model::{PublishEach, PublishStep};
 
@@ -57,43 +59,197 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
     }
 
     let total = ctx.limit as i64;
-    let base_touched = touched - checkpoint;
-    if checkpoint >= total {
-        let at = Checkpoint {
-            checkpoint,
-            ..Checkpoint::finished(&step.id, touched)
-        };
-        ctx.checkpoint_alone(writes, at).await?;
-        return Ok(touched as u64);
-    }
-    let window = i64::from(raw.rate_limit.confirms_in_flight).max(1);
     let batch = i64::from(raw.rate_limit.batch_size).max(1);
-    let progress = Progress::new(checkpoint);
+    let window = i64::from(raw.rate_limit.confirms_in_flight).max(1);
+    let span = |from, base_touched| Span {
+        from,
+        total,
+        batch,
+        window,
+        base_touched,
+    };
+    // Committed writes go through claims, so that every executor of the run shares the step.
+    let (pool, executor) = match (writes.shared(), ctx.executor) {
+        (Some(pool), Some(executor)) if total > 0 => (pool, executor),
+        _ => {
+            if checkpoint >= total {
+                let at = Checkpoint {
+                    checkpoint,
+                    ..Checkpoint::finished(&step.id, touched)
+                };
+                ctx.checkpoint_alone(writes, at).await?;
+                return Ok(touched as u64);
+            }
+            let span = span(checkpoint, touched - checkpoint);
+            return stream(ctx, writes, broker, clock, &mut renderer, step, span, None).await;
+        }
+    };
+    let opening = || format!("opening step `{}`", step.id);
+    let mut left = claims::open_step(&pool, ctx.run_id, &step.id, batch, total).await?;
+    claims::release_mine(&pool, executor, &step.id)
+        .await
+        .map_err(RunError::db(opening()))?;
+    // A pass streams the batches this executor can claim, one after another; the step ends for
+    // it once every batch is done, by whichever executor (the barrier before the next step).
+    loop {
+        let claimed = Claimed {
+            pool: pool.clone(),
+            executor,
+            segments: VecDeque::new(),
+            positions: 0,
+            before: total - left,
+            exhausted: false,
+        };
+        stream(
+            ctx,
+            writes,
+            broker,
+            clock,
+            &mut renderer,
+            step,
+            span(0, 0),
+            Some(claimed),
+        )
+        .await?;
+        left = claims::open_batches(&pool, ctx.run_id, &step.id)
+            .await
+            .map_err(RunError::db(opening()))?;
+        if left == 0 {
+            // What the step published, by every executor.
+            return state::step_touched(&pool, ctx.run_id, &step.id)
+                .await
+                .map_err(RunError::db(opening()));
+        }
+        ctx.cancel.check()?;
+        // Held by other executors: wait for them, or for a claim of theirs to run out.
+        tokio::time::sleep(HELD_BY_OTHERS).await;
+    }
+}
+
+/// Publishes a stretch of the selection with a sliding window of confirms, recording its
+/// checkpoint as confirms come: from the step's checkpoint to its end, or (claimed) the batches
+/// this executor can claim until none is left to claim. Returns the rows touched (the first case).
+#[allow(clippy::too_many_arguments)]
+async fn stream<W: Writes, B: Broker, C: Clock>(
+    ctx: &mut StepContext<'_>,
+    writes: &mut W,
+    broker: &mut B,
+    clock: &mut C,
+    renderer: &mut Renderer,
+    step: &PublishStep,
+    span: Span,
+    claimed: Option<Claimed<'_>>,
+) -> Result<u64, RunError> {
+    let (window, base_touched) = (span.window, span.base_touched);
+    let progress = Progress::new(span.from);
     // One batch waits ready while the publisher sends the current one.
     let (ready, batches) = tokio::sync::mpsc::channel(1);
     let shared = Shared {
         ctx: RefCell::new(ctx),
         progress: &progress,
     };
-    let keeping = keep(
-        &shared,
-        writes,
-        &step.id,
-        ready,
-        Span {
-            from: checkpoint,
-            total,
-            batch,
-            window,
-            base_touched,
-        },
-    );
-    let sending = send(&shared, broker, clock, &mut renderer, step, batches, window);
+    let keeping = keep(&shared, writes, &step.id, ready, span, claimed);
+    let sending = send(&shared, broker, clock, renderer, step, batches, window);
     let (sent, kept) = tokio::join!(sending, keeping);
     // A checkpoint that could not be written outranks what the publisher saw: the run stops there.
     kept?;
     sent?;
     Ok((base_touched + progress.checkpointed.get()) as u64)
+}
+
+/// The batches this executor claimed for the publisher, in the order it publishes them.
+struct Claimed<'e> {
+    pool: sqlx::PgPool,
+    executor: &'e Executor,
+    /// Claimed batches whose messages are handed to the publisher and not all recorded yet.
+    segments: VecDeque<Segment>,
+    /// The stream position of the last message handed to the publisher.
+    positions: i64,
+    /// Events of the step done before this executor came to it.
+    before: i64,
+    /// No batch of the step is left to claim.
+    exhausted: bool,
+}
+
+/// One claimed batch in the stream: its messages have positions `first..=last`, and the first
+/// is the event after selection `seq` `start`.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    claim: Claim,
+    start: i64,
+    first: i64,
+    last: i64,
+}
+
+/// What the next claim gave the publisher.
+enum Next {
+    Rows(Vec<Row>),
+    /// No batch of the step is left to claim now (done, or held: this pass ends).
+    Exhausted,
+}
+
+impl Claimed<'_> {
+    /// Claims the next batch and reads its events from where an earlier holder's confirms got.
+    async fn next(&mut self, selection: &str, step: &str) -> Result<Next, sqlx::Error> {
+        let Some(claim) = claims::claim(&self.pool, self.executor, step).await? else {
+            return Ok(Next::Exhausted);
+        };
+        let start = claim.progress.max(claim.from);
+        let mut rows: Vec<Row> = {
+            let mut conn = self.pool.acquire().await?;
+            fetch_rows(
+                &mut conn,
+                selection,
+                self.executor.run_id,
+                start,
+                claim.upto,
+            )
+            .await?
+        };
+        let first = self.positions + 1;
+        for row in &mut rows {
+            self.positions += 1;
+            row.0 = self.positions;
+        }
+        self.segments.push_back(Segment {
+            claim,
+            start,
+            first,
+            last: self.positions,
+        });
+        Ok(Next::Rows(rows))
+    }
+
+    /// Records the claimed batches whose messages are all confirmed up to stream position
+    /// `confirmed` (each marked done under its fence), and how far the confirms reached in the
+    /// one after; in one transaction that holds the run's batch lock. Says whether `replay stop`
+    /// was requested.
+    async fn record(&mut self, confirmed: i64, step: &str, total: i64) -> Result<bool, RunError> {
+        let doing = || format!("checkpointing step `{step}`");
+        let mut tx = self.pool.begin().await.map_err(RunError::db(doing()))?;
+        let stop = claims::begin_batch(&mut tx, self.executor.run_id).await?;
+        while let Some(&head) = self.segments.front() {
+            if head.last <= confirmed {
+                let batch = Batch {
+                    step,
+                    from: head.claim.from,
+                    upto: head.claim.upto,
+                    rows: head.claim.upto - head.claim.from,
+                    total,
+                };
+                claims::complete(&mut tx, self.executor, head.claim, &batch).await?;
+                self.segments.pop_front();
+                continue;
+            }
+            if confirmed >= head.first {
+                let seq = head.start + confirmed - head.first + 1;
+                claims::record_progress(&mut tx, self.executor, step, head.claim, seq).await?;
+            }
+            break;
+        }
+        tx.commit().await.map_err(RunError::db(doing()))?;
+        Ok(stop)
+    }
 }
 
 /// How far a publish step got, shared by the half that publishes and the half that records.
@@ -265,6 +421,7 @@ async fn keep<W: Writes>(
     step: &str,
     ready: tokio::sync::mpsc::Sender<Vec<Row>>,
     span: Span,
+    mut claimed: Option<Claimed<'_>>,
 ) -> Result<(), RunError> {
     let p = shared.progress;
     let selection = writes.selection_table();
@@ -282,6 +439,24 @@ async fn keep<W: Writes>(
         loop {
             let (confirmed, checkpointed) = (p.confirmed.get(), p.checkpointed.get());
             let finished = p.finished.get();
+            if confirmed > checkpointed
+                && (confirmed - checkpointed >= due || p.waiting.get() || finished)
+                && let Some(c) = claimed.as_mut()
+            {
+                let stop = c.record(confirmed, step, span.total).await?;
+                p.checkpointed.set(confirmed);
+                p.recorded.notify_one();
+                let mut ctx = shared.ctx.borrow_mut();
+                ctx.note_stop(stop);
+                if confirmed / span.batch > checkpointed / span.batch || finished {
+                    ctx.emit(RunEvent::Progress {
+                        step: step.to_string(),
+                        done: (c.before + confirmed).min(span.total) as u64,
+                        total: span.total as u64,
+                    });
+                }
+                continue;
+            }
             if confirmed > checkpointed
                 && (confirmed - checkpointed >= due || p.waiting.get() || finished)
             {
@@ -313,6 +488,30 @@ async fn keep<W: Writes>(
             }
             if finished {
                 return Ok(());
+            }
+            if let Some(c) = claimed.as_mut() {
+                if c.exhausted {
+                    ready = None;
+                }
+                let mut closed = false;
+                tokio::select! {
+                    _ = p.confirms.notified() => {}
+                    permit = async { ready.as_ref()?.reserve().await.ok() }, if ready.is_some() => {
+                        match permit {
+                            Some(permit) => match c.next(selection, step).await.map_err(|e| {
+                                shared.ctx.borrow().db_failed(step, p.checkpointed.get() as u64, e)
+                            })? {
+                                Next::Rows(rows) => permit.send(rows),
+                                Next::Exhausted => c.exhausted = true,
+                            },
+                            None => closed = true,
+                        }
+                    }
+                }
+                if closed {
+                    ready = None;
+                }
+                continue;
             }
             if fetched >= span.total {
                 ready = None;
@@ -350,6 +549,9 @@ async fn keep<W: Writes>(
     outcome
 }
 
+/// How long an executor waits before claiming again when every batch left is held by others.
+const HELD_BY_OTHERS: std::time::Duration = std::time::Duration::from_millis(50);
+
 type Row = (i64, String, String, Option<String>);
 
 /// One batch of the frozen selection, in order.
@@ -361,17 +563,27 @@ async fn fetch<W: Writes>(
     upto: i64,
 ) -> Result<Vec<Row>, sqlx::Error> {
     let mut tx = writes.begin().await?;
-    let rows = sqlx::query_as(audited(&format!(
+    let rows = fetch_rows(&mut tx, selection, run_id, after, upto).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+async fn fetch_rows(
+    conn: &mut sqlx::PgConnection,
+    selection: &str,
+    run_id: uuid::Uuid,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<Row>, sqlx::Error> {
+    sqlx::query_as(audited(&format!(
         "SELECT seq, event_id, event_type, payload::text FROM {selection} \
          WHERE run_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
     )))
     .bind(run_id)
     .bind(after)
     .bind(upto)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(rows)
+    .fetch_all(conn)
+    .await
 }
 
 /// A message the broker refused or could not route fails the step (and triggers the rollback); a
