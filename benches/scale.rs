@@ -8,7 +8,9 @@
 //!    claims (batches) a second on PostgreSQL with 1, 2 and 4 executors;
 //! 3. `paced`: three executors sharing a run paced at 2,000 events/s: the achieved rate;
 //! 4. `overlap`: the `overlap` gate's check of a frozen selection of 1,000,000 events against an
-//!    unfinished run's 1,000,000 (all shared), in PostgreSQL.
+//!    unfinished run's 1,000,000 (all shared), in PostgreSQL;
+//! 5. `publish`: 10,000 persistent messages with confirms to one broker (a scratch exchange and
+//!    queue), published by 1 and by 2 executors.
 //!
 //! `cargo bench --bench scale` runs them all; `cargo bench --bench scale -- outside` only those
 //! named.
@@ -36,7 +38,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn wanted(part: &str) -> bool {
-    const PARTS: [&str; 4] = ["outside", "claims", "paced", "overlap"];
+    const PARTS: [&str; 5] = ["outside", "claims", "paced", "overlap", "publish"];
     let named: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| PARTS.contains(&a.as_str()))
@@ -125,9 +127,98 @@ impl Bench {
         if wanted("paced") {
             self.paced().await?;
         }
+        if wanted("publish") {
+            self.publish().await?;
+        }
         if wanted("overlap") {
             self.overlap().await?;
         }
+        Ok(())
+    }
+
+    async fn publish(&self) -> anyhow::Result<()> {
+        use lapin::options::{
+            ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+            QueueDeleteOptions, QueuePurgeOptions,
+        };
+        use lapin::types::FieldTable;
+        let amqp_url = std::env::var("AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        let name = format!("replay-scale-{}", Uuid::new_v4().simple());
+        let conn =
+            lapin::Connection::connect(&amqp_url, lapin::ConnectionProperties::default()).await?;
+        let ch = conn.create_channel().await?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.exchange_declare(
+            name.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        let queue = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare(name.as_str().into(), queue, FieldTable::default())
+            .await?;
+        ch.queue_bind(
+            name.as_str().into(),
+            name.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        println!("\n5. publish of 10,000 persistent messages with confirms (500 in flight), one broker:");
+        let mut one = 0.0;
+        for executors in [1, 2] {
+            let mut secs = Vec::new();
+            let mut last = None;
+            for round in 0..ROUNDS {
+                ch.queue_purge(name.as_str().into(), QueuePurgeOptions::default())
+                    .await?;
+                let plan_name = format!("publish-{executors}-{round}");
+                let path = self.plans.join(format!("{plan_name}.yaml"));
+                std::fs::write(
+                    &path,
+                    format!(
+                        "version: 1\nname: {plan_name}\nreason: scale benchmark\n\
+                         target: {{ exchange: {name} }}\n\
+                         select: {{ status: [error], limit: 10000 }}\n\
+                         rate_limit: {{ per_second: 100000, batch_size: 1000, confirms_in_flight: 500 }}\n\
+                         steps:\n  - {{ id: republish, kind: publish }}\n"
+                    ),
+                )?;
+                let shared = self.shared_run(&path, &plan_name, executors).await?;
+                secs.push(shared.secs);
+                last = Some(shared);
+            }
+            let secs = median(&secs);
+            if executors == 1 {
+                one = secs;
+            }
+            let detail = last.map_or(String::new(), |s| {
+                format!(
+                    "; batches per executor {:?}, step {:.2} s = {:.0} msg/s",
+                    s.per_executor,
+                    s.step_secs,
+                    s.events as f64 / s.step_secs
+                )
+            });
+            println!(
+                "   {executors} executor(s): {secs:.2} s wall = {:.0} msg/s, {:.2}x the time of one{detail}",
+                10_000.0 / secs,
+                secs / one
+            );
+        }
+        ch.queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+            .await?;
+        ch.exchange_delete(name.as_str().into(), ExchangeDeleteOptions::default())
+            .await?;
         Ok(())
     }
 
@@ -294,6 +385,11 @@ impl Bench {
                     .args(["apply"])
                     .arg(plan)
                     .args(["--join", "--yes", "--database-url", &self.database_url])
+                    .env(
+                        "AMQP_URL",
+                        std::env::var("AMQP_URL")
+                            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+                    )
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
