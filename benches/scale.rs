@@ -9,7 +9,7 @@
 //! 3. `paced`: three executors sharing a run paced at 2,000 events/s: the achieved rate;
 //! 4. `overlap`: the `overlap` gate's check of a frozen selection of 1,000,000 events against an
 //!    unfinished run's 1,000,000 (all shared), in PostgreSQL;
-//! 5. `publish`: 10,000 persistent messages with confirms to one broker (a scratch exchange and
+//! 5. `publish`: 50,000 persistent messages with confirms to one broker (a scratch exchange and
 //!    queue), published by 1 and by 2 executors.
 //!
 //! `cargo bench --bench scale` runs them all; `cargo bench --bench scale -- outside` only those
@@ -27,7 +27,9 @@ use sqlx::{AssertSqlSafe, PgPool};
 use uuid::Uuid;
 
 /// Events in the world; half of them failed.
-const EVENTS: u64 = 20_000;
+const EVENTS: u64 = 120_000;
+/// Messages of the publish part.
+const MESSAGES: u64 = 50_000;
 const ROUNDS: usize = 2;
 
 fn main() -> anyhow::Result<()> {
@@ -173,7 +175,9 @@ impl Bench {
             FieldTable::default(),
         )
         .await?;
-        println!("\n5. publish of 10,000 persistent messages with confirms (500 in flight), one broker:");
+        println!(
+            "\n5. publish of {MESSAGES} persistent messages with confirms (500 in flight), one broker:"
+        );
         let mut one = 0.0;
         for executors in [1, 2] {
             let mut secs = Vec::new();
@@ -187,8 +191,8 @@ impl Bench {
                     &path,
                     format!(
                         "version: 1\nname: {plan_name}\nreason: scale benchmark\n\
-                         target: {{ exchange: {name} }}\n\
-                         select: {{ status: [error], limit: 10000 }}\n\
+                         target: {{ exchange: {name} }}\nsafety: {{ max_events: {MESSAGES} }}\n\
+                         select: {{ status: [error], limit: {MESSAGES} }}\n\
                          rate_limit: {{ per_second: 100000, batch_size: 1000, confirms_in_flight: 500 }}\n\
                          steps:\n  - {{ id: republish, kind: publish }}\n"
                     ),
@@ -211,7 +215,7 @@ impl Bench {
             });
             println!(
                 "   {executors} executor(s): {secs:.2} s wall = {:.0} msg/s, {:.2}x the time of one{detail}",
-                10_000.0 / secs,
+                MESSAGES as f64 / secs,
                 secs / one
             );
         }

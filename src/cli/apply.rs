@@ -129,25 +129,16 @@ pub fn run(args: &ApplyArgs) -> u8 {
 
 /// `replay join RUN`: the run's recorded plan, applied with `--join --yes`.
 pub fn join(args: &super::args::JoinArgs) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit_codes::FAILURE;
-        }
-    };
     let compiled =
-        match runtime.block_on(engine::rollback::plan_of_run(&args.database_url, args.run)) {
-            Ok(plan) => plan,
-            Err(e) => {
+        match super::runtime::block_on(engine::rollback::plan_of_run(&args.database_url, args.run))
+        {
+            Ok(Ok(plan)) => plan,
+            Ok(Err(e)) => {
                 eprintln!("error: {}", error_chain(&e));
                 return exit_code(&e);
             }
+            Err(code) => return code,
         };
-    drop(runtime);
     // Joined from another machine, the broker is not guessed: a plan that needs one names it.
     let amqp_url = match (&args.amqp_url, compiled.needs_broker) {
         (Some(url), _) => url.clone(),

@@ -13,14 +13,13 @@ use crate::engine::connection::{Connection, check_tables};
 use crate::engine::error::{FaultClass, RunError};
 use crate::engine::events::{Reporter, RunEvent};
 use crate::engine::join::{self, Followed};
-use crate::engine::pace::SharedRate;
 use crate::engine::report::{Failing, Report, VerificationReport};
 use crate::engine::sequence::{self, Recorded};
 use crate::engine::state::DEFAULT_LEASE;
 use crate::engine::state::{Acquired, Lapse, Lease};
 use crate::engine::status::RunStatus;
 use crate::engine::steps::{Cancel, StepContext};
-use crate::engine::window::Windowed;
+use crate::engine::window;
 use crate::engine::writes::{Commit, Writes};
 use crate::engine::{audit, backup, freeze, gates, rollback, state, verify};
 use crate::plan::Plan;
@@ -560,16 +559,7 @@ impl Driver<'_> {
         // Outside the plan's window the run pauses (unless the operator overrode the window).
         let overridden = self.options.overrides.gates.contains(&gates::Gate::Window)
             || self.inherited.contains(&gates::Gate::Window);
-        let mut clock = Windowed::new(
-            SharedRate::new(
-                pool.clone(),
-                run.id,
-                plan.raw.rate_limit.per_second,
-                plan.raw.rate_limit.batch_size,
-            ),
-            plan.raw.safety.window.clone().filter(|_| !overridden),
-            self.cancel.clone(),
-        );
+        let mut clock = window::run_clock(plan, pool, run.id, overridden, self.cancel.clone());
         report.wrote = true;
         let mut ctx = StepContext {
             plan,

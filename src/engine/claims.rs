@@ -252,6 +252,7 @@ pub async fn claim(
     executor: &Executor,
     step: &str,
 ) -> Result<Option<Claim>, sqlx::Error> {
+    let mut tx = coordination(pool).await?;
     let row = sqlx::query(
         "WITH free AS ( \
             SELECT from_seq, claimed_by, expires_at FROM replay.batches \
@@ -269,8 +270,9 @@ pub async fn claim(
     .bind(step)
     .bind(executor.id)
     .bind(executor.ttl.as_millis() as f64)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
+    tx.commit().await?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -300,6 +302,34 @@ pub async fn claim(
         .await;
     }
     Ok(Some(claim))
+}
+
+/// A transaction for the executors' coordination (a claim, a slot of the run's pace) that
+/// commits without waiting for its WAL to reach the disk: such a write lost in a server crash
+/// is harmless (the batch is unclaimed, or its claim's fence is older, so the batch's own
+/// transaction, which does wait, fails its fence and is retried), and a batch's durable commit
+/// flushes it anyway. It saves a disk flush per batch.
+async fn coordination(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Whether the step has a batch to claim now (neither done nor under a live claim): a lane waits
+/// for its turn in the run's pace only when there is one.
+pub async fn claimable(pool: &PgPool, run_id: uuid::Uuid, step: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM replay.batches WHERE run_id = $1 AND step_id = $2 AND NOT done \
+         AND (expires_at IS NULL OR expires_at <= clock_timestamp()))",
+    )
+    .bind(run_id)
+    .bind(step)
+    .fetch_one(pool)
+    .await
 }
 
 /// Gives a claimed batch back without doing it (a stop came before it started).
@@ -464,6 +494,7 @@ pub async fn reserve(
     per_second: u32,
 ) -> Result<Duration, sqlx::Error> {
     let cost_us = events as f64 * 1e6 / f64::from(per_second.max(1));
+    let mut tx = coordination(pool).await?;
     let wait: f64 = sqlx::query_scalar(
         "INSERT INTO replay.pace AS p (run_id, next_at) \
          VALUES ($1, clock_timestamp() + $2 * interval '1 microsecond') \
@@ -473,8 +504,9 @@ pub async fn reserve(
     )
     .bind(run_id)
     .bind(cost_us)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(Duration::from_secs_f64(wait.max(0.0)))
 }
 

@@ -16,12 +16,11 @@ use crate::engine::claims::{self, Executor};
 use crate::engine::connection::Connection;
 use crate::engine::error::{FaultClass, RunError};
 use crate::engine::events::Reporter;
-use crate::engine::pace::SharedRate;
 use crate::engine::report::{Joined, Report};
 use crate::engine::state::{self, OpenRun};
 use crate::engine::status::RunStatus;
 use crate::engine::steps::{self, Cancel, StepContext};
-use crate::engine::window::Windowed;
+use crate::engine::window;
 use crate::engine::writes::Commit;
 use crate::plan::Plan;
 use crate::plan::model::{PublishEach, SqlEach, Step};
@@ -59,16 +58,7 @@ pub async fn follow(
     let overridden = state::overridden_gates(pool, run.id)
         .await?
         .contains(&crate::engine::gates::Gate::Window);
-    let mut clock = Windowed::new(
-        SharedRate::new(
-            pool.clone(),
-            run.id,
-            plan.raw.rate_limit.per_second,
-            plan.raw.rate_limit.batch_size,
-        ),
-        plan.raw.safety.window.clone().filter(|_| !overridden),
-        cancel.clone(),
-    );
+    let mut clock = window::run_clock(plan, pool, run.id, overridden, cancel.clone());
     let mut failures = 0;
     let outcome = loop {
         if let Err(e) = cancel.check() {

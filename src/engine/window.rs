@@ -10,6 +10,32 @@ use crate::engine::pace::Clock;
 use crate::engine::steps::Cancel;
 use crate::plan::model::Window;
 
+/// The clock of a run's executor: the run's one rate (shared through PostgreSQL) inside the
+/// plan's window, unless the window's gate was overridden.
+pub fn run_clock(
+    plan: &crate::plan::Plan,
+    pool: &sqlx::PgPool,
+    run_id: uuid::Uuid,
+    window_overridden: bool,
+    cancel: Cancel,
+) -> Windowed<crate::engine::pace::SharedRate> {
+    let rate = &plan.raw.rate_limit;
+    Windowed::new(
+        crate::engine::pace::SharedRate::new(
+            pool.clone(),
+            run_id,
+            rate.per_second,
+            rate.batch_size,
+        ),
+        plan.raw
+            .safety
+            .window
+            .clone()
+            .filter(|_| !window_overridden),
+        cancel,
+    )
+}
+
 /// A clock that holds batches outside the plan's window, around another clock's pacing.
 pub struct Windowed<C> {
     inner: C,

@@ -302,7 +302,7 @@ async fn terminated_backends_are_retried_in_process_and_each_batch_applies_once(
 }
 
 /// A child's output, line by line, as it comes.
-fn lines_of(
+pub(super) fn lines_of(
     output: Option<impl std::io::Read + Send + 'static>,
 ) -> tokio::sync::mpsc::UnboundedReceiver<String> {
     use std::io::BufRead;

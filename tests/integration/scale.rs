@@ -658,3 +658,69 @@ async fn a_killed_publishing_executor_loses_nothing_and_its_batch_republishes_at
     assert_eq!(status, "succeeded");
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_deep_queue_holds_every_executor_of_a_shared_publish(pool: PgPool) -> anyhow::Result<()> {
+    let total = world(&pool, 4_000).await?;
+    let url = database_url(&pool).await?;
+    let name = format!("test-throttle-{}", uuid::Uuid::new_v4().simple());
+    let topology = bound_queue(&name).await?;
+    let dir = tempfile::tempdir()?;
+    // Nobody consumes: the queue fills up to the limit, and then each executor must hold.
+    let plan = plan_file(
+        &dir,
+        "shared-throttle",
+        &format!(
+            "target: {{ exchange: {name} }}\nselect: {{ status: [error] }}\n\
+             rate_limit: {{ per_second: 100000, batch_size: 50, confirms_in_flight: 50, \
+             pause_when_queue_depth_above: 100, queue: {name} }}\n\
+             steps:\n  - {{ id: republish, kind: publish }}\n"
+        ),
+    );
+    let plan = plan.to_str().unwrap_or_default();
+    let mut executors_ = [join(plan, &url), join(plan, &url)];
+    let mut paused = Vec::new();
+    for executor in &mut executors_ {
+        let mut said = super::faults::lines_of(executor.0.as_mut().and_then(|c| c.stderr.take()));
+        paused.push(tokio::spawn(async move {
+            while let Some(line) = said.recv().await {
+                if line.contains("paused: queue too deep") {
+                    return true;
+                }
+            }
+            false
+        }));
+    }
+    for (i, said) in paused.into_iter().enumerate() {
+        let held = tokio::time::timeout(Duration::from_secs(60), said).await;
+        assert!(
+            matches!(held, Ok(Ok(true))),
+            "executor {i} held for the queue's depth"
+        );
+    }
+    let ch = topology.create_channel().await?;
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let depth = ch
+        .queue_declare(
+            name.as_str().into(),
+            passive,
+            lapin::types::FieldTable::default(),
+        )
+        .await?
+        .message_count();
+    // Each executor checks the depth before each batch: at most one batch each past the limit.
+    assert!(
+        depth <= 100 + 2 * 50,
+        "{depth} messages queued past a limit of 100 with two executors of batches of 50"
+    );
+    // A consumer comes: both go on, and every event arrives once.
+    let duplicates = drain_each_once_at_least(&name, total).await?;
+    for executor in executors_ {
+        assert_success(&executor.wait_with_output()?);
+    }
+    assert_eq!(duplicates, 0, "each event published once");
+    Ok(())
+}

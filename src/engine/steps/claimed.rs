@@ -131,14 +131,23 @@ async fn lane<C: Clock, W: BatchWork>(
         if shared.failing.get() || cancel.is_cancelled() {
             return Ok(());
         }
-        if !paced {
+        // No turn is taken for a batch that is not there (the step's tail, or others' batches).
+        if !paced
+            && claims::claimable(pool, executor.run_id, step)
+                .await
+                .map_err(failed)?
+        {
             shared.clock.lock().await.pace(batch as u64).await;
             paced = true;
             if shared.failing.get() || cancel.is_cancelled() {
                 return Ok(());
             }
         }
-        let Some(claim) = claims::claim(pool, executor, step).await.map_err(failed)? else {
+        let claimed = match paced {
+            true => claims::claim(pool, executor, step).await.map_err(failed)?,
+            false => None,
+        };
+        let Some(claim) = claimed else {
             if claims::open_batches(pool, executor.run_id, step)
                 .await
                 .map_err(failed)?
