@@ -107,7 +107,7 @@ pub struct ApplyArgs {
     /// Join the run of this plan in progress as one more executor, sharing its batches, instead
     /// of being refused by its lease; start (or resume) it when none is in progress. Same plan,
     /// same parameters, same target.
-    #[arg(long, conflicts_with_all = ["dry_run", "restart"])]
+    #[arg(long, conflicts_with_all = ["dry_run", "restart", "again"])]
     pub join: bool,
     /// Do not ask for confirmation (required when standard input is not a terminal).
     #[arg(long)]

@@ -245,7 +245,7 @@ pub async fn is_open(pool: &PgPool, run_id: uuid::Uuid, step: &str) -> Result<bo
 }
 
 /// Claims the first batch of the step that is neither done nor held under a live claim, with a
-/// new fencing token. A batch whose claim ran out (its executor died or stalled) is taken over,
+/// new fencing token; nothing once the run is no longer running or a stop was requested. A batch whose claim ran out (its executor died or stalled) is taken over,
 /// and the run log says so (one given back cleanly is not news).
 pub async fn claim(
     pool: &PgPool,
@@ -258,6 +258,8 @@ pub async fn claim(
             SELECT from_seq, claimed_by, expires_at FROM replay.batches \
             WHERE run_id = $1 AND step_id = $2 AND NOT done \
               AND (expires_at IS NULL OR expires_at <= clock_timestamp()) \
+              AND EXISTS (SELECT 1 FROM replay.runs r \
+                          WHERE r.id = $1 AND r.status = 'running' AND NOT r.stop_requested) \
             ORDER BY from_seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
          UPDATE replay.batches b SET claimed_by = $3, fence = b.fence + 1, \
                 expires_at = clock_timestamp() + $4 * interval '1 millisecond' \
@@ -405,6 +407,68 @@ pub async fn begin_batch(
         });
     }
     Ok(stop)
+}
+
+/// Opens the transaction that records a publish's confirms: unlike a batch that writes rows, it
+/// only writes down what the broker already has, so it is recorded also once the run was stopped
+/// or interrupted by another executor (then this one stops too: the answer is `true`, as for a
+/// requested stop); a run rolling back or finished records nothing more.
+pub async fn begin_record(
+    conn: &mut sqlx::PgConnection,
+    run_id: uuid::Uuid,
+) -> Result<bool, RunError> {
+    state::share_run(&mut *conn, run_id)
+        .await
+        .map_err(RunError::db("checking the run's status"))?;
+    let (status, stop): (RunStatus, bool) =
+        sqlx::query_as("SELECT status, stop_requested FROM replay.runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(RunError::db("checking the run's status"))?;
+    match status {
+        RunStatus::Running => Ok(stop),
+        RunStatus::Stopped | RunStatus::Interrupted => Ok(true),
+        status => Err(RunError::NotRunning {
+            run_id: run_id.to_string(),
+            status,
+        }),
+    }
+}
+
+/// Whether the run still runs (an error naming its status when it does not) and a stop was
+/// requested: asked by an executor that has nothing to claim (claims stop with the run, or with
+/// a requested stop), so that it stops too instead of waiting for batches nobody will do.
+pub async fn still_running(pool: &PgPool, run_id: uuid::Uuid) -> Result<bool, RunError> {
+    let (status, stop): (RunStatus, bool) =
+        sqlx::query_as("SELECT status, stop_requested FROM replay.runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(pool)
+            .await
+            .map_err(RunError::db("checking the run's status"))?;
+    match status {
+        RunStatus::Running => Ok(stop),
+        status => Err(RunError::NotRunning {
+            run_id: run_id.to_string(),
+            status,
+        }),
+    }
+}
+
+/// Events of the step in batches not done yet (by anyone).
+pub async fn events_left(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+    step: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(upto_seq - from_seq), 0)::bigint FROM replay.batches \
+         WHERE run_id = $1 AND step_id = $2 AND NOT done",
+    )
+    .bind(run_id)
+    .bind(step)
+    .fetch_one(pool)
+    .await
 }
 
 /// Marks the claimed batch done, inside its transaction, under the fencing token it was claimed

@@ -32,8 +32,8 @@ const LOOK_AGAIN: Duration = Duration::from_millis(200);
 pub enum Followed {
     /// The run ended; the report says how.
     Ended,
-    /// The run's lease is free (with this token): take it over and drive the run.
-    Lead(i64),
+    /// The run's lease is free: take it over and drive the run.
+    Lead(state::FreeLease),
 }
 
 /// Works on the run's batch-wise steps as they open, until the run ends or its lease comes free.
@@ -76,7 +76,7 @@ pub async fn follow(
                     }),
                 };
             }
-            Ok(Look::Lead(token)) => break Ok(Followed::Lead(token)),
+            Ok(Look::Lead(free)) => break Ok(Followed::Lead(free)),
             Ok(Look::Wait) => None,
             Ok(Look::Work { step, selected }) => Some((step, selected)),
             Err(e) => match passing(e, &mut failures, options) {
@@ -168,8 +168,8 @@ pub async fn follow(
 /// What a joined executor finds when it looks at the run.
 enum Look<'p> {
     Ended(RunStatus),
-    /// The run's lease is free, with this token.
-    Lead(i64),
+    /// The run's lease is free.
+    Lead(state::FreeLease),
     Wait,
     Work {
         step: &'p Step,
@@ -179,8 +179,8 @@ enum Look<'p> {
 
 async fn look<'p>(plan: &'p Plan, pool: &PgPool, run_id: uuid::Uuid) -> Result<Look<'p>, RunError> {
     let (run, free) = state::run_and_free_lease(pool, run_id).await?;
-    if let Some(token) = free.filter(|_| run.status.joinable()) {
-        return Ok(Look::Lead(token));
+    if let Some(free) = free.filter(|_| run.status.joinable()) {
+        return Ok(Look::Lead(free));
     }
     match run.status {
         RunStatus::Running => {}

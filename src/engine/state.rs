@@ -225,7 +225,7 @@ pub async fn acquire(
     let open = sqlx::query(concat!(
         "SELECT ",
         run_columns!(),
-        ", lease_expires_at > clock_timestamp() AS live, lease_owner, lease_origin FROM replay.runs \
+        ", lease_expires_at > clock_timestamp() AS live, lease_owner, lease_origin, stop_requested FROM replay.runs \
          WHERE plan_name = $1 AND status = ANY($2) ORDER BY started_at DESC LIMIT 1 FOR UPDATE"
     ))
     .bind(&plan.raw.name)
@@ -242,6 +242,7 @@ pub async fn acquire(
         let same_origin =
             row.get::<Option<String>, _>("lease_origin").as_deref() == Some(origin().as_str());
         let same = run.plan_hash == plan.hash && run.params_hash == plan.params_hash;
+        let stop_requested = row.get::<bool, _>("stop_requested");
         if live && !(same_origin && holder.as_deref().is_some_and(died_here)) {
             return match (join, same) {
                 (true, true) => Ok(Acquired::Join(run)),
@@ -254,11 +255,18 @@ pub async fn acquire(
             };
         }
         match (same, restart) {
-            (true, _) if join && !run.status.joinable() => {
+            (true, _) if join && (!run.status.joinable() || stop_requested) => {
                 return Err(RunError::Refused(format!(
-                    "run `{}` of plan `{}` is {}; an executor that joins never resumes it: \
+                    "run `{}` of plan `{}` is {}{}; an executor that joins never resumes it: \
                      resume it with `replay apply` of the plan, without `--join`",
-                    run.id, plan.raw.name, run.status
+                    run.id,
+                    plan.raw.name,
+                    run.status,
+                    if stop_requested {
+                        " and a stop was requested"
+                    } else {
+                        ""
+                    }
                 )));
             }
             (true, _) => resume = Some(run),
@@ -419,7 +427,7 @@ async fn lease_holder(pool: &PgPool, run_id: uuid::Uuid) -> Result<Option<String
 pub async fn run_and_free_lease(
     pool: &PgPool,
     run_id: uuid::Uuid,
-) -> Result<(OpenRun, Option<i64>), RunError> {
+) -> Result<(OpenRun, Option<FreeLease>), RunError> {
     let row = sqlx::query(concat!(
         "SELECT ",
         run_columns!(),
@@ -434,17 +442,29 @@ pub async fn run_and_free_lease(
     let holder: Option<String> = row.get("lease_owner");
     let died = row.get::<Option<String>, _>("lease_origin").as_deref() == Some(origin().as_str())
         && holder.as_deref().is_some_and(died_here);
-    let token: i64 = row.get("lease_token");
-    Ok((open_run_of(&row), (!live || died).then_some(token)))
+    let free = FreeLease {
+        token: row.get("lease_token"),
+        holder_died: died,
+    };
+    Ok((open_run_of(&row), (!live || died).then_some(free)))
 }
 
-/// Takes over the lease of a run in progress whose lease was free with token `seen` (see
-/// [`run_and_free_lease`]), for an executor that joined it: only if nobody took it since and the
-/// run is still joinable. Never creates a run, never resumes a stopped or failed one.
+/// A run's lease seen free: its token then, and whether its holder died on this machine (else
+/// it ran out).
+#[derive(Debug, Clone, Copy)]
+pub struct FreeLease {
+    pub token: i64,
+    pub holder_died: bool,
+}
+
+/// Takes over the lease of a run in progress whose lease was seen free (see
+/// [`run_and_free_lease`]), for an executor that joined it: only if nobody took or renewed it
+/// since (checked in the same statement), the run is still joinable and no stop was requested.
+/// Never creates a run, never resumes a stopped or failed one.
 pub async fn take_over(
     pool: &PgPool,
     run_id: uuid::Uuid,
-    seen: i64,
+    seen: FreeLease,
     ttl: Duration,
 ) -> Result<Option<Lease>, RunError> {
     let doing = "taking over the run's lease";
@@ -459,16 +479,19 @@ pub async fn take_over(
         "UPDATE replay.runs SET lease_token = lease_token + 1, lease_owner = $3, \
          lease_expires_at = clock_timestamp() + $4 * interval '1 millisecond', lease_origin = $5, \
          status = CASE WHEN status = $6 THEN status ELSE $7 END, updated_at = now() \
-         WHERE id = $1 AND lease_token = $2 AND status = ANY($8) RETURNING lease_token",
+         WHERE id = $1 AND lease_token = $2 AND status = ANY($8) AND NOT stop_requested \
+           AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp() OR $9) \
+         RETURNING lease_token",
     )
     .bind(run_id)
-    .bind(seen)
+    .bind(seen.token)
     .bind(&owner)
     .bind(ttl.as_millis() as f64)
     .bind(origin())
     .bind(RunStatus::RollingBack)
     .bind(RunStatus::Running)
     .bind(&joinable)
+    .bind(seen.holder_died)
     .fetch_optional(&mut *tx)
     .await
     .map_err(RunError::db(doing))?;

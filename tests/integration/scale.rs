@@ -724,3 +724,36 @@ async fn a_deep_queue_holds_every_executor_of_a_shared_publish(pool: PgPool) -> 
     assert_eq!(duplicates, 0, "each event published once");
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_stop_during_a_shared_publish_publishes_nothing_twice_when_the_run_resumes(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (total, url, queue, plan, _topology) =
+        shared_publish(&pool, &dir, "shared-publish-stop", 2_000).await?;
+    let runs = [join(&plan, &url), join(&plan, &url)];
+    until("both executors to publish", || async {
+        executors(&pool)
+            .await
+            .is_ok_and(|e| e.len() == 2 && e.iter().all(|(_, b)| *b > 0))
+    })
+    .await?;
+    let run_id: String = sqlx::query_scalar("SELECT id::text FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_success(&run(&["stop", &run_id], &url));
+    for executor in runs {
+        assert_exit(&executor.wait_with_output()?, 130);
+    }
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM replay.batches WHERE NOT done")
+        .fetch_one(&pool)
+        .await?;
+    assert!(left > 0, "stopped before the end");
+    // Every executor recorded the confirms it had before it stopped, also after the run was
+    // recorded `stopped`: the resume publishes each remaining event once, and nothing again.
+    assert_success(&run(&["apply", &plan], &url));
+    let duplicates = drain_each_once_at_least(&queue, total).await?;
+    assert_eq!(duplicates, 0, "a stop publishes nothing twice");
+    Ok(())
+}

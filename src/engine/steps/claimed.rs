@@ -161,7 +161,12 @@ async fn lane<C: Clock, W: BatchWork>(
             if polls.is_multiple_of(20) {
                 claims::release_the_dead(pool, executor.run_id).await?;
             }
-            tokio::time::sleep(HELD_BY_OTHERS).await;
+            // Nothing is claimed once a stop is requested or the run ended: stop with it.
+            let stop = claims::still_running(pool, executor.run_id).await?;
+            shared.ctx.borrow().note_stop(stop);
+            if !stop {
+                tokio::time::sleep(HELD_BY_OTHERS).await;
+            }
             continue;
         };
         paced = false;

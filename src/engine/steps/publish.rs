@@ -91,6 +91,7 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
         .map_err(RunError::db(opening()))?;
     // A pass streams the batches this executor can claim, one after another; the step ends for
     // it once every batch is done, by whichever executor (the barrier before the next step).
+    let mut polls = 0u32;
     loop {
         let claimed = Claimed {
             pool: pool.clone(),
@@ -100,7 +101,7 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
             before: total - left,
             exhausted: false,
         };
-        stream(
+        let streamed = stream(
             ctx,
             writes,
             broker,
@@ -110,8 +111,13 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
             span(0, 0),
             Some(claimed),
         )
-        .await?;
-        left = claims::open_batches(&pool, ctx.run_id, &step.id)
+        .await;
+        if let Err(e) = streamed {
+            // What this executor claimed and did not publish goes back to the others at once.
+            let _ = claims::release_mine(&pool, executor, &step.id).await;
+            return Err(e);
+        }
+        left = claims::events_left(&pool, ctx.run_id, &step.id)
             .await
             .map_err(RunError::db(opening()))?;
         if left == 0 {
@@ -120,8 +126,15 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
                 .await
                 .map_err(RunError::db(opening()));
         }
+        // Nothing is claimed once a stop is requested or the run ended: stop with it.
+        ctx.note_stop(claims::still_running(&pool, ctx.run_id).await?);
         ctx.cancel.check()?;
-        // Held by other executors: wait for them, or for a claim of theirs to run out.
+        // Held by other executors: wait for them, or for a claim of theirs to run out; now and
+        // then, give back at once the claims of executors of this machine that died.
+        polls += 1;
+        if polls.is_multiple_of(20) {
+            claims::release_the_dead(&pool, ctx.run_id).await?;
+        }
         tokio::time::sleep(HELD_BY_OTHERS).await;
     }
 }
@@ -227,7 +240,7 @@ impl Claimed<'_> {
     async fn record(&mut self, confirmed: i64, step: &str, total: i64) -> Result<bool, RunError> {
         let doing = || format!("checkpointing step `{step}`");
         let mut tx = self.pool.begin().await.map_err(RunError::db(doing()))?;
-        let stop = claims::begin_batch(&mut tx, self.executor.run_id).await?;
+        let stop = claims::begin_record(&mut tx, self.executor.run_id).await?;
         while let Some(&head) = self.segments.front() {
             if head.last <= confirmed {
                 let batch = Batch {
@@ -498,9 +511,10 @@ async fn keep<W: Writes>(
                     _ = p.confirms.notified() => {}
                     permit = async { ready.as_ref()?.reserve().await.ok() }, if ready.is_some() => {
                         match permit {
-                            Some(permit) => match c.next(selection, step).await.map_err(|e| {
-                                shared.ctx.borrow().db_failed(step, p.checkpointed.get() as u64, e)
-                            })? {
+                            // The executor's own bookkeeping: a failure there is never the plan's.
+                            Some(permit) => match c.next(selection, step).await.map_err(
+                                RunError::db(format!("claiming a batch of step `{step}`")),
+                            )? {
                                 Next::Rows(rows) => permit.send(rows),
                                 Next::Exhausted => c.exhausted = true,
                             },
