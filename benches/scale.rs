@@ -420,7 +420,7 @@ impl Bench {
         .fetch_one(&self.pool)
         .await?;
         let per_executor: Vec<i64> = sqlx::query_scalar(
-            "SELECT e.batches_done FROM replay.executors e JOIN replay.runs r ON r.id = e.run_id \
+            "SELECT e.batches_done FROM replay.executor_work e JOIN replay.runs r ON r.id = e.run_id \
              WHERE r.plan_name = $1 ORDER BY e.joined_at",
         )
         .bind(name)

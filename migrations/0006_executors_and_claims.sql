@@ -1,5 +1,5 @@
 -- Several executors share one run. Each registers here; its heartbeat keeps `heartbeat_at` and
--- its claims alive, and its batch transactions count what it did.
+-- its claims alive. What it did is the batches it finished (`replay.executor_work`).
 CREATE TABLE replay.executors (
     run_id        UUID NOT NULL REFERENCES replay.runs (id),
     id            UUID NOT NULL,
@@ -9,8 +9,6 @@ CREATE TABLE replay.executors (
     joined_at     TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
     heartbeat_at  TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
     left_at       TIMESTAMPTZ,
-    batches_done  BIGINT NOT NULL DEFAULT 0,
-    events_done   BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, id)
 );
 
@@ -43,3 +41,13 @@ CREATE TABLE replay.pace (
     run_id   UUID PRIMARY KEY,
     next_at  TIMESTAMPTZ NOT NULL
 );
+
+-- Each executor with the batches it finished: a finished batch keeps the claim of the executor
+-- that finished it, so the counts are derived, never kept.
+CREATE VIEW replay.executor_work AS
+SELECT e.run_id, e.id, e.name, e.joined_at, e.heartbeat_at, e.left_at,
+       count(b.from_seq) AS batches_done,
+       coalesce(sum(b.upto_seq - b.from_seq), 0)::bigint AS events_done
+FROM replay.executors e
+LEFT JOIN replay.batches b ON b.run_id = e.run_id AND b.claimed_by = e.id AND b.done
+GROUP BY e.run_id, e.id, e.name, e.joined_at, e.heartbeat_at, e.left_at;

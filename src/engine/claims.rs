@@ -383,6 +383,39 @@ pub async fn open_batches(
     .await
 }
 
+/// What a batch, a publish's record or an idle executor may do, given the run's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Going {
+    /// Only while the run is running (a batch that writes rows, an executor that waits).
+    Running,
+    /// Also once another executor recorded it stopped or interrupted (a publish's record: it
+    /// writes down what the broker already has), and then this executor stops too.
+    Recording,
+}
+
+/// The run's status against what the caller may do: whether `replay stop` was requested (or this
+/// executor must stop), or the error naming a status that ends its part.
+async fn check_run(
+    conn: &mut sqlx::PgConnection,
+    run_id: uuid::Uuid,
+    going: Going,
+) -> Result<bool, RunError> {
+    let (status, stop): (RunStatus, bool) =
+        sqlx::query_as("SELECT status, stop_requested FROM replay.runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(RunError::db("checking the run's status"))?;
+    match (status, going) {
+        (RunStatus::Running, _) => Ok(stop),
+        (RunStatus::Stopped | RunStatus::Interrupted, Going::Recording) => Ok(true),
+        (status, _) => Err(RunError::NotRunning {
+            run_id: run_id.to_string(),
+            status,
+        }),
+    }
+}
+
 /// Opens a batch's transaction: the run must still be running (a rollback or a stop recorded by
 /// another executor ends the batches), and the run's batch lock is held shared until the batch
 /// commits, so the run's status cannot change under a batch in flight. Says whether
@@ -394,25 +427,12 @@ pub async fn begin_batch(
     state::share_run(&mut *conn, run_id)
         .await
         .map_err(RunError::db("checking the run's status"))?;
-    let (status, stop): (RunStatus, bool) =
-        sqlx::query_as("SELECT status, stop_requested FROM replay.runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(RunError::db("checking the run's status"))?;
-    if status != RunStatus::Running {
-        return Err(RunError::NotRunning {
-            run_id: run_id.to_string(),
-            status,
-        });
-    }
-    Ok(stop)
+    check_run(conn, run_id, Going::Running).await
 }
 
-/// Opens the transaction that records a publish's confirms: unlike a batch that writes rows, it
-/// only writes down what the broker already has, so it is recorded also once the run was stopped
-/// or interrupted by another executor (then this one stops too: the answer is `true`, as for a
-/// requested stop); a run rolling back or finished records nothing more.
+/// Opens the transaction that records a publish's confirms, as [`begin_batch`]; it is recorded
+/// also once the run was stopped or interrupted by another executor (then this one stops too:
+/// the answer is `true`, as for a requested stop); a run rolling back or finished records nothing.
 pub async fn begin_record(
     conn: &mut sqlx::PgConnection,
     run_id: uuid::Uuid,
@@ -420,39 +440,18 @@ pub async fn begin_record(
     state::share_run(&mut *conn, run_id)
         .await
         .map_err(RunError::db("checking the run's status"))?;
-    let (status, stop): (RunStatus, bool) =
-        sqlx::query_as("SELECT status, stop_requested FROM replay.runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(RunError::db("checking the run's status"))?;
-    match status {
-        RunStatus::Running => Ok(stop),
-        RunStatus::Stopped | RunStatus::Interrupted => Ok(true),
-        status => Err(RunError::NotRunning {
-            run_id: run_id.to_string(),
-            status,
-        }),
-    }
+    check_run(conn, run_id, Going::Recording).await
 }
 
 /// Whether the run still runs (an error naming its status when it does not) and a stop was
 /// requested: asked by an executor that has nothing to claim (claims stop with the run, or with
 /// a requested stop), so that it stops too instead of waiting for batches nobody will do.
 pub async fn still_running(pool: &PgPool, run_id: uuid::Uuid) -> Result<bool, RunError> {
-    let (status, stop): (RunStatus, bool) =
-        sqlx::query_as("SELECT status, stop_requested FROM replay.runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_one(pool)
-            .await
-            .map_err(RunError::db("checking the run's status"))?;
-    match status {
-        RunStatus::Running => Ok(stop),
-        status => Err(RunError::NotRunning {
-            run_id: run_id.to_string(),
-            status,
-        }),
-    }
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(RunError::db("checking the run's status"))?;
+    check_run(&mut conn, run_id, Going::Running).await
 }
 
 /// Events of the step in batches not done yet (by anyone).
@@ -473,7 +472,8 @@ pub async fn events_left(
 
 /// Marks the claimed batch done, inside its transaction, under the fencing token it was claimed
 /// with (a batch taken over by another executor fails here, and rolls back); records it in the
-/// step's checkpoint and in this executor's counts, and the transaction as one of the run's writes.
+/// step's checkpoint, and the transaction as one of the run's writes. (The batch stays claimed
+/// by this executor once done: that is what its counts are made of.)
 pub async fn complete(
     conn: &mut sqlx::PgConnection,
     executor: &Executor,
@@ -501,16 +501,6 @@ pub async fn complete(
             last: claim.upto,
         });
     }
-    sqlx::query(
-        "UPDATE replay.executors SET batches_done = batches_done + 1, events_done = events_done + $3 \
-         WHERE run_id = $1 AND id = $2",
-    )
-    .bind(executor.run_id)
-    .bind(executor.id)
-    .bind(claim.upto - claim.from)
-    .execute(&mut *conn)
-    .await
-    .map_err(RunError::db(doing()))?;
     state::mark_written(conn, executor.run_id, batch.step).await?;
     // Last before the commit: the step's row is what every executor's batches queue on.
     state::record_batch(conn, executor.run_id, batch).await
@@ -599,7 +589,7 @@ pub async fn executors(
                 extract(epoch FROM clock_timestamp() - heartbeat_at)::float8, left_at IS NOT NULL, \
                 batches_done, events_done, \
                 events_done / greatest(extract(epoch FROM coalesce(left_at, heartbeat_at) - joined_at)::float8, 0.001) \
-         FROM replay.executors WHERE run_id = $1 ORDER BY joined_at, name",
+         FROM replay.executor_work WHERE run_id = $1 ORDER BY joined_at, name",
     )
     .bind(run_id)
     .fetch_all(pool)
@@ -632,7 +622,7 @@ pub async fn count(pool: &PgPool, run_id: uuid::Uuid) -> Result<i64, RunError> {
 /// The batches and events this executor did in the run.
 pub async fn done_by(pool: &PgPool, executor: &Executor) -> Result<Option<(u64, u64)>, RunError> {
     let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT batches_done, events_done FROM replay.executors WHERE run_id = $1 AND id = $2",
+        "SELECT batches_done, events_done FROM replay.executor_work WHERE run_id = $1 AND id = $2",
     )
     .bind(executor.run_id)
     .bind(executor.id)

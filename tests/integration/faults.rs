@@ -321,7 +321,7 @@ pub(super) fn lines_of(
 }
 
 /// Terminates every backend the executor holds.
-async fn terminate_executor_backends(pool: &PgPool) -> anyhow::Result<()> {
+pub(super) async fn terminate_executor_backends(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE application_name = 'replay' AND datname = current_database()",

@@ -31,7 +31,7 @@ fn stdout(out: &Output) -> String {
 /// Each executor of the run: its pid and the batches it did.
 async fn executors(pool: &PgPool) -> anyhow::Result<Vec<(u32, i64)>> {
     let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT name, batches_done FROM replay.executors ORDER BY joined_at")
+        sqlx::query_as("SELECT name, batches_done FROM replay.executor_work ORDER BY joined_at")
             .fetch_all(pool)
             .await?;
     Ok(rows
@@ -386,7 +386,7 @@ async fn the_plans_rate_is_the_runs_whatever_the_number_of_executors(
     let (secs, took_part): (f64, i64) = sqlx::query_as(
         "SELECT extract(epoch FROM max(at) FILTER (WHERE kind = 'step_finished') \
                               - min(at) FILTER (WHERE kind = 'step_started'))::float8, \
-                (SELECT count(*) FROM replay.executors WHERE batches_done > 0) \
+                (SELECT count(*) FROM replay.executor_work WHERE batches_done > 0) \
          FROM replay.run_log WHERE step_id = 'reset'",
     )
     .fetch_one(&pool)
@@ -756,4 +756,34 @@ async fn a_stop_during_a_shared_publish_publishes_nothing_twice_when_the_run_res
     let duplicates = drain_each_once_at_least(&queue, total).await?;
     assert_eq!(duplicates, 0, "a stop publishes nothing twice");
     Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn terminated_backends_of_three_executors_are_retried_and_each_row_is_updated_once(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (total, url) = counted_world(&pool, 12_000).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(&dir, "scale-terminated", &reset_plan(50, 2, 100_000));
+    let plan = plan.to_str().unwrap_or_default();
+    let runs: Vec<Running> = (0..3).map(|_| join(plan, &url)).collect();
+    for done in [1, 40] {
+        until("the executors to do batches", || async {
+            executors(&pool)
+                .await
+                .is_ok_and(|e| e.len() == 3 && e.iter().map(|(_, b)| *b).sum::<i64>() >= done)
+        })
+        .await?;
+        // Every connection of every executor, the lease holder's and the joined ones', mid-batch.
+        super::faults::terminate_executor_backends(&pool).await?;
+    }
+    for executor in runs {
+        assert_success(&executor.wait_with_output()?);
+    }
+    assert_eq!(
+        not_updated_once(&pool).await?,
+        (0, 0),
+        "each row updated once"
+    );
+    one_run_succeeded(&pool, total).await
 }
