@@ -279,13 +279,20 @@ async fn follow_then_lead(
         .await?
         {
             Followed::Ended => return Ok(None),
-            Followed::Lead(seen) => {
-                if let Some(lease) = state::take_over(pool, run.id, seen, options.lease).await? {
+            Followed::Lead(seen) => match state::take_over(pool, run.id, seen, options.lease).await
+            {
+                Ok(Some(lease)) => {
                     tracing::warn!(run = %run.id, "the run's lease was free: this executor takes the run over");
                     return Ok(Some((state::run(pool, run.id).await?, lease)));
                 }
                 // Another executor took it first: go on beside it.
-            }
+                Ok(None) => {}
+                // A passing fault: look at the run again (following retries with its budget).
+                Err(e) if e.class() == FaultClass::Transient => {
+                    tracing::warn!(error = %e, "could not take the run's lease over; looking again");
+                }
+                Err(e) => return Err(e),
+            },
         }
     }
 }
