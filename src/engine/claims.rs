@@ -385,7 +385,7 @@ pub async fn open_batches(
 
 /// What a batch, a publish's record or an idle executor may do, given the run's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Going {
+pub enum Going {
     /// Only while the run is running (a batch that writes rows, an executor that waits).
     Running,
     /// Also once another executor recorded it stopped or interrupted (a publish's record: it
@@ -416,31 +416,19 @@ async fn check_run(
     }
 }
 
-/// Opens a batch's transaction: the run must still be running (a rollback or a stop recorded by
-/// another executor ends the batches), and the run's batch lock is held shared until the batch
-/// commits, so the run's status cannot change under a batch in flight. Says whether
-/// `replay stop` was requested.
+/// Opens a batch's transaction (or a publish's record, with [`Going::Recording`]): the run's
+/// batch lock is held shared until it commits, so the run's status cannot change under a batch in
+/// flight, and the status must allow it (a rollback or a stop recorded by another executor ends
+/// the batches). Says whether `replay stop` was requested (or this executor must stop).
 pub async fn begin_batch(
     conn: &mut sqlx::PgConnection,
     run_id: uuid::Uuid,
+    going: Going,
 ) -> Result<bool, RunError> {
     state::share_run(&mut *conn, run_id)
         .await
         .map_err(RunError::db("checking the run's status"))?;
-    check_run(conn, run_id, Going::Running).await
-}
-
-/// Opens the transaction that records a publish's confirms, as [`begin_batch`]; it is recorded
-/// also once the run was stopped or interrupted by another executor (then this one stops too:
-/// the answer is `true`, as for a requested stop); a run rolling back or finished records nothing.
-pub async fn begin_record(
-    conn: &mut sqlx::PgConnection,
-    run_id: uuid::Uuid,
-) -> Result<bool, RunError> {
-    state::share_run(&mut *conn, run_id)
-        .await
-        .map_err(RunError::db("checking the run's status"))?;
-    check_run(conn, run_id, Going::Recording).await
+    check_run(conn, run_id, going).await
 }
 
 /// Whether the run still runs (an error naming its status when it does not) and a stop was

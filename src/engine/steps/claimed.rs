@@ -209,7 +209,7 @@ async fn one_batch<W: BatchWork>(
     work: &W,
 ) -> Result<bool, Fault> {
     let mut tx = pool.begin().await.map_err(Fault::Db)?;
-    let stop = claims::begin_batch(&mut tx, executor.run_id)
+    let stop = claims::begin_batch(&mut tx, executor.run_id, claims::Going::Running)
         .await
         .map_err(Fault::Run)?;
     let rows = work.run(&mut tx, claim.from, claim.upto).await?;

@@ -240,7 +240,8 @@ impl Claimed<'_> {
     async fn record(&mut self, confirmed: i64, step: &str, total: i64) -> Result<bool, RunError> {
         let doing = || format!("checkpointing step `{step}`");
         let mut tx = self.pool.begin().await.map_err(RunError::db(doing()))?;
-        let stop = claims::begin_record(&mut tx, self.executor.run_id).await?;
+        let stop =
+            claims::begin_batch(&mut tx, self.executor.run_id, claims::Going::Recording).await?;
         while let Some(&head) = self.segments.front() {
             if head.last <= confirmed {
                 let batch = Batch {
