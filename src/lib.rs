@@ -4,6 +4,7 @@
 #![allow(async_fn_in_trait)]
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod exit_codes;
 pub mod plan;

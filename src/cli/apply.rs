@@ -12,6 +12,17 @@ use crate::render::progress::Progress;
 use super::args::{ApplyArgs, OutputFormat};
 
 pub fn run(args: &ApplyArgs) -> u8 {
+    let target = match args.target.resolve(Some(super::target::LOCAL_BROKER)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_codes::REFUSED;
+        }
+    };
+    if let Err(e) = production_flags(args, &target) {
+        eprintln!("error: refused: {e}");
+        return exit_codes::REFUSED;
+    }
     // `replay apply PINNED.json` runs the pinned plan file with its parameters.
     let pinned_arg = match (
         &args.pinned,
@@ -21,13 +32,25 @@ pub fn run(args: &ApplyArgs) -> u8 {
         (None, true) => Some(args.plan.clone()),
         (None, false) => None,
     };
-    let pinned = match pinned_arg.as_deref().map(PinnedPlan::read).transpose() {
-        Ok(p) => p,
-        Err(message) => {
+    let (pinned, rehearsal) = match (
+        pinned_arg.as_deref().map(PinnedPlan::read).transpose(),
+        args.rehearsal.as_deref().map(PinnedPlan::read).transpose(),
+    ) {
+        (Ok(p), Ok(r)) => (p, r),
+        (Err(message), _) | (_, Err(message)) => {
             eprintln!("error: {message}");
             return exit_codes::FAILURE;
         }
     };
+    if let Some(why) = pinned.as_ref().and_then(|p| {
+        p.other_target(
+            target.name.as_deref(),
+            &target_identity(&target.database_url),
+        )
+    }) {
+        eprintln!("error: refused: {why}");
+        return exit_codes::REFUSED;
+    }
     let plan_path = match (&pinned, args.plan.extension().is_some_and(|e| e == "json")) {
         (Some(p), true) => std::path::PathBuf::from(&p.plan_path),
         _ => args.plan.clone(),
@@ -55,7 +78,7 @@ pub fn run(args: &ApplyArgs) -> u8 {
             };
         }
     };
-    let Some(raw) = validated.valid_plan().cloned() else {
+    let Some(mut raw) = validated.valid_plan().cloned() else {
         for d in &validated.diagnostics {
             eprint!(
                 "{}",
@@ -68,6 +91,7 @@ pub fn run(args: &ApplyArgs) -> u8 {
         );
         return exit_codes::INVALID_PLAN;
     };
+    target.apply_defaults(&mut raw, &validated.source);
     let needs_reason = match (args.overrides.is_empty(), args.again) {
         (false, _) => Some("--override"),
         (true, true) => Some("--again"),
@@ -99,6 +123,14 @@ pub fn run(args: &ApplyArgs) -> u8 {
             return exit_codes::INVALID_PLAN;
         }
     };
+    if compiled.needs_broker && target.amqp_url.is_none() {
+        eprintln!(
+            "error: refused: plan `{}` uses the broker, and target `{}` names none (`amqp_url_env` or `amqp_url_file` in `replay.toml`)",
+            compiled.raw.name,
+            target.name.as_deref().unwrap_or_default()
+        );
+        return exit_codes::REFUSED;
+    }
     if let Some(p) = &pinned {
         let differences = p.differences(&compiled);
         if !differences.is_empty() {
@@ -117,32 +149,83 @@ pub fn run(args: &ApplyArgs) -> u8 {
     }
     let pin = engine::pinned::Pin {
         pinned: pinned.clone(),
+        rehearsal,
         tolerance: args.tolerance,
+        target_name: target.name.clone(),
+        production: target.production,
     };
     let command = format!(
         "replay apply {}{}",
         plan_path.display(),
         compiled.param_args()
     );
-    execute(args, &compiled, &plan_path, pin, &overrides, command, None)
+    let command = match &target.name {
+        Some(name) => format!("{command} --target {name}"),
+        None => command,
+    };
+    execute(
+        args, &target, &compiled, &plan_path, pin, &overrides, command, None,
+    )
+}
+
+/// On a production target: `--yes` names the target again, and the window and the rehearsal
+/// cannot be overridden.
+fn production_flags(args: &ApplyArgs, target: &super::target::Resolved) -> Result<(), String> {
+    let Some(name) = target.name.as_deref().filter(|_| target.production) else {
+        if let Some(confirm) = &args.confirm_target {
+            return Err(format!(
+                "`--confirm-target {confirm}` names a production target, but this run's target is {}",
+                match &target.name {
+                    Some(name) => format!("`{name}`, which is not marked `production`"),
+                    None => "given by URL".into(),
+                }
+            ));
+        }
+        return Ok(());
+    };
+    use crate::engine::gates::Gate;
+    if let Some(gate) = args
+        .overrides
+        .iter()
+        .find(|g| matches!(g, Gate::Window | Gate::Rehearsal))
+    {
+        return Err(format!(
+            "target `{name}` is production: its `{gate}` gate cannot be overridden"
+        ));
+    }
+    if args.yes && !args.dry_run && args.confirm_target.as_deref() != Some(name) {
+        return Err(format!(
+            "target `{name}` is production: `--yes` needs `--confirm-target {name}` as well"
+        ));
+    }
+    Ok(())
 }
 
 /// `replay join RUN`: the run's recorded plan, applied with `--join --yes`.
 pub fn join(args: &super::args::JoinArgs) -> u8 {
-    let compiled =
-        match super::runtime::block_on(engine::rollback::plan_of_run(&args.database_url, args.run))
-        {
-            Ok(Ok(plan)) => plan,
-            Ok(Err(e)) => {
-                eprintln!("error: {}", error_chain(&e));
-                return exit_code(&e);
-            }
-            Err(code) => return code,
-        };
+    let target = match args.target.resolve(None) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_codes::REFUSED;
+        }
+    };
+    let compiled = match super::runtime::block_on(engine::rollback::plan_of_run(
+        &target.database_url,
+        args.run,
+    )) {
+        Ok(Ok(plan)) => plan,
+        Ok(Err(e)) => {
+            eprintln!("error: {}", error_chain(&e));
+            return exit_code(&e);
+        }
+        Err(code) => return code,
+    };
     // Joined from another machine, the broker is not guessed: a plan that needs one names it.
-    let amqp_url = match (&args.amqp_url, compiled.needs_broker) {
-        (Some(url), _) => url.clone(),
-        (None, false) => String::new(),
+    let mut target = target;
+    target.amqp_url = match (&target.amqp_url, compiled.needs_broker) {
+        (Some(url), _) => Some(url.clone()),
+        (None, false) => None,
         (None, true) => {
             eprintln!(
                 "error: refused: plan `{}` of run `{}` uses the broker: give it with `--amqp-url` or `AMQP_URL`",
@@ -164,11 +247,12 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
         because: None,
         out: None,
         pinned: None,
+        rehearsal: None,
+        confirm_target: None,
         tolerance: 0,
         retries: args.retries,
         lease: args.lease,
-        database_url: args.database_url.clone(),
-        amqp_url,
+        target: args.target.clone(),
         operator: args.operator.clone(),
         format: args.format,
         log_format: args.log_format,
@@ -176,6 +260,7 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
     let command = format!("replay join {}", args.run);
     execute(
         &apply,
+        &target,
         &compiled,
         &apply.plan,
         engine::pinned::Pin::default(),
@@ -189,6 +274,7 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
 #[allow(clippy::too_many_arguments)]
 fn execute(
     args: &ApplyArgs,
+    target: &super::target::Resolved,
     compiled: &crate::plan::Plan,
     plan_path: &std::path::Path,
     pin: engine::pinned::Pin,
@@ -197,9 +283,10 @@ fn execute(
     join_run: Option<uuid::Uuid>,
 ) -> u8 {
     let connection = Connection {
-        database_url: args.database_url.clone(),
-        amqp_url: args.amqp_url.clone(),
+        database_url: target.database_url.clone(),
+        amqp_url: target.amqp_url.clone().unwrap_or_default(),
         operator: args.operator.clone().unwrap_or_else(operator),
+        target: target.name.clone(),
     };
     let mut report = Report {
         version: 1,
@@ -211,7 +298,8 @@ fn execute(
         plan_hash: compiled.hash.clone(),
         reason: compiled.raw.reason.clone(),
         params: compiled.params_json(),
-        target: target_identity(&args.database_url),
+        target: target_identity(&target.database_url),
+        target_name: target.name.clone(),
         schema_changes: plan::usage::schema_changes(&compiled.raw),
         ..Report::default()
     };
@@ -247,7 +335,10 @@ fn execute(
             let options = ApplyOptions {
                 restart: args.restart,
                 overrides: overrides.clone(),
-                confirm: (!args.yes).then_some(ask as fn(&Report) -> bool),
+                confirm: (!args.yes).then_some(match target.production {
+                    true => ask_production as fn(&Report) -> bool,
+                    false => ask as fn(&Report) -> bool,
+                }),
                 pin: pin.clone(),
                 retries: args.retries,
                 lease: args.lease,
@@ -358,6 +449,12 @@ fn resume_flags(args: &ApplyArgs) -> String {
     if let Some(pinned) = &args.pinned {
         flags.push_str(&format!(" --pinned {}", pinned.display()));
     }
+    if let Some(rehearsal) = &args.rehearsal {
+        flags.push_str(&format!(" --rehearsal {}", rehearsal.display()));
+    }
+    if let Some(confirm) = &args.confirm_target {
+        flags.push_str(&format!(" --confirm-target {confirm}"));
+    }
     for gate in &args.overrides {
         flags.push_str(&format!(" --override {gate}"));
     }
@@ -423,6 +520,20 @@ async fn wait_for_signal() {
 
 /// Asks the person at the terminal to type the plan name.
 fn ask(report: &Report) -> bool {
+    confirm_typing(report, &report.plan)
+}
+
+/// On production, the answer names the target too: `production/PLAN`.
+fn ask_production(report: &Report) -> bool {
+    let expected = format!(
+        "{}/{}",
+        report.target_name.as_deref().unwrap_or_default(),
+        report.plan
+    );
+    confirm_typing(report, &expected)
+}
+
+fn confirm_typing(report: &Report, expected: &str) -> bool {
     use std::io::Write;
     let mut err = std::io::stderr();
     let _ = writeln!(
@@ -433,8 +544,8 @@ fn ask(report: &Report) -> bool {
     for g in &report.gates {
         let _ = writeln!(err, "  {g}");
     }
-    let _ = write!(err, "Type the plan name to confirm: ");
+    let _ = write!(err, "Type `{expected}` to confirm: ");
     let _ = err.flush();
     let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == report.plan
+    std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == expected
 }

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Declarative, checkpointed, reviewable event replays for PostgreSQL + RabbitMQ.
 #[derive(Debug, Parser)]
-#[command(name = "replay", version, about)]
+#[command(name = "replay", version = env!("REPLAY_VERSION"), about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -34,6 +34,44 @@ pub enum Command {
     Audit(AuditArgs),
     /// Look at events before planning (read-only): counts, a sample, queue depths; `--emit-plan`.
     Inspect(InspectArgs),
+    /// Print a shell completion script (`replay completions bash > /etc/bash_completion.d/replay`).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `replay man > replay.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Which database: a named target of `replay.toml`, or a URL.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// A named target of the project's `replay.toml` (its database, broker and defaults); wins
+    /// over `--database-url` and `DATABASE_URL`.
+    #[arg(long, env = "REPLAY_TARGET", value_name = "NAME")]
+    pub target: Option<String>,
+    /// The project configuration naming the targets (default: `replay.toml` in this directory
+    /// or the nearest parent).
+    #[arg(long, env = "REPLAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// PostgreSQL URL of the target, when no `--target` is given.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+/// Which database and broker: a named target of `replay.toml`, or URLs.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// RabbitMQ URL of the target, when no `--target` is given (default: the local broker as
+    /// guest, except for `replay join`, which never guesses).
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -69,18 +107,8 @@ pub struct InspectArgs {
     /// Write a plan skeleton with exactly this selection to this file.
     #[arg(long)]
     pub emit_plan: Option<PathBuf>,
-    /// PostgreSQL URL of the target.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
-    /// RabbitMQ URL of the target.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        hide_env_values = true,
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_default_value = true
-    )]
-    pub amqp_url: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -125,10 +153,18 @@ pub struct ApplyArgs {
     /// Save what this dry-run (or run) saw as a pinned plan: hash, parameters, target, selection digest.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Hold the run to a pinned plan (refuse if the plan, parameters or selection changed); also the
-    /// staging proof for plans with `safety.rehearsal`. `replay apply FILE.json` does the same.
+    /// Hold the run to a pinned plan of this same target (refuse if the plan, parameters, target or
+    /// selection changed). `replay apply FILE.json` does the same.
     #[arg(long, value_name = "FILE")]
     pub pinned: Option<PathBuf>,
+    /// The proof of a rehearsal on another target (a file written with `--out` there), for
+    /// plans with `safety.rehearsal` and for production targets. Evidence only: it pins nothing.
+    #[arg(long, value_name = "FILE")]
+    pub rehearsal: Option<PathBuf>,
+    /// With `--yes` on a production target: its name again, so that no stray `--target` or
+    /// `REPLAY_TARGET` applies to production unasked.
+    #[arg(long, value_name = "NAME")]
+    pub confirm_target: Option<String>,
     /// Events by which the selection may differ from the pinned one.
     #[arg(long, default_value_t = 0)]
     pub tolerance: u64,
@@ -140,18 +176,8 @@ pub struct ApplyArgs {
     /// take the run over after that).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = lease_duration)]
     pub lease: std::time::Duration,
-    /// PostgreSQL URL of the target.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
-    /// RabbitMQ URL of the target.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        hide_env_values = true,
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_default_value = true
-    )]
-    pub amqp_url: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Who runs this (recorded); defaults to `$REPLAY_OPERATOR` or `$USER`.
     #[arg(long)]
     pub operator: Option<String>,
@@ -173,12 +199,8 @@ pub struct JoinArgs {
     /// How long this executor's claims last without a heartbeat.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = lease_duration)]
     pub lease: std::time::Duration,
-    /// PostgreSQL URL of the target.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
-    /// RabbitMQ URL of the target (needed when the run's plan uses the broker; never guessed).
-    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
-    pub amqp_url: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Who runs this (recorded); defaults to `$REPLAY_OPERATOR` or `$USER`.
     #[arg(long)]
     pub operator: Option<String>,
@@ -194,16 +216,14 @@ pub struct JoinArgs {
 pub struct StatusArgs {
     /// One run's id; all recent runs when omitted.
     pub run: Option<uuid::Uuid>,
-    /// PostgreSQL URL of the target.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[command(flatten)]
+    pub target: DatabaseArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// PostgreSQL URL of the target.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[command(flatten)]
+    pub target: DatabaseArgs,
 }
 
 #[derive(Debug, Args)]
@@ -251,9 +271,8 @@ pub struct StopArgs {
     /// Seconds to wait for the run to stop.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
-    /// PostgreSQL URL of the target.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[command(flatten)]
+    pub target: DatabaseArgs,
 }
 
 #[derive(Debug, Args)]
@@ -266,9 +285,8 @@ pub struct RollbackArgs {
     /// Who rolls back (recorded); defaults to `$REPLAY_OPERATOR` or `$USER`.
     #[arg(long)]
     pub operator: Option<String>,
-    /// PostgreSQL URL of the target.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[command(flatten)]
+    pub target: DatabaseArgs,
 }
 
 #[derive(Debug, Args)]
@@ -276,9 +294,8 @@ pub struct AuditArgs {
     /// How many runs to list, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: i64,
-    /// PostgreSQL URL of the target.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    #[command(flatten)]
+    pub target: DatabaseArgs,
 }
 
 /// A lease of at least a second: shorter, the heartbeat could not keep it.

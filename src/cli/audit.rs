@@ -21,7 +21,8 @@ pub fn run(args: &AuditArgs) -> u8 {
 }
 
 async fn history(args: &AuditArgs) -> Result<String, RunError> {
-    let pool = state::connect(&args.database_url).await?;
+    let target = args.target.resolve().map_err(RunError::Refused)?;
+    let pool = state::connect(&target.database_url).await?;
     if !state::schema_exists(&pool).await? {
         return Ok("no runs yet (the `replay` schema does not exist)\n".into());
     }

@@ -6,6 +6,13 @@ use crate::exit_codes;
 use super::args::InitArgs;
 
 pub fn run(args: &InitArgs) -> u8 {
+    let target = match args.target.resolve() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_codes::REFUSED;
+        }
+    };
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -14,7 +21,7 @@ pub fn run(args: &InitArgs) -> u8 {
         return exit_codes::FAILURE;
     };
     let result = runtime.block_on(async {
-        let pool = state::connect(&args.database_url).await?;
+        let pool = state::connect(&target.database_url).await?;
         state::migrate(&pool).await
     });
     match result {

@@ -49,13 +49,28 @@ pub fn run(args: &InspectArgs) -> u8 {
             return exit_codes::FAILURE;
         }
     };
-    let target = Target::default();
+    let resolved = match args.target.resolve(Some(super::target::LOCAL_BROKER)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_codes::REFUSED;
+        }
+    };
+    let mut target = Target::default();
+    let mut queues = args.queues.clone();
+    if let Some(d) = &resolved.defaults {
+        target.events_table = d.events_table.clone().unwrap_or(target.events_table);
+        if queues.is_empty() {
+            queues = d.queues.clone();
+        }
+    }
+    let database_url = resolved.database_url.clone();
+    let amqp_url = resolved.amqp_url.clone().unwrap_or_default();
     let (found, broker) = runtime.block_on(async {
-        let found =
-            inspect::inspect(&args.database_url, &target, &select, args.sample, args.run).await;
+        let found = inspect::inspect(&database_url, &target, &select, args.sample, args.run).await;
         // The broker is only asked when a queue is: looking at events needs no RabbitMQ.
-        let broker = match (&found, args.queues.is_empty()) {
-            (Ok(_), false) => Some(inspect::queue_depths(&args.amqp_url, &args.queues).await),
+        let broker = match (&found, queues.is_empty()) {
+            (Ok(_), false) => Some(inspect::queue_depths(&amqp_url, &queues).await),
             _ => None,
         };
         (found, broker)
@@ -68,13 +83,13 @@ pub fn run(args: &InspectArgs) -> u8 {
             return exit_codes::FAILURE;
         }
     };
-    found.target = super::apply::target_identity(&args.database_url);
+    found.target = super::apply::target_identity(&database_url);
     let mut code = exit_codes::SUCCESS;
     match broker {
         Some(Ok(queues)) => found.queues = queues,
         Some(Err(e)) => {
             eprintln!("error: cannot read queue depths: {}", error_chain(&e));
-            found.queues = inspect::unknown_depths(&args.queues);
+            found.queues = inspect::unknown_depths(&queues);
             code = exit_codes::FAILURE;
         }
         None => {}

@@ -5,11 +5,13 @@ mod args;
 mod audit;
 mod init;
 mod inspect;
+mod packaging;
 mod rollback;
 mod runtime;
 mod schema;
 mod status;
 mod stop;
+mod target;
 mod validate;
 
 use std::ffi::OsString;
@@ -58,6 +60,8 @@ where
             rollback::run(&args)
         }
         Command::Audit(args) => audit::run(&args),
+        Command::Completions(args) => packaging::completions(args.shell),
+        Command::Man => packaging::man(),
     }
 }
 

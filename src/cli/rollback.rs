@@ -9,10 +9,18 @@ use super::args::RollbackArgs;
 use super::runtime::block_on;
 
 pub fn run(args: &RollbackArgs) -> u8 {
+    let target = match args.target.resolve() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_codes::REFUSED;
+        }
+    };
     let connection = Connection {
-        database_url: args.database_url.clone(),
+        database_url: target.database_url,
         amqp_url: String::new(),
         operator: args.operator.clone().unwrap_or_else(super::apply::operator),
+        target: target.name,
     };
     let mut report = Report {
         version: 1,

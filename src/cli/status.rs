@@ -29,12 +29,26 @@ pub fn run(args: &StatusArgs) -> u8 {
 }
 
 async fn show(args: &StatusArgs) -> Result<String, crate::engine::RunError> {
-    let pool = state::connect(&args.database_url).await?;
+    let target = args
+        .target
+        .resolve()
+        .map_err(crate::engine::RunError::Refused)?;
+    let pool = state::connect(&target.database_url).await?;
+    let mut out = format!(
+        "database {}{} {}\n",
+        super::apply::target_identity(&target.database_url),
+        target
+            .name
+            .as_deref()
+            .map(|n| format!(" (target `{n}`)"))
+            .unwrap_or_default(),
+        state::encryption(&pool).await?
+    );
     if !state::schema_exists(&pool).await? {
-        return Ok("no runs yet (the `replay` schema does not exist)\n".into());
+        out.push_str("no runs yet (the `replay` schema does not exist)\n");
+        return Ok(out);
     }
     let runs = state::runs(&pool, args.run).await?;
-    let mut out = String::new();
     for r in &runs {
         out.push_str(&format!(
             "{}  {}  {}  selected {}  started {}  by {}  plan {}\n",

@@ -11,10 +11,18 @@ use super::args::StopArgs;
 use super::runtime::block_on;
 
 pub fn run(args: &StopArgs) -> u8 {
+    let target = match args.target.resolve() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_codes::REFUSED;
+        }
+    };
     let connection = Connection {
-        database_url: args.database_url.clone(),
+        database_url: target.database_url,
         amqp_url: String::new(),
         operator: super::apply::operator(),
+        target: target.name,
     };
     let result = block_on(async {
         let plan = rollback::request_stop(&connection, args.run).await?;

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 
 use crate::engine::binds::BindScope;
 use crate::engine::claims::{self, Executor};
-use crate::engine::connection::{Connection, check_tables};
+use crate::engine::connection::{Connection, check_tables, describe};
 use crate::engine::error::{FaultClass, RunError};
 use crate::engine::events::{Reporter, RunEvent};
 use crate::engine::join::{self, Followed};
@@ -105,6 +105,7 @@ pub async fn apply(
     )
     .await?;
     check_tables(&pool, plan).await?;
+    report.connections = describe(&pool, plan, &connection.amqp_url).await?;
     state::migrate(&pool).await?;
     let mut member: Option<Member> = None;
     let result = take_part(
@@ -660,11 +661,9 @@ impl Driver<'_> {
     ) -> Result<(), RunError> {
         report.gates = gates::check(self.plan, selected, chrono::Utc::now());
         report.gates.extend(overlap);
-        report.gates.extend(
-            self.options
-                .pin
-                .rehearsal_gate(self.plan, &report.target, false),
-        );
+        report
+            .gates
+            .extend(self.options.pin.gates(self.plan, &report.target, false));
         self.options.overrides.apply(&mut report.gates);
         match gates::refusal(&report.gates) {
             Some(refusal) => Err(RunError::Refused(refusal)),

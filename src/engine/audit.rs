@@ -35,6 +35,7 @@ pub async fn write(
         "overrides": overrides,
         "again": again.first(),
         "executors": executors,
+        "target": connection.target,
     });
     sqlx::query(audited(&format!(
         "INSERT INTO {} (action, details, performed_by) VALUES ('event_replay', $1, $2)",

@@ -7,9 +7,10 @@ use lapin::options::{
     QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use lapin::{Confirmation, PublisherConfirm};
 
+use super::amqp_url::AmqpUrl;
 use super::error::BrokerError;
 use super::redact::redact_url;
 
@@ -81,20 +82,11 @@ pub struct Amqp {
 
 impl Amqp {
     pub async fn connect(url: &str) -> Result<Amqp, BrokerError> {
-        if !url.contains("://") {
-            // lapin's own error would repeat the whole URL, password included.
-            return Err(BrokerError::BadUrl {
-                url: redact_url(url),
-            });
-        }
-        let doing = || format!("connecting to {}", redact_url(url));
+        let url = AmqpUrl::parse(url)?;
+        let text = redact_url(&url.host_port());
+        let doing = || format!("connecting to {text}");
         let (connection, channel) = within(doing, async {
-            let connection = Connection::connect(url, ConnectionProperties::default())
-                .await
-                .map_err(|source| BrokerError::Connect {
-                    url: redact_url(url),
-                    source,
-                })?;
+            let connection = url.connect().await?;
             let channel = connection
                 .create_channel()
                 .await

@@ -12,6 +12,30 @@ pub struct Connection {
     pub database_url: String,
     pub amqp_url: String,
     pub operator: String,
+    /// The named target (`--target NAME`), recorded in audit rows.
+    pub target: Option<String>,
+}
+
+/// How the run reaches its services: the database as the pool sees it, the broker by its URL
+/// scheme (`amqps://` is TLS, `amqp://` is not; none when the plan needs no broker).
+pub async fn describe(
+    pool: &PgPool,
+    plan: &Plan,
+    amqp_url: &str,
+) -> Result<crate::engine::report::Connections, RunError> {
+    let broker = match plan.needs_broker {
+        true => crate::engine::amqp_url::AmqpUrl::parse(amqp_url)
+            .ok()
+            .map(|u| crate::engine::report::Encryption {
+                encrypted: u.encrypted(),
+                protocol: None,
+            }),
+        false => None,
+    };
+    Ok(crate::engine::report::Connections {
+        database: Some(crate::engine::state::encryption(pool).await?),
+        broker,
+    })
 }
 
 /// Refuses early, with the table's name, when the events or audit table is missing.

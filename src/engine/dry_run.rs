@@ -5,7 +5,7 @@
 
 use crate::engine::binds::BindScope;
 use crate::engine::broker::Recorder;
-use crate::engine::connection::{Connection, check_tables};
+use crate::engine::connection::{Connection, check_tables, describe};
 use crate::engine::error::RunError;
 use crate::engine::events::{Reporter, RunEvent};
 use crate::engine::pace::NoWait;
@@ -29,6 +29,7 @@ pub async fn dry_run(
 ) -> Result<(), RunError> {
     let pool = state::connect(&connection.database_url).await?;
     check_tables(&pool, plan).await?;
+    report.connections = describe(&pool, plan, &connection.amqp_url).await?;
     let run_id = uuid::Uuid::nil();
     let started_at = chrono::Utc::now();
     let mut writes = Rehearse::start(&pool)
@@ -44,7 +45,7 @@ pub async fn dry_run(
     report.gates = gates::check(plan, selected, started_at);
     report
         .gates
-        .extend(options.pin.rehearsal_gate(plan, &report.target, true));
+        .extend(options.pin.gates(plan, &report.target, true));
     options.overrides.apply(&mut report.gates);
     if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref()) {
         crate::engine::dump::check(&pg_dump.directory).await?;

@@ -50,6 +50,9 @@ pub async fn dump(
         .await
         .map_err(|e| RunError::Refused(format!("cannot run pg_dump: {e}")))?;
     if !out.status.success() {
+        // pg_dump creates its file before it connects: a failed dump must leave nothing that
+        // could pass for a backup (the `recent_dump` gate looks at these files).
+        let _ = std::fs::remove_file(&path);
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(RunError::Refused(format!(
             "pg_dump failed: {}",

@@ -53,8 +53,10 @@ pub enum BrokerError {
     NotConnected,
     #[error("queue `{queue}` does not exist")]
     NoQueue { queue: String },
-    #[error("the AMQP URL `{url}` is not a URL: expected amqp://user:password@host:port/vhost")]
-    BadUrl { url: String },
+    #[error("the AMQP URL `{url}` cannot be used: {why}")]
+    BadUrl { url: String, why: String },
+    #[error("cannot set up TLS to RabbitMQ at {url}: {why}")]
+    Tls { url: String, why: String },
 }
 
 impl BrokerError {
@@ -66,6 +68,14 @@ impl BrokerError {
         if let BrokerError::Connect { source, .. } = self
             && let lapin::ErrorKind::ProtocolError(amqp) = source.kind()
             && amqp.get_id() == 403
+        {
+            return false;
+        }
+        // A certificate the broker's name or our CAs do not vouch for stays so: rustls reports
+        // it as invalid data, where a refused or reset connection is a passing fault.
+        if let BrokerError::Connect { source, .. } = self
+            && let lapin::ErrorKind::IOError(io) = source.kind()
+            && io.kind() == std::io::ErrorKind::InvalidData
         {
             return false;
         }
@@ -189,7 +199,10 @@ impl RunError {
             RunError::Broker(
                 BrokerError::NoExchange { .. }
                 | BrokerError::NoQueue { .. }
-                | BrokerError::BadUrl { .. },
+                | BrokerError::BadUrl { .. }
+                | BrokerError::Tls { .. }
+                // Refused credentials or certificate (the passing faults are taken above).
+                | BrokerError::Connect { .. },
             ) => FaultClass::Refusal,
             RunError::Broker(BrokerError::NotConnected) => FaultClass::Bug,
             RunError::Broker(_) => FaultClass::PlanLogic,

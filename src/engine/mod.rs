@@ -1,5 +1,6 @@
 //! The executor: turns a compiled plan into a checkpointed run (or a rehearsal of one).
 
+pub mod amqp_url;
 pub mod apply;
 pub mod audit;
 pub mod backup;

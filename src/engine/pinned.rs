@@ -1,6 +1,7 @@
-//! Pinned plans: what a dry-run (or a staging run) showed, saved with `--out`, so that `apply
-//! --pinned` runs exactly that or refuses, like Terraform's saved plan. The same file carries the
-//! proof of a staging rehearsal from staging to production (commit it with the plan's PR).
+//! Pinned plans: what a dry-run (or a run) showed, saved with `--out`, so that `apply --pinned`
+//! runs exactly that, on that same target, or refuses, like Terraform's saved plan. A file made
+//! on another target (staging) is only evidence: `apply --rehearsal FILE` takes it as the proof
+//! of a rehearsal there, and pins nothing.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,9 @@ pub struct PinnedPlan {
     pub params_hash: String,
     /// `host:port/database` the dry-run or run saw (never a password).
     pub target: String,
+    /// The named target (`--target NAME`), when it had one.
+    #[serde(default)]
+    pub target_name: Option<String>,
     pub selected: u64,
     pub selection_digest: String,
     /// `dry-run` or `apply`.
@@ -41,6 +45,7 @@ impl PinnedPlan {
             params: plan.params_json(),
             params_hash: plan.params_hash.clone(),
             target: report.target.clone(),
+            target_name: report.target_name.clone(),
             selected: report.selected,
             selection_digest: report.selection_digest.clone(),
             mode: report.mode,
@@ -83,10 +88,29 @@ impl PinnedPlan {
         out
     }
 
+    /// `staging (127.0.0.1:5432/stage)`, or the address alone.
+    pub fn target_label(&self) -> String {
+        label(self.target_name.as_deref(), &self.target)
+    }
+
+    /// Why this pin cannot hold a run on this target (none when it was made here).
+    pub fn other_target(&self, name: Option<&str>, target: &str) -> Option<String> {
+        let other_name = matches!((&self.target_name, name), (Some(a), Some(b)) if a != b);
+        (other_name || self.target != target).then(|| {
+            format!(
+                "the plan was pinned on target {}, and this is target {}: a pin holds a run only on its own target \
+                 (to use it as the proof of a rehearsal there, give it with `--rehearsal FILE`)",
+                self.target_label(),
+                label(name, target)
+            )
+        })
+    }
+
     /// Whether it proves a rehearsal of `required` mode on another target.
     pub fn proves_rehearsal(
         &self,
         required: crate::plan::model::Rehearsal,
+        name: Option<&str>,
         target: &str,
     ) -> Result<(), String> {
         use crate::engine::status::Mode;
@@ -105,27 +129,42 @@ impl PinnedPlan {
                 self.mode, self.outcome
             ));
         }
-        if self.target == target {
+        if self.target == target || (name.is_some() && self.target_name.as_deref() == name) {
             return Err(format!(
-                "the rehearsal ran on this same target ({target}), not on staging"
+                "the rehearsal ran on this same target ({}), not on staging",
+                label(name, target)
             ));
         }
         Ok(())
     }
 }
 
+fn label(name: Option<&str>, target: &str) -> String {
+    match name {
+        Some(name) => format!("`{name}` ({target})"),
+        None => format!("`{target}`"),
+    }
+}
+
 /// The pinned-plan and rehearsal conditions an apply must meet.
 #[derive(Debug, Clone, Default)]
 pub struct Pin {
+    /// The pinned plan of this target (`--pinned`), checked to be this target's before the run.
     pub pinned: Option<PinnedPlan>,
+    /// The proof of a rehearsal on another target (`--rehearsal`).
+    pub rehearsal: Option<PinnedPlan>,
     /// How many events the selection may differ by (size) before the pin is stale.
     pub tolerance: u64,
+    /// The named target, and whether it is production (a rehearsal is required there).
+    pub target_name: Option<String>,
+    pub production: bool,
 }
 
 impl Pin {
     /// On the pinned target, the frozen selection must be what was reviewed.
     pub fn check_selection(&self, target: &str, selected: u64, digest: &str) -> Result<(), String> {
         let Some(p) = self.pinned.as_ref().filter(|p| p.target == target) else {
+            // A pin of another target was refused before the run began.
             return Ok(());
         };
         let drift = p.selected.abs_diff(selected);
@@ -144,23 +183,66 @@ impl Pin {
         Ok(())
     }
 
+    /// The gates the target adds: the rehearsal proof, and on production a declared window.
+    pub fn gates(
+        &self,
+        plan: &Plan,
+        target: &str,
+        dry_run: bool,
+    ) -> Vec<crate::engine::gates::GateResult> {
+        let mut gates: Vec<_> = self
+            .rehearsal_gate(plan, target, dry_run)
+            .into_iter()
+            .collect();
+        if self.production && plan.raw.safety.window.is_none() {
+            gates.push(crate::engine::gates::GateResult {
+                gate: crate::engine::gates::Gate::Window,
+                passed: false,
+                detail: "production target: the plan names no `safety.window`; production runs only inside a declared low-traffic window".into(),
+                overridden: None,
+            });
+        }
+        gates
+    }
+
     /// The `rehearsal` gate: the plan's required staging proof.
-    pub fn rehearsal_gate(
+    fn rehearsal_gate(
         &self,
         plan: &Plan,
         target: &str,
         dry_run: bool,
     ) -> Option<crate::engine::gates::GateResult> {
-        let required = plan.raw.safety.rehearsal?;
-        let (passed, detail) = match (&self.pinned, dry_run) {
-            (Some(p), _) => match p.proves_rehearsal(required, target) {
-                Ok(()) => (true, format!("rehearsed on {} ({} ended `{}`)", p.target, p.mode, p.outcome)),
-                Err(why) => (false, why),
+        // A production target needs at least a rehearsed dry-run, whatever the plan says.
+        let required = plan.raw.safety.rehearsal.or(self
+            .production
+            .then_some(crate::plan::model::Rehearsal::DryRun))?;
+        let whose = match self.production {
+            true => "production target: ",
+            false => "",
+        };
+        let (passed, detail) = match (&self.rehearsal, dry_run) {
+            (Some(p), _) => match p.proves_rehearsal(required, self.target_name.as_deref(), target)
+            {
+                Ok(()) => (
+                    true,
+                    format!(
+                        "rehearsed on {} ({} ended `{}`)",
+                        p.target_label(),
+                        p.mode,
+                        p.outcome
+                    ),
+                ),
+                Err(why) => (false, format!("{whose}{why}")),
             },
-            (None, true) => (true, "apply will need `--pinned FILE` from a rehearsal on staging".into()),
+            (None, true) => (
+                true,
+                format!("{whose}apply will need `--rehearsal FILE` from a rehearsal on staging"),
+            ),
             (None, false) => (
                 false,
-                "no staging rehearsal: run the plan on staging with `--out FILE` and apply with `--pinned FILE`".into(),
+                format!(
+                    "{whose}no staging rehearsal: run the plan on staging with `--out FILE` and apply with `--rehearsal FILE`"
+                ),
             ),
         };
         Some(crate::engine::gates::GateResult {

@@ -17,6 +17,10 @@ pub struct Report {
     pub reason: String,
     pub params: serde_json::Value,
     pub target: String,
+    /// The named target (`--target NAME` of `replay.toml`), when the run was given one.
+    pub target_name: Option<String>,
+    /// Whether the connections to the database and the broker are encrypted.
+    pub connections: Connections,
     pub run_id: Option<String>,
     /// Whether this apply resumed an unfinished run.
     pub resumed: bool,
@@ -56,6 +60,42 @@ pub struct Report {
     #[serde(skip)]
     pub wrote: bool,
     pub next: Vec<String>,
+}
+
+/// How this process reached the target's services.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Connections {
+    pub database: Option<Encryption>,
+    /// None when the plan needs no broker.
+    pub broker: Option<Encryption>,
+}
+
+/// Whether one connection is encrypted, and with which protocol when it is known.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Encryption {
+    pub encrypted: bool,
+    pub protocol: Option<String>,
+}
+
+impl std::fmt::Display for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.encrypted, &self.protocol) {
+            (true, Some(p)) => write!(f, "encrypted ({p})"),
+            (true, None) => write!(f, "encrypted (TLS)"),
+            (false, _) => write!(f, "NOT encrypted"),
+        }
+    }
+}
+
+impl Connections {
+    /// `database encrypted (TLSv1.3), broker NOT encrypted`.
+    pub fn summary(&self) -> Option<String> {
+        let parts: Vec<String> = [("database", &self.database), ("broker", &self.broker)]
+            .into_iter()
+            .filter_map(|(name, e)| e.as_ref().map(|e| format!("{name} {e}")))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
 }
 
 /// What an executor that joined a run did in it.

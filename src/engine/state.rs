@@ -42,6 +42,14 @@ async fn connect_with(
         message: scrub(&crate::engine::error::describe_sqlx(&e), url),
     };
     let mut options: sqlx::postgres::PgConnectOptions = url.parse().map_err(failed)?;
+    // libpq: `sslmode=require` with a root certificate given behaves as `verify-ca`.
+    let root_cert = url
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|p| p.starts_with("sslrootcert=")))
+        || std::env::var_os("PGSSLROOTCERT").is_some();
+    if root_cert && matches!(options.get_ssl_mode(), sqlx::postgres::PgSslMode::Require) {
+        options = options.ssl_mode(sqlx::postgres::PgSslMode::VerifyCa);
+    }
     // So that a DBA sees who holds a connection (and a test can terminate exactly these).
     if options.get_application_name().is_none() {
         options = options.application_name("replay");
@@ -59,6 +67,20 @@ async fn connect_with(
         .connect_with(options)
         .await
         .map_err(failed)
+}
+
+/// Whether this pool's connections to the database are encrypted (`pg_stat_ssl`).
+pub async fn encryption(pool: &PgPool) -> Result<crate::engine::report::Encryption, RunError> {
+    let row: Option<(bool, Option<String>)> =
+        sqlx::query_as("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_optional(pool)
+            .await
+            .map_err(RunError::db("reading the connection's encryption"))?;
+    let (encrypted, protocol) = row.unwrap_or((false, None));
+    Ok(crate::engine::report::Encryption {
+        encrypted,
+        protocol: protocol.filter(|_| encrypted),
+    })
 }
 
 /// Creates or upgrades the `replay` schema.

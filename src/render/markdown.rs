@@ -188,7 +188,14 @@ impl Page<'_> {
             let _ = writeln!(out, "| **Reason** | {} |", self.text(&r.reason));
         }
         let _ = writeln!(out, "| **Parameters** | {} |", self.params());
-        let _ = writeln!(out, "| **Target** | {} |", self.cell(&r.target));
+        let target = match &r.target_name {
+            Some(name) => format!("{name} ({})", r.target),
+            None => r.target.clone(),
+        };
+        let _ = writeln!(out, "| **Target** | {} |", self.cell(&target));
+        if let Some(connections) = r.connections.summary() {
+            let _ = writeln!(out, "| **Connections** | {connections} |");
+        }
         if let Some(id) = &r.run_id {
             let _ = writeln!(
                 out,

@@ -16,6 +16,12 @@ pub fn text(report: &Report) -> String {
         &report.plan_hash[..report.plan_hash.len().min(12)],
         report.target
     );
+    if let Some(name) = &report.target_name {
+        let _ = writeln!(out, "  target: {name}");
+    }
+    if let Some(connections) = report.connections.summary() {
+        let _ = writeln!(out, "  connections: {connections}");
+    }
     if let Some(id) = &report.run_id {
         let _ = writeln!(
             out,

@@ -38,6 +38,7 @@ async fn connection(pool: &PgPool) -> anyhow::Result<Connection> {
         database_url: format!("{base}/{db}"),
         amqp_url: AMQP.into(),
         operator: "test".into(),
+        target: None,
     })
 }
 

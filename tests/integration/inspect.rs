@@ -221,6 +221,7 @@ async fn emitted_plan_validates_and_selects_what_inspect_counted(
             database_url: url.clone(),
             amqp_url: AMQP.into(),
             operator: "test".into(),
+            target: None,
         };
         // A plan of everything passes only with its gate overridden, as an operator would.
         let overrides = replay::engine::gates::Overrides {

@@ -56,6 +56,7 @@ async fn dry_run(pool: &PgPool, plan: &Plan) -> anyhow::Result<Report> {
         database_url: url,
         amqp_url: AMQP.into(),
         operator: "test".into(),
+        target: None,
     };
     engine::dry_run(
         plan,

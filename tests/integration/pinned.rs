@@ -136,8 +136,20 @@ async fn production_apply_needs_the_staging_rehearsal(pool: PgPool) -> anyhow::R
 
         let out = replay(&["apply", plan_s, "--dry-run", "--out", proof_s], &staging);
         assert!(out.status.success(), "{}", text(&out));
+        // A pin holds a run only on its own target: staging's file is no pin for production.
         let out = replay(
             &["apply", plan_s, "--yes", "--pinned", proof_s],
+            &production,
+        );
+        assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+        let staging_id = staging.rsplit_once('@').map_or("", |(_, t)| t).to_string();
+        assert!(
+            text(&out).contains(&format!("the plan was pinned on target `{staging_id}`")),
+            "{}",
+            text(&out)
+        );
+        let out = replay(
+            &["apply", plan_s, "--yes", "--rehearsal", proof_s],
             &production,
         );
         assert!(out.status.success(), "{}", text(&out));

@@ -37,6 +37,7 @@ async fn connection(pool: &PgPool) -> anyhow::Result<Connection> {
         database_url: database_url(pool).await?,
         amqp_url: AMQP.into(),
         operator: "test".into(),
+        target: None,
     })
 }
 
