@@ -11,7 +11,7 @@ WORKDIR /src
 ARG REPLAY_COMMIT=""
 ENV REPLAY_COMMIT=${REPLAY_COMMIT}
 COPY . .
-RUN cargo build --release --locked -p replay \
+RUN cargo build --release --locked \
  && install -m 0755 target/release/replay /usr/local/bin/replay
 
 FROM debian:bookworm-slim
