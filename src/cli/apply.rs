@@ -131,15 +131,17 @@ pub fn run(args: &ApplyArgs) -> u8 {
         );
         return exit_codes::REFUSED;
     }
-    if let Some(p) = &pinned {
+    // Both a pin and a rehearsal proof speak of exactly this plan with these parameters.
+    for (file, what, path) in [
+        (&pinned, "pinned", pinned_arg.as_deref()),
+        (&rehearsal, "rehearsed", args.rehearsal.as_deref()),
+    ] {
+        let Some(p) = file else { continue };
         let differences = p.differences(&compiled);
         if !differences.is_empty() {
             eprintln!(
-                "error: refused: this is not the plan that was pinned in `{}`:",
-                pinned_arg
-                    .as_deref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
+                "error: refused: this is not the plan that was {what} in `{}`:",
+                path.map(|p| p.display().to_string()).unwrap_or_default()
             );
             for d in differences {
                 eprintln!("  - {d}");

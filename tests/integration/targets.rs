@@ -149,6 +149,19 @@ async fn a_production_target_needs_its_name_a_window_and_a_rehearsal_from_stagin
             "{}",
             text(&out)
         );
+        // A proof speaks of exactly the plan that was rehearsed.
+        let changed = dir.path().join("changed.yaml");
+        std::fs::write(
+            &changed,
+            std::fs::read_to_string(&windowed)?.replace("on a named target", "on a named target, changed after review"),
+        )?;
+        let out = run(&[&["apply", "changed.yaml", "--rehearsal", "staging.json"][..], &production_yes].concat());
+        assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+        assert!(
+            text(&out).contains("this is not the plan that was rehearsed in `staging.json`"),
+            "{}",
+            text(&out)
+        );
         // As a rehearsal proof it lets the run through, on production only.
         let out = run(&[&["apply", "windowed.yaml", "--rehearsal", "staging.json"][..], &production_yes].concat());
         assert!(out.status.success(), "{}", text(&out));
