@@ -348,15 +348,27 @@ fn execute(
                 join: args.join,
                 join_run,
             };
-            engine::apply(
+            let started_at = std::time::Instant::now();
+            let mut notifier = engine::notify::Notifier::new(compiled);
+            let mut notifying = engine::notify::Notifying {
+                inner: &mut progress,
+                notifier: &mut notifier,
+                report: report.clone(),
+                started_at,
+            };
+            let result = engine::apply(
                 compiled,
                 &connection,
                 &options,
-                &mut progress,
+                &mut notifying,
                 &cancel,
                 &mut report,
             )
-            .await
+            .await;
+            engine::notify::tell_outcome(notifier, &report, started_at, &connection)
+                .await
+                .apply_to(&mut report);
+            result
         }
     });
     if let (Some(out), Ok(())) = (&args.out, &result) {

@@ -890,7 +890,12 @@ async fn failing(
     )
     .await
     .map_err(RunError::db("looking for events that failed again"))?;
+    let groups = match rows.is_empty() {
+        true => Vec::new(),
+        false => state::still_failing_groups(pool, &plan.raw.target, run_id, FAILED_STATUS).await?,
+    };
     Ok(Some(Failing {
+        groups,
         total: rows.first().map_or(0, |r| r.0 as u64),
         first: rows
             .into_iter()

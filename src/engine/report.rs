@@ -56,6 +56,8 @@ pub struct Report {
     /// Whether this process joined a run that another executor was driving (`--join`), and the
     /// batches it did there.
     pub joined: Option<Joined>,
+    /// Webhook deliveries of this process (`notify:`), as recorded in the run log.
+    pub notifications: Vec<crate::engine::notify::Delivery>,
     /// Whether this attempt reached the steps (so a refusal cannot say "nothing was written").
     #[serde(skip)]
     pub wrote: bool,
@@ -111,6 +113,9 @@ pub struct Failing {
     pub total: u64,
     /// `(event_id, error_message)` of the first ones, in selection order.
     pub first: Vec<(String, String)>,
+    /// All of them, grouped by the fingerprint of their error message (repeated-failure
+    /// tracking), largest group first.
+    pub groups: Vec<crate::engine::groups::FailureGroup>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1641,6 +1641,35 @@ pub fn backup_differences(table: &str, key: &str) -> String {
     )
 }
 
+/// The failure groups among a run's selected events whose status is still `status` (the
+/// repeated failures its report names).
+pub async fn still_failing_groups(
+    pool: &sqlx::PgPool,
+    target: &crate::plan::model::Target,
+    run_id: uuid::Uuid,
+    status: &str,
+) -> Result<Vec<crate::engine::groups::FailureGroup>, RunError> {
+    use crate::plan::selection::quote_ident;
+    let c = &target.columns;
+    let query = format!(
+        "SELECT e.{event_id}::text, e.{event_type}::text, e.{error}::text, e.{processed_at} \
+         FROM {selection} s JOIN {table} e ON e.{event_id}::text = s.event_id \
+         WHERE s.run_id = $1 AND e.{status}::text = $2 ORDER BY s.seq",
+        event_id = quote_ident(&c.event_id),
+        event_type = quote_ident(&c.event_type),
+        error = quote_ident(&c.error_message),
+        processed_at = quote_ident(&c.processed_at),
+        status = quote_ident(&c.status),
+        table = quote_ident(&target.events_table),
+        selection = SELECTION_TABLE,
+    );
+    let rows = sqlx::query(crate::engine::binds::audited(&query))
+        .bind(run_id)
+        .bind(status)
+        .fetch(pool);
+    crate::engine::groups::collect(rows).await
+}
+
 /// The selected events of a run whose status is still `status` in the events table: (total, the
 /// first `limit` in selection order with their error message).
 pub async fn still_failing(

@@ -147,6 +147,36 @@ pub fn text(report: &Report) -> String {
         for (id, message) in &failing.first {
             let _ = writeln!(out, "    {id}: {message}");
         }
+        if !failing.groups.is_empty() {
+            let _ = writeln!(
+                out,
+                "  failed again in {} group(s) of error message:",
+                failing.groups.len()
+            );
+            for g in &failing.groups {
+                let _ = writeln!(
+                    out,
+                    "    #{} {} event(s) [{}]: {}",
+                    g.key,
+                    g.count,
+                    g.event_types.join(", "),
+                    g.fingerprint
+                );
+            }
+        }
+    }
+    for d in &report.notifications {
+        let _ = writeln!(
+            out,
+            "  notified {} to {}: {}",
+            d.moment,
+            d.receiver,
+            match (&d.delivered, &d.error) {
+                (true, _) => format!("delivered ({} attempt(s))", d.attempts),
+                (false, Some(e)) => format!("NOT delivered after {} attempt(s): {e}", d.attempts),
+                (false, None) => "NOT delivered".into(),
+            }
+        );
     }
     if report.paused_secs > 0.0 {
         let _ = writeln!(

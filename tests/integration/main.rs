@@ -6,6 +6,7 @@ mod gates;
 mod inspect;
 mod lanes;
 mod markdown;
+mod notify;
 mod packaging;
 mod pinned;
 mod plans;

@@ -1,6 +1,7 @@
 //! Semantic checks that the schema cannot express; one check per file.
 
 mod expectations;
+mod notify;
 mod params;
 mod rate_limit;
 mod safety;
@@ -25,5 +26,6 @@ pub fn run(plan: &RawPlan) -> Vec<Diagnostic> {
     safety::check(plan, &mut out);
     rate_limit::check(plan, &mut out);
     expectations::check(plan, &mut out);
+    notify::check(plan, &mut out);
     out
 }

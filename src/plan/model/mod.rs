@@ -1,6 +1,7 @@
 //! What a plan file says: the typed form of the YAML, with serde and JSON Schema derived from one source.
 
 mod backup;
+mod notify;
 mod params;
 mod plan;
 mod rate_limit;
@@ -11,6 +12,7 @@ mod target;
 mod verify;
 
 pub use backup::{Backup, BackupTable, PgDump};
+pub use notify::{Notify, NotifyOn};
 pub use params::{ParamSpec, ParamType};
 pub use plan::RawPlan;
 pub use rate_limit::RateLimit;
