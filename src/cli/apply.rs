@@ -169,6 +169,7 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
         lease: args.lease,
         database_url: args.database_url.clone(),
         amqp_url,
+        management_url: None,
         operator: args.operator.clone(),
         format: args.format,
         log_format: args.log_format,
@@ -241,6 +242,7 @@ fn execute(
                 overrides: overrides.clone(),
                 pin: pin.clone(),
                 rehearse_all: args.rehearse_all,
+                management_url: args.management_url.clone(),
             };
             engine::dry_run(compiled, &connection, &options, &mut progress, &mut report).await
         } else {

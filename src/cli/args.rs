@@ -34,6 +34,47 @@ pub enum Command {
     Audit(AuditArgs),
     /// Look at events before planning (read-only): counts, a sample, queue depths; `--emit-plan`.
     Inspect(InspectArgs),
+    /// Preflight: check what the plans' runs will need (connections, TLS, versions, tables,
+    /// columns, privileges, the `replay` schema, exchanges, queues, routing, pg_dump).
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Plans whose runs to check for; without any, the Habitat defaults (events table, audit
+    /// table, exchange).
+    pub plans: Vec<PathBuf>,
+    /// A parameter value, `name=value` (repeatable): the selection's event types give the
+    /// routing keys a plan will publish.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// PostgreSQL URL of the target.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// RabbitMQ URL of the target.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        hide_env_values = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_default_value = true
+    )]
+    pub amqp_url: String,
+    /// RabbitMQ management API (for the server's version and the bindings); default: the AMQP
+    /// host on port 15672, `https` for `amqps`, with the AMQP URL's credentials.
+    #[arg(long, value_name = "URL")]
+    pub management_url: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
+    pub format: DoctorFormat,
+}
+
+/// What `replay doctor` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorFormat {
+    /// An aligned table, each failure with its fix.
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +193,10 @@ pub struct ApplyArgs {
         hide_default_value = true
     )]
     pub amqp_url: String,
+    /// RabbitMQ management API, for the dry-run's `routing` gate; default: the AMQP host on port
+    /// 15672, with the AMQP URL's credentials.
+    #[arg(long, value_name = "URL")]
+    pub management_url: Option<String>,
     /// Who runs this (recorded); defaults to `$REPLAY_OPERATOR` or `$USER`.
     #[arg(long)]
     pub operator: Option<String>,

@@ -3,6 +3,7 @@
 mod apply;
 mod args;
 mod audit;
+mod doctor;
 mod init;
 mod inspect;
 mod rollback;
@@ -58,6 +59,7 @@ where
             rollback::run(&args)
         }
         Command::Audit(args) => audit::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
     }
 }
 
