@@ -255,6 +255,7 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
         retries: args.retries,
         lease: args.lease,
         target: args.target.clone(),
+        management_url: None,
         operator: args.operator.clone(),
         format: args.format,
         log_format: args.log_format,
@@ -331,6 +332,7 @@ fn execute(
                 overrides: overrides.clone(),
                 pin: pin.clone(),
                 rehearse_all: args.rehearse_all,
+                management_url: args.management_url.clone(),
             };
             engine::dry_run(compiled, &connection, &options, &mut progress, &mut report).await
         } else {

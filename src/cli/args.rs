@@ -38,6 +38,9 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff): `replay man > replay.1`.
     Man,
+    /// Preflight: check what the plans' runs will need (connections, TLS, versions, tables,
+    /// columns, privileges, the `replay` schema, exchanges, queues, routing, pg_dump).
+    Doctor(DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +75,34 @@ pub struct TargetArgs {
     /// guest, except for `replay join`, which never guesses).
     #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Plans whose runs to check for; without any, the Habitat defaults (events table, audit
+    /// table, exchange).
+    pub plans: Vec<PathBuf>,
+    /// A parameter value, `name=value` (repeatable): the selection's event types give the
+    /// routing keys a plan will publish.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// RabbitMQ management API (for the server's version and the bindings); default: the AMQP
+    /// host on port 15672, `https` for `amqps`, with the AMQP URL's credentials.
+    #[arg(long, value_name = "URL")]
+    pub management_url: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
+    pub format: DoctorFormat,
+}
+
+/// What `replay doctor` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorFormat {
+    /// An aligned table, each failure with its fix.
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +209,10 @@ pub struct ApplyArgs {
     pub lease: std::time::Duration,
     #[command(flatten)]
     pub target: TargetArgs,
+    /// RabbitMQ management API, for the dry-run's `routing` gate; default: the AMQP host on port
+    /// 15672, with the AMQP URL's credentials.
+    #[arg(long, value_name = "URL")]
+    pub management_url: Option<String>,
     /// Who runs this (recorded); defaults to `$REPLAY_OPERATOR` or `$USER`.
     #[arg(long)]
     pub operator: Option<String>,

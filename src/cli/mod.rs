@@ -3,6 +3,7 @@
 mod apply;
 mod args;
 mod audit;
+mod doctor;
 mod init;
 mod inspect;
 mod packaging;
@@ -62,6 +63,7 @@ where
         Command::Audit(args) => audit::run(&args),
         Command::Completions(args) => packaging::completions(args.shell),
         Command::Man => packaging::man(),
+        Command::Doctor(args) => doctor::run(&args),
     }
 }
 

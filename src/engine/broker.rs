@@ -386,18 +386,33 @@ pub async fn check_objects<B: Broker>(
     broker: &mut B,
     plan: &crate::plan::Plan,
 ) -> Result<(), BrokerError> {
+    let (exchanges, queues) = named_objects(&plan.raw);
+    for exchange in &exchanges {
+        broker.check_exchange(exchange).await?;
+    }
+    for queue in queues {
+        if broker.queue_depth(&queue).await?.is_none() {
+            return Err(BrokerError::NoQueue { queue });
+        }
+    }
+    Ok(())
+}
+
+/// The exchanges (of its publish steps) and queues (of its waits, purges and throttle) a plan
+/// names, each once, sorted.
+pub fn named_objects(plan: &crate::plan::RawPlan) -> (Vec<String>, Vec<String>) {
     use crate::plan::model::Step;
     let mut exchanges = Vec::new();
     let mut queues = Vec::new();
-    for step in &plan.raw.steps {
+    for step in &plan.steps {
         match step {
             Step::Publish(p) => {
                 exchanges.push(
                     p.exchange
                         .clone()
-                        .unwrap_or_else(|| plan.raw.target.exchange.clone()),
+                        .unwrap_or_else(|| plan.target.exchange.clone()),
                 );
-                let rate = &plan.raw.rate_limit;
+                let rate = &plan.rate_limit;
                 if let (Some(_), Some(queue)) = (rate.pause_when_queue_depth_above, &rate.queue) {
                     queues.push(queue.clone());
                 }
@@ -411,15 +426,7 @@ pub async fn check_objects<B: Broker>(
     exchanges.dedup();
     queues.sort();
     queues.dedup();
-    for exchange in &exchanges {
-        broker.check_exchange(exchange).await?;
-    }
-    for queue in queues {
-        if broker.queue_depth(&queue).await?.is_none() {
-            return Err(BrokerError::NoQueue { queue });
-        }
-    }
-    Ok(())
+    (exchanges, queues)
 }
 
 /// The dry-run broker: checks exchanges for real, keeps the first messages, sends nothing.

@@ -8,12 +8,13 @@ use crate::engine::broker::Recorder;
 use crate::engine::connection::{Connection, check_tables, describe};
 use crate::engine::error::RunError;
 use crate::engine::events::{Reporter, RunEvent};
+use crate::engine::management::{self, Management};
 use crate::engine::pace::NoWait;
 use crate::engine::report::{Report, VerificationReport};
 use crate::engine::sequence::{self, Unrecorded};
 use crate::engine::steps::{Cancel, StepContext};
 use crate::engine::writes::{Rehearse, Writes};
-use crate::engine::{backup, freeze, gates, state, verify};
+use crate::engine::{backup, freeze, gates, routing, state, verify};
 use crate::plan::Plan;
 use crate::plan::model::{PublishEach, Step};
 
@@ -46,6 +47,13 @@ pub async fn dry_run(
     report
         .gates
         .extend(options.pin.gates(plan, &report.target, true));
+    if plan.needs_broker {
+        let table = writes.selection_table();
+        let types = routing::frozen_types(&mut writes.outer, table, run_id).await?;
+        report.gates.push(gates::routing(
+            routing_verdict(plan, &types, &connection.amqp_url, options).await,
+        ));
+    }
     options.overrides.apply(&mut report.gates);
     if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref()) {
         crate::engine::dump::check(&pg_dump.directory).await?;
@@ -137,6 +145,24 @@ pub struct DryRunOptions {
     pub pin: crate::engine::pinned::Pin,
     /// Rehearse every batch of every step (slow, and holds row locks as long), not just the first.
     pub rehearse_all: bool,
+    /// The RabbitMQ management API, for the `routing` gate (default: the AMQP host's port 15672).
+    pub management_url: Option<String>,
+}
+
+/// Whether the keys the plan will publish for these event types reach a queue; why not, when
+/// the bindings cannot be read.
+async fn routing_verdict(
+    plan: &Plan,
+    types: &[String],
+    amqp_url: &str,
+    options: &DryRunOptions,
+) -> Result<routing::Verdict, String> {
+    let api = Management::new(amqp_url, options.management_url.as_deref())?;
+    let planned = routing::planned(plan, types);
+    routing::judge(&api, &planned).await.map_err(|e| {
+        let text = crate::engine::redact::scrub(&e.to_string(), amqp_url);
+        format!("{text}; {}", management::ENABLE)
+    })
 }
 
 /// Seconds the batch steps need at the plan's rate (waits not included).

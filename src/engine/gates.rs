@@ -26,6 +26,9 @@ pub enum Gate {
     Rehearsal,
     /// The frozen selection shares events with an unfinished run on the same target.
     Overlap,
+    /// A routing key the plan will publish reaches no queue (judged by the dry-run, from the
+    /// bindings the RabbitMQ management API reports).
+    Routing,
 }
 
 impl Gate {
@@ -39,6 +42,7 @@ impl Gate {
             Gate::Force => "force",
             Gate::Rehearsal => "rehearsal",
             Gate::Overlap => "overlap",
+            Gate::Routing => "routing",
         }
     }
 }
@@ -118,6 +122,52 @@ pub fn overlap(found: &[crate::engine::state::Overlap]) -> GateResult {
     GateResult {
         gate: Gate::Overlap,
         passed: found.is_empty(),
+        detail,
+        overridden: None,
+    }
+}
+
+/// The `routing` gate: every routing key the plan will publish reaches a queue. Keys that
+/// could not be judged (no management API, a template that reads more than the type) pass,
+/// saying so.
+pub fn routing(judged: Result<crate::engine::routing::Verdict, String>) -> GateResult {
+    let (passed, detail) = match judged {
+        Err(why) => (true, format!("not checked: {why}")),
+        Ok(v) if !v.unroutable.is_empty() => {
+            let keys: Vec<String> = v
+                .unroutable
+                .iter()
+                .map(|(step, exchange, key)| {
+                    format!("`{key}` on exchange `{exchange}` (step `{step}`)")
+                })
+                .collect();
+            (
+                false,
+                format!(
+                    "routing key(s) that reach no queue, so the run's publish would fail: {}",
+                    keys.join(", ")
+                ),
+            )
+        }
+        Ok(v) if !v.not_checked.is_empty() => (
+            true,
+            format!(
+                "{} key(s) reach a queue; not checked: {}",
+                v.routed.len(),
+                v.not_checked.join("; ")
+            ),
+        ),
+        Ok(v) => (
+            true,
+            format!(
+                "every routing key reaches a queue ({} checked)",
+                v.routed.len()
+            ),
+        ),
+    };
+    GateResult {
+        gate: Gate::Routing,
+        passed,
         detail,
         overridden: None,
     }

@@ -83,8 +83,13 @@ pub async fn encryption(pool: &PgPool) -> Result<crate::engine::report::Encrypti
     })
 }
 
-/// Creates or upgrades the `replay` schema.
+/// Creates or upgrades the `replay` schema. A schema that is up to date is left alone without
+/// running the migrator, whose `CREATE SCHEMA IF NOT EXISTS` needs CREATE on the database even
+/// when the schema exists: so a role without it (see `docs/least-privilege.md`) can apply.
 pub async fn migrate(pool: &PgPool) -> Result<(), RunError> {
+    if matches!(migrations(pool).await, Ok(Migrations::UpToDate { .. })) {
+        return Ok(());
+    }
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.dangerous_set_table_name("replay._sqlx_migrations");
     migrator.create_schema("replay");
@@ -92,6 +97,54 @@ pub async fn migrate(pool: &PgPool) -> Result<(), RunError> {
         doing: "creating the `replay` schema".into(),
         message: e.to_string(),
         transient: false,
+    })
+}
+
+/// How far the `replay` schema is migrated, against the migrations this build carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Migrations {
+    /// No `replay` schema (or no migration record in it).
+    Missing,
+    /// Some of this build's migrations are not applied (or an applied one differs).
+    Behind {
+        applied: usize,
+        known: usize,
+    },
+    UpToDate {
+        applied: usize,
+    },
+}
+
+pub async fn migrations(pool: &PgPool) -> Result<Migrations, RunError> {
+    let migrator = sqlx::migrate!("./migrations");
+    let known: Vec<(i64, Vec<u8>)> = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| (m.version, m.checksum.to_vec()))
+        .collect();
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('replay._sqlx_migrations')::text")
+            .fetch_one(pool)
+            .await
+            .map_err(RunError::db("looking for the `replay` schema"))?;
+    if exists.is_none() {
+        return Ok(Migrations::Missing);
+    }
+    let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT version, checksum FROM replay._sqlx_migrations WHERE success ORDER BY version",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(RunError::db("reading the `replay` schema's migrations"))?;
+    let done = known.iter().filter(|m| applied.contains(m)).count();
+    Ok(match done == known.len() {
+        true => Migrations::UpToDate {
+            applied: applied.len(),
+        },
+        false => Migrations::Behind {
+            applied: done,
+            known: known.len(),
+        },
     })
 }
 

@@ -1,5 +1,6 @@
 //! The plan language: loading, validation, the schema, and compilation into a runnable plan.
 
+pub mod access;
 pub mod builtins;
 mod checks;
 pub mod compile;
@@ -9,6 +10,7 @@ pub mod location;
 pub mod model;
 pub mod params;
 pub mod prepared;
+pub mod privileges;
 pub mod schema;
 pub mod selection;
 pub mod source;

@@ -2,6 +2,7 @@
 //! comment, and live progress. The executor only emits events and fills a `Report`; it renders
 //! nothing itself.
 
+pub mod doctor;
 pub mod markdown;
 pub mod progress;
 pub mod text;

@@ -13,6 +13,7 @@ mod wait;
 pub use context::{Cancel, StepContext};
 pub use publish::run as publish;
 pub use purge::run as purge;
+pub use render::Renderer;
 pub use reset::run as reset;
 pub use sql::run as sql;
 pub use wait::run as wait;
