@@ -223,6 +223,9 @@ async fn a_target_gives_its_defaults_and_refuses_what_it_cannot_resolve(
         text(&out)
     );
 
+    // `replay doctor --target` checks the target's own events table.
+    let out = run(&["doctor", "plan.yaml", "--target", "renamed"]);
+    assert!(text(&out).contains("events_of_this_target"), "{}", text(&out));
     for (args, says) in [
         (&["status", "--target", "unset"][..], "target `unset` in `"),
         (
