@@ -4,6 +4,7 @@ mod backup;
 mod params;
 mod plan;
 mod rate_limit;
+mod review;
 mod safety;
 mod selection;
 mod step;
@@ -14,6 +15,7 @@ pub use backup::{Backup, BackupTable, PgDump};
 pub use params::{ParamSpec, ParamType};
 pub use plan::RawPlan;
 pub use rate_limit::RateLimit;
+pub use review::Review;
 pub use safety::{Acknowledgement, RecentDump, Rehearsal, Safety, Weekday, Window};
 pub use selection::{ProcessedBetween, Selection};
 pub use step::{

@@ -6,7 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Backup, ParamSpec, RateLimit, RollbackStep, Safety, Selection, Step, Target, Verification,
+    Backup, ParamSpec, RateLimit, Review, RollbackStep, Safety, Selection, Step, Target,
+    Verification,
 };
 
 /// A replay plan: which events, what to do with them, how fast, how to check and how to undo.
@@ -56,4 +57,7 @@ pub struct RawPlan {
     /// What undoes the run's side effects when a step or a verification fails.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollback: Vec<RollbackStep>,
+    /// What the review reports may show: payload fields to mask in samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
 }
