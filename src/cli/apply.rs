@@ -9,7 +9,7 @@ use crate::exit_codes;
 use crate::plan::{self, Rendered};
 use crate::render::progress::Progress;
 
-use super::args::{ApplyArgs, OutputFormat};
+use super::args::{ApplyArgs, ReportFormat};
 
 pub fn run(args: &ApplyArgs) -> u8 {
     let target = match args.target.resolve(Some(super::target::LOCAL_BROKER)) {
@@ -318,7 +318,7 @@ fn execute(
         }
     };
     let cancel = Cancel::default();
-    let terminal = std::io::stderr().is_terminal() && args.format == OutputFormat::Text;
+    let terminal = std::io::stderr().is_terminal() && args.format == ReportFormat::Text;
     let mut progress = Progress::new(terminal);
     let result = runtime.block_on(async {
         let signals = cancel.clone();
@@ -408,12 +408,12 @@ fn execute(
         }
     }
     match args.format {
-        OutputFormat::Json => println!(
+        ReportFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         ),
-        OutputFormat::Text => print!("{}", crate::render::text(&report)),
-        OutputFormat::Markdown => print!("{}", crate::render::markdown::render(&report)),
+        ReportFormat::Text => print!("{}", crate::render::text(&report)),
+        ReportFormat::Markdown => print!("{}", crate::render::markdown::render(&report)),
     }
     match &result {
         Ok(()) => exit_codes::SUCCESS,

@@ -141,8 +141,8 @@ pub struct InspectArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    #[arg(long, value_enum, default_value_t = InspectFormat::Text)]
+    pub format: InspectFormat,
 }
 
 #[derive(Debug, Args)]
@@ -217,11 +217,11 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub operator: Option<String>,
     /// Report format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
     /// Log format on standard error (progress lines, step events).
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub log_format: OutputFormat,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Args)]
@@ -240,11 +240,11 @@ pub struct JoinArgs {
     #[arg(long)]
     pub operator: Option<String>,
     /// Report format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
     /// Log format on standard error.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub log_format: OutputFormat,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Args)]
@@ -273,20 +273,51 @@ pub struct ValidateArgs {
     /// Plan files to check.
     #[arg(required = true)]
     pub plans: Vec<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
+    /// Output format: `github` writes workflow annotations, `sarif` a SARIF 2.1.0 log for code
+    /// scanning.
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+    pub format: ValidateFormat,
+    /// Refuse SQL functions outside the allowlist (docs/strict-sql.md) and statements whose
+    /// effects a rollback does not undo: for plans from untrusted pull requests.
+    #[arg(long)]
+    pub strict_sql: bool,
     /// Show the source line and a caret under each finding: `auto` does so on a terminal.
     #[arg(long, value_enum, default_value_t = Snippets::Auto)]
     pub snippets: Snippets,
 }
 
+/// Formats of a run's report (`apply`, `join`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
+pub enum ReportFormat {
     Text,
     Json,
-    /// A pull-request comment (reports only).
+    /// A pull-request comment.
     Markdown,
+}
+
+/// Formats of `inspect`'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InspectFormat {
+    Text,
+    Json,
+}
+
+/// Formats of `validate`'s findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Json,
+    /// GitHub Actions workflow annotations (`::error file=…,line=…::…`).
+    Github,
+    /// A SARIF 2.1.0 log, for code scanning.
+    Sarif,
+}
+
+/// Formats of the log on standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -11,7 +11,7 @@ use crate::exit_codes;
 use crate::plan::duration;
 use crate::plan::model::{Selection, Target};
 
-use super::args::{InspectArgs, OutputFormat};
+use super::args::{InspectArgs, InspectFormat};
 
 /// The most events a sample shows.
 const MAX_SAMPLE: i64 = 1_000;
@@ -112,11 +112,11 @@ pub fn run(args: &InspectArgs) -> u8 {
         }
     }
     match args.format {
-        OutputFormat::Json => println!(
+        InspectFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&found).unwrap_or_default()
         ),
-        OutputFormat::Text | OutputFormat::Markdown => print!("{}", found.to_text()),
+        InspectFormat::Text => print!("{}", found.to_text()),
     }
     code
 }
@@ -189,18 +189,12 @@ pub fn selection(args: &InspectArgs) -> Result<Selection, FlagError> {
     Ok(select)
 }
 
-/// The flags about output: sample size, format, queue names, the plan file.
+/// The flags about output: sample size, queue names, the plan file.
 fn check_output(args: &InspectArgs) -> Result<(), FlagError> {
     if !(0..=MAX_SAMPLE).contains(&args.sample) {
         return Err(bad(
             "sample",
             format!("`{}` is not between 0 and {MAX_SAMPLE}", args.sample),
-        ));
-    }
-    if args.format == OutputFormat::Markdown {
-        return Err(bad(
-            "format",
-            "`markdown` is for run reports; use `text` or `json`",
         ));
     }
     for queue in &args.queues {
@@ -342,10 +336,6 @@ mod tests {
         case(
             &["--sample=-1"],
             "invalid value for `--sample`: `-1` is not between 0 and 1000",
-        );
-        case(
-            &["--format", "markdown"],
-            "invalid value for `--format`: `markdown` is for run reports; use `text` or `json`",
         );
         case(
             &["--emit-plan", "Cargo.toml"],

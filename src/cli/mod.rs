@@ -20,7 +20,8 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::exit_codes;
-pub use args::{Cli, Command, OutputFormat};
+use args::LogFormat;
+pub use args::{Cli, Command};
 
 /// Runs `replay` with these arguments and returns the process exit code.
 pub fn run<I, T>(args: I) -> u8
@@ -57,7 +58,7 @@ where
         Command::Inspect(args) => inspect::run(&args),
         Command::Stop(args) => stop::run(&args),
         Command::Rollback(args) => {
-            init_tracing(OutputFormat::Text);
+            init_tracing(LogFormat::Text);
             rollback::run(&args)
         }
         Command::Audit(args) => audit::run(&args),
@@ -67,14 +68,14 @@ where
     }
 }
 
-fn init_tracing(format: OutputFormat) {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("REPLAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {
-        OutputFormat::Json => builder.json().try_init(),
-        OutputFormat::Text | OutputFormat::Markdown => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_target(false).try_init(),
     };
 }

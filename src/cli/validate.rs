@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::exit_codes;
 use crate::plan::{self, LoadError, Rendered, Severity};
 
-use super::args::{OutputFormat, Snippets, ValidateArgs};
+use super::args::{Snippets, ValidateArgs, ValidateFormat};
 
 /// The outcome for one file.
 #[derive(Debug, Serialize)]
@@ -34,8 +34,11 @@ pub fn run(args: &ValidateArgs) -> u8 {
     let mut files = Vec::new();
     let mut text = String::new();
     let mut unreadable = false;
+    let options = plan::Options {
+        strict_sql: args.strict_sql,
+    };
     for path in &args.plans {
-        match plan::validate_file(path) {
+        match plan::validate_file_with(path, options) {
             Ok(validated) => {
                 let rendered: Vec<Rendered> = validated
                     .diagnostics
@@ -65,7 +68,19 @@ pub fn run(args: &ValidateArgs) -> u8 {
     }
     let invalid = files.iter().filter(|f| !f.valid).count();
     match args.format {
-        OutputFormat::Json => {
+        ValidateFormat::Github => {
+            let findings: Vec<Rendered> = files.into_iter().flat_map(|f| f.diagnostics).collect();
+            print!("{}", crate::render::github::annotations(&findings));
+        }
+        ValidateFormat::Sarif => {
+            let findings: Vec<Rendered> = files.into_iter().flat_map(|f| f.diagnostics).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::render::sarif::log(&findings))
+                    .unwrap_or_default()
+            );
+        }
+        ValidateFormat::Json => {
             let report = Report {
                 version: 1,
                 valid: invalid == 0,
@@ -76,7 +91,7 @@ pub fn run(args: &ValidateArgs) -> u8 {
                 serde_json::to_string_pretty(&report).unwrap_or_default()
             );
         }
-        OutputFormat::Text | OutputFormat::Markdown => {
+        ValidateFormat::Text => {
             let count = |s| {
                 files
                     .iter()

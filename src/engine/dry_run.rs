@@ -40,6 +40,9 @@ pub async fn dry_run(
     let frozen = freeze::freeze(&mut writes, plan, run_id, 0).await?;
     let selected = frozen.selected;
     report.selected = selected;
+    if let Some(review) = &plan.raw.review {
+        freeze::mask(&mut writes, run_id, &review.mask_paths()).await?;
+    }
     report.breakdown = freeze::breakdown(&mut writes, run_id, 5).await?;
     reporter.event(&RunEvent::SelectionFrozen { selected });
     report.selection_digest = frozen.digest;

@@ -111,6 +111,41 @@ pub async fn count(conn: &mut sqlx::PgConnection, plan: &Plan) -> Result<u64, Ru
     Ok(row.get::<i64, _>(0) as u64)
 }
 
+/// Replaces the masked payload fields (`review.mask`) of a frozen selection with `"***"`. The
+/// dry-run masks its rehearsal copy of the selection before anything reads a payload from it, so
+/// no sample (of events, or of the messages rendered from them) in any report holds them.
+pub async fn mask<W: Writes>(
+    writes: &mut W,
+    run_id: uuid::Uuid,
+    paths: &[Vec<String>],
+) -> Result<(), RunError> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let table = writes.selection_table();
+    let mut tx = writes
+        .begin()
+        .await
+        .map_err(RunError::db("masking payload fields of the selection"))?;
+    for path in paths {
+        // `#>` finds the field (an object key, or an array index where the path meets an
+        // array); a payload without it is left as it is.
+        sqlx::query(audited(&format!(
+            "UPDATE {table} SET payload = jsonb_set(payload, $2, '\"***\"'::jsonb, false) \
+             WHERE run_id = $1 AND payload #> $2 IS NOT NULL"
+        )))
+        .bind(run_id)
+        .bind(path.clone())
+        .execute(&mut *tx)
+        .await
+        .map_err(RunError::db("masking payload fields of the selection"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(RunError::db("masking payload fields of the selection"))?;
+    Ok(())
+}
+
 /// Counts of the frozen selection by event type and by day, and a few events, for reports.
 pub async fn breakdown<W: Writes>(
     writes: &mut W,

@@ -11,10 +11,12 @@ pub mod model;
 pub mod params;
 pub mod prepared;
 pub mod privileges;
+pub mod rules;
 pub mod schema;
 pub mod selection;
 pub mod source;
 pub mod sql;
+pub mod strict_sql;
 pub mod template;
 pub mod usage;
 pub mod validate;
@@ -24,4 +26,6 @@ pub use compile::{CompileError, Plan, compile};
 pub use diagnostic::{Diagnostic, Rendered, Severity};
 pub use model::RawPlan;
 pub use source::{LoadError, Source};
-pub use validate::{Validated, validate, validate_file};
+pub use validate::{
+    Options, Validated, validate, validate_file, validate_file_with, validate_with,
+};

@@ -41,23 +41,28 @@ pub enum SqlError {
     Multiple(usize),
 }
 
-/// Parses one statement and lists its binds.
-pub fn analyze(text: &str) -> Result<SqlInfo, SqlError> {
+/// Parses exactly one statement (PostgreSQL dialect).
+pub fn parse(text: &str) -> Result<Statement, SqlError> {
     if text.contains("{{") {
         return Err(SqlError::Template);
     }
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, text).map_err(|e| {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, text).map_err(|e| {
         SqlError::Syntax(
             e.to_string()
                 .trim_start_matches("sql parser error: ")
                 .to_string(),
         )
     })?;
-    let statement = match statements.as_slice() {
-        [] => return Err(SqlError::Empty),
-        [one] => one,
-        many => return Err(SqlError::Multiple(many.len())),
-    };
+    match statements.len() {
+        0 => Err(SqlError::Empty),
+        1 => Ok(statements.remove(0)),
+        many => Err(SqlError::Multiple(many)),
+    }
+}
+
+/// Parses one statement and lists its binds.
+pub fn analyze(text: &str) -> Result<SqlInfo, SqlError> {
+    let statement = &parse(text)?;
     let (unbounded_write, writes, written_tables) = match statement {
         Statement::Update(update) => (
             update.selection.is_none().then_some("UPDATE"),

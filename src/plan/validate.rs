@@ -31,13 +31,31 @@ impl Validated {
     }
 }
 
+/// Checks beyond the ones every plan gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Refuse functions outside the allowlist and statements a rollback does not undo
+    /// (`--strict-sql`).
+    pub strict_sql: bool,
+}
+
 /// Validates a file; a file that cannot be read or parsed as YAML is an error of its own.
 pub fn validate_file(path: &Path) -> Result<Validated, LoadError> {
-    Ok(validate(Source::read(path)?))
+    validate_file_with(path, Options::default())
+}
+
+/// Validates a file with extra checks.
+pub fn validate_file_with(path: &Path, options: Options) -> Result<Validated, LoadError> {
+    Ok(validate_with(Source::read(path)?, options))
 }
 
 /// Validates loaded source.
 pub fn validate(source: Source) -> Validated {
+    validate_with(source, Options::default())
+}
+
+/// Validates loaded source with extra checks.
+pub fn validate_with(source: Source, options: Options) -> Validated {
     let document = source.root.to_json();
     let mut diagnostics = schema::check(&document, &source.root);
     let plan = if diagnostics.is_empty() {
@@ -59,7 +77,7 @@ pub fn validate(source: Source) -> Validated {
         None
     };
     if let Some(plan) = &plan {
-        diagnostics.extend(checks::run(plan));
+        diagnostics.extend(checks::run(plan, options));
     }
     sort(&mut diagnostics, &source);
     Validated {

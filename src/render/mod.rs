@@ -1,10 +1,12 @@
 //! Everything people read of a run: the final report as text and as a Markdown pull-request
 //! comment, and live progress. The executor only emits events and fills a `Report`; it renders
-//! nothing itself.
+//! nothing itself. Also `validate`'s findings for CI: workflow annotations and SARIF.
 
 pub mod doctor;
+pub mod github;
 pub mod markdown;
 pub mod progress;
+pub mod sarif;
 pub mod text;
 
 pub use text::text;

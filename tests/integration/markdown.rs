@@ -141,3 +141,125 @@ async fn a_million_selected_events_fit_in_one_comment(pool: PgPool) -> anyhow::R
     )));
     Ok(())
 }
+
+/// Personal data in payloads, masked by `review.mask`, reaches no report of a real dry-run: not
+/// the sampled events, not the rendered messages (body and headers), in Markdown, text or JSON.
+#[sqlx::test(migrations = false)]
+async fn masked_payload_fields_never_reach_a_dry_run_report(pool: PgPool) -> anyhow::Result<()> {
+    use lapin::options::{
+        ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+        QueueDeleteOptions,
+    };
+    use lapin::types::FieldTable;
+
+    habitat::schema::apply(&pool).await?;
+    // Values that cannot appear in a report by chance.
+    let secrets = [
+        "alice.masked@example.com",
+        "DE89370400440532013000",
+        "bob.masked@example.com",
+        "GB29NWBK60161331926819",
+    ];
+    for (i, (email, iban)) in [(secrets[0], secrets[1]), (secrets[2], secrets[3])]
+        .into_iter()
+        .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO processed_events (event_type, event_id, payload, status, processed_at) \
+             VALUES ('customer.updated', $1, $2, 'error', now())",
+        )
+        .bind(format!("masked-{i}"))
+        .bind(serde_json::json!({
+            "customer_id": i,
+            "email": email,
+            "customer": { "name": "kept", "iban": iban },
+        }))
+        .execute(&pool)
+        .await?;
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (exchange, queue) = (format!("test-mask-{id}"), format!("test-mask-{id}"));
+    let conn = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    ch.exchange_declare(
+        exchange.as_str().into(),
+        lapin::ExchangeKind::Topic,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    ch.queue_declare(
+        queue.as_str().into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    ch.queue_bind(
+        queue.as_str().into(),
+        exchange.as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+
+    let text = format!(
+        "version: 1\nname: masked-review\nreason: \"republish customer events with personal data\"\n\
+         target: {{ exchange: {exchange} }}\nselect: {{ status: [error], event_types: [customer.updated] }}\n\
+         review: {{ mask: [email, customer.iban] }}\n\
+         steps:\n  - id: republish\n    kind: publish\n    headers: {{ x-mail: \"{{{{ event.payload.email }}}}\" }}\n"
+    );
+    let validated = plan::validate(Source::from_text("masked.yaml".into(), text)?);
+    let raw = validated
+        .valid_plan()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("invalid: {:?}", validated.diagnostics))?;
+    let plan = plan::compile(raw, &[])?;
+    let report = dry_run(&pool, &plan).await;
+    ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await?;
+    ch.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+        .await?;
+    let report = report?;
+    assert_eq!(report.selected, 2);
+    assert_eq!(report.breakdown.sample.len(), 2, "both events sampled");
+    assert_eq!(report.messages.len(), 2, "both messages rendered");
+
+    let outputs = [
+        ("markdown", markdown::render(&report)),
+        ("text", replay::render::text(&report)),
+        ("json", serde_json::to_string(&report)?),
+    ];
+    for (format, out) in &outputs {
+        for secret in secrets {
+            assert!(!out.contains(secret), "{format} shows `{secret}`:\n{out}");
+        }
+        // What is not masked still shows, so the test looks where the values would be.
+        assert!(
+            out.contains("kept"),
+            "{format} shows the unmasked field:\n{out}"
+        );
+        assert!(out.contains("***"), "{format} shows the mask:\n{out}");
+    }
+    // Masked where each one stood: the sampled payloads and the messages' bodies and headers.
+    for (_, _, payload) in &report.breakdown.sample {
+        let value: serde_json::Value = serde_json::from_str(payload)?;
+        assert_eq!(value["email"], "***");
+        assert_eq!(value["customer"]["iban"], "***");
+        assert_eq!(value["customer"]["name"], "kept");
+    }
+    for m in &report.messages {
+        let body: serde_json::Value = serde_json::from_str(&m.body)?;
+        assert_eq!(body["email"], "***");
+        assert_eq!(body["customer"]["iban"], "***");
+        assert_eq!(m.headers, [("x-mail".to_string(), "***".to_string())]);
+    }
+    // The events themselves are untouched.
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT payload->>'email' FROM processed_events WHERE event_type = 'customer.updated' ORDER BY event_id",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(stored, [secrets[0], secrets[2]]);
+    Ok(())
+}

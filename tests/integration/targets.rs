@@ -225,7 +225,11 @@ async fn a_target_gives_its_defaults_and_refuses_what_it_cannot_resolve(
 
     // `replay doctor --target` checks the target's own events table.
     let out = run(&["doctor", "plan.yaml", "--target", "renamed"]);
-    assert!(text(&out).contains("events_of_this_target"), "{}", text(&out));
+    assert!(
+        text(&out).contains("events_of_this_target"),
+        "{}",
+        text(&out)
+    );
     for (args, says) in [
         (&["status", "--target", "unset"][..], "target `unset` in `"),
         (

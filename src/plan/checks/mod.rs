@@ -8,14 +8,16 @@ mod safety;
 mod selection;
 mod sql;
 mod step_ids;
+mod strict_sql;
 mod template_fields;
 mod templates;
 
 use super::diagnostic::Diagnostic;
 use super::model::RawPlan;
+use super::validate::Options;
 
 /// Runs every check; the order only decides the order of findings at the same place.
-pub fn run(plan: &RawPlan) -> Vec<Diagnostic> {
+pub fn run(plan: &RawPlan, options: Options) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     step_ids::check(plan, &mut out);
     params::check(plan, &mut out);
@@ -27,5 +29,8 @@ pub fn run(plan: &RawPlan) -> Vec<Diagnostic> {
     rate_limit::check(plan, &mut out);
     expectations::check(plan, &mut out);
     notify::check(plan, &mut out);
+    if options.strict_sql {
+        strict_sql::check(plan, &mut out);
+    }
     out
 }

@@ -5,6 +5,7 @@ mod notify;
 mod params;
 mod plan;
 mod rate_limit;
+mod review;
 mod safety;
 mod selection;
 mod step;
@@ -16,6 +17,7 @@ pub use notify::{Notify, NotifyOn};
 pub use params::{ParamSpec, ParamType};
 pub use plan::RawPlan;
 pub use rate_limit::RateLimit;
+pub use review::Review;
 pub use safety::{Acknowledgement, RecentDump, Rehearsal, Safety, Weekday, Window};
 pub use selection::{ProcessedBetween, Selection};
 pub use step::{

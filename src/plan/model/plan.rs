@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Backup, Notify, ParamSpec, RateLimit, RollbackStep, Safety, Selection, Step, Target,
+    Backup, Notify, ParamSpec, RateLimit, Review, RollbackStep, Safety, Selection, Step, Target,
     Verification,
 };
 
@@ -60,4 +60,7 @@ pub struct RawPlan {
     /// Webhooks told when the run starts, finishes, fails or stops.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<Notify>,
+    /// What the review reports may show: payload fields to mask in samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
 }
