@@ -135,9 +135,17 @@ pub struct InspectArgs {
     /// Events in the sample.
     #[arg(long, default_value_t = 10)]
     pub sample: i64,
-    /// Write a plan skeleton with exactly this selection to this file.
+    /// Write a plan skeleton with exactly this selection to this file (with `--group K`: for
+    /// exactly that failure group's events).
     #[arg(long)]
     pub emit_plan: Option<PathBuf>,
+    /// Group the matching events: `error` groups failures by a fingerprint of their error
+    /// message (numbers, UUIDs, ids and quoted values normalised away).
+    #[arg(long, value_enum, value_name = "FIELD")]
+    pub group_by: Option<GroupBy>,
+    /// With `--group-by` and `--emit-plan`: the plan selects exactly group K (1 = the largest).
+    #[arg(long, value_name = "K", requires_all = ["group_by", "emit_plan"])]
+    pub group: Option<usize>,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Output format.
@@ -293,6 +301,13 @@ pub enum ReportFormat {
     Json,
     /// A pull-request comment.
     Markdown,
+}
+
+/// What `inspect --group-by` groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupBy {
+    /// The fingerprint of the error message.
+    Error,
 }
 
 /// Formats of `inspect`'s answer.

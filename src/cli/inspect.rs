@@ -67,7 +67,15 @@ pub fn run(args: &InspectArgs) -> u8 {
     let database_url = resolved.database_url.clone();
     let amqp_url = resolved.amqp_url.clone().unwrap_or_default();
     let (found, broker) = runtime.block_on(async {
-        let found = inspect::inspect(&database_url, &target, &select, args.sample, args.run).await;
+        let found = inspect::inspect(
+            &database_url,
+            &target,
+            &select,
+            args.sample,
+            args.run,
+            args.group_by.is_some(),
+        )
+        .await;
         // The broker is only asked when a queue is: looking at events needs no RabbitMQ.
         let broker = match (&found, queues.is_empty()) {
             (Ok(_), false) => Some(inspect::queue_depths(&amqp_url, &queues).await),
@@ -99,6 +107,19 @@ pub fn run(args: &InspectArgs) -> u8 {
         if planned.run.is_some() {
             // Exactly the run's events that match now.
             planned.selection.event_ids = std::mem::take(&mut planned.matching);
+        }
+        if let Some(k) = args.group {
+            let groups = planned.groups.take().unwrap_or_default();
+            let Some(group) = groups.into_iter().find(|g| g.key == k) else {
+                eprintln!(
+                    "error: invalid value for `--group`: there is no group {k}; the matching events form {} group(s)",
+                    found.groups.as_ref().map_or(0, Vec::len)
+                );
+                return exit_codes::INVALID_PLAN;
+            };
+            // Exactly the group's events, as they match now.
+            planned.selection.event_ids = group.event_ids;
+            planned.total = group.count;
         }
         let text = inspect::plan_skeleton(&planned, chrono::Utc::now());
         if let Err(e) = write_new(path, &text) {

@@ -49,6 +49,10 @@ pub struct Inspection {
     /// `--emit-plan` selects exactly).
     #[serde(skip)]
     pub matching: Vec<String>,
+    /// With `--group-by error`: the matching events grouped by the fingerprint of their error
+    /// message, largest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<crate::engine::groups::FailureGroup>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -94,11 +98,16 @@ pub async fn inspect(
     select: &Selection,
     sample: i64,
     run: Option<uuid::Uuid>,
+    group_by_error: bool,
 ) -> Result<Inspection, RunError> {
     let pool = state::connect(database_url).await?;
     let result = async {
         let Some(run) = run else {
-            return summarise(&pool, target, select, sample).await;
+            let mut found = summarise(&pool, target, select, sample).await?;
+            if group_by_error {
+                found.groups = Some(crate::engine::groups::groups(&pool, target, select).await?);
+            }
+            return Ok(found);
         };
         // Limited to what the run selected: e.g. `--run RUN --status error`, its events that
         // failed again.
@@ -114,6 +123,9 @@ pub async fn inspect(
         let mut found = summarise(&pool, target, &select, sample).await?;
         found.matching = matching_ids(&pool, target, &select).await?;
         found.run = Some(run);
+        if group_by_error {
+            found.groups = Some(crate::engine::groups::groups(&pool, target, &select).await?);
+        }
         Ok(found)
     }
     .await;
@@ -249,6 +261,7 @@ async fn summarise(
         plan_file: None,
         run: None,
         matching: Vec::new(),
+        groups: None,
     })
 }
 
@@ -664,6 +677,30 @@ impl Inspection {
                     _ => "unknown (the broker is unreachable)".into(),
                 };
                 let _ = writeln!(out, "  {:<width$}  {state}", q.queue);
+            }
+        }
+        if let Some(groups) = &self.groups {
+            let _ = writeln!(
+                out,
+                "\nFailure groups, by error message ({}):",
+                match groups.len() {
+                    1 => "1 group".to_string(),
+                    n => format!("{n} groups"),
+                }
+            );
+            for g in groups {
+                let _ = writeln!(
+                    out,
+                    "  #{}  {} event(s)  first {}  last {}  types: {}\n      {}\n      sample {}: {}",
+                    g.key,
+                    g.count,
+                    timestamp(g.first_seen),
+                    timestamp(g.last_seen),
+                    g.event_types.join(", "),
+                    g.fingerprint,
+                    g.sample_event_id,
+                    g.sample_message
+                );
             }
         }
         if let Some(file) = &self.plan_file {

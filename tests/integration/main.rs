@@ -5,6 +5,7 @@ mod ci;
 mod doctor;
 mod faults;
 mod gates;
+mod groups;
 mod inspect;
 mod lanes;
 mod markdown;
