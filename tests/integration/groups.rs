@@ -4,7 +4,6 @@
 use super::support::*;
 use std::process::{Command, Output, Stdio};
 
-use habitat::{self, GeneratorConfig};
 use sqlx::PgPool;
 
 fn replay(args: &[&str], url: &str) -> Output {
@@ -17,23 +16,11 @@ fn replay(args: &[&str], url: &str) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    output_text(out)
 }
 
 async fn world(pool: &PgPool) -> anyhow::Result<i64> {
-    let config = GeneratorConfig {
-        events: 600,
-        failed_share: 0.1,
-        stuck_share: 0.0,
-        days: 1,
-        now: chrono::Utc::now(),
-        ..GeneratorConfig::default()
-    };
-    habitat::generate(pool, &config).await?;
+    failed_tenth(pool, 600).await?;
     Ok(
         sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'error'")
             .fetch_one(pool)

@@ -5,29 +5,15 @@ use super::support::*;
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use habitat::{self, GeneratorConfig};
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn world(pool: &PgPool) -> anyhow::Result<()> {
-    let config = GeneratorConfig {
-        events: 300,
-        failed_share: 0.1,
-        stuck_share: 0.0,
-        days: 1,
-        now: chrono::Utc::now(),
-        ..GeneratorConfig::default()
-    };
-    habitat::generate(pool, &config).await?;
-    Ok(())
+    failed_tenth(pool, 300).await
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    output_text(out)
 }
 
 /// A minimal HTTP/1.1 receiver: answers `status` to every POST and keeps each body in order

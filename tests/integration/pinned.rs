@@ -4,20 +4,10 @@ use super::support::*;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use habitat::{self, GeneratorConfig};
 use sqlx::PgPool;
 
 async fn world(pool: &PgPool) -> anyhow::Result<()> {
-    let config = GeneratorConfig {
-        events: 1_000,
-        failed_share: 0.1,
-        stuck_share: 0.0,
-        days: 1,
-        now: chrono::Utc::now(),
-        ..GeneratorConfig::default()
-    };
-    habitat::generate(pool, &config).await?;
-    Ok(())
+    failed_tenth(pool, 1_000).await
 }
 
 fn replay(args: &[&str], url: &str) -> Output {
@@ -40,11 +30,7 @@ fn write_plan(path: &Path, reason: &str, safety: &str) -> anyhow::Result<()> {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    output_text(out)
 }
 
 #[sqlx::test(migrations = false)]

@@ -44,3 +44,26 @@ pub async fn fingerprint(pool: &PgPool) -> anyhow::Result<Vec<(String, String)>>
     out.push(("replay schema".into(), schema.unwrap_or_default()));
     Ok(out)
 }
+
+/// A Habitat of `events` events processed over the last day, a tenth of them failed.
+pub async fn failed_tenth(pool: &PgPool, events: u64) -> anyhow::Result<()> {
+    let config = habitat::GeneratorConfig {
+        events,
+        failed_share: 0.1,
+        stuck_share: 0.0,
+        days: 1,
+        now: chrono::Utc::now(),
+        ..habitat::GeneratorConfig::default()
+    };
+    habitat::generate(pool, &config).await?;
+    Ok(())
+}
+
+/// A finished command's standard output and error, for assertions and their messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -5,20 +5,10 @@ use super::support::*;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use habitat::{self, GeneratorConfig};
 use sqlx::PgPool;
 
 async fn world(pool: &PgPool) -> anyhow::Result<()> {
-    let config = GeneratorConfig {
-        events: 1_000,
-        failed_share: 0.1,
-        stuck_share: 0.0,
-        days: 1,
-        now: chrono::Utc::now(),
-        ..GeneratorConfig::default()
-    };
-    habitat::generate(pool, &config).await?;
-    Ok(())
+    failed_tenth(pool, 1_000).await
 }
 
 /// `replay` run in `dir` (where `replay.toml` is found), with the targets' URLs in the
@@ -38,11 +28,7 @@ fn replay(dir: &Path, args: &[&str], staging: &str, production: &str) -> Output 
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    output_text(out)
 }
 
 /// A window that is open now and for the next two hours.

@@ -6,7 +6,6 @@ use super::support::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use habitat::{self, GeneratorConfig};
 use sqlx::PgPool;
 
 fn replay(args: &[&str]) -> Output {
@@ -20,11 +19,7 @@ fn replay(args: &[&str]) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    output_text(out)
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
@@ -162,16 +157,22 @@ impl Drop for TlsEndpoint {
 }
 
 async fn world(pool: &PgPool) -> anyhow::Result<()> {
-    let config = GeneratorConfig {
-        events: 200,
-        failed_share: 0.1,
-        stuck_share: 0.0,
-        days: 1,
-        now: chrono::Utc::now(),
-        ..GeneratorConfig::default()
-    };
-    habitat::generate(pool, &config).await?;
-    Ok(())
+    failed_tenth(pool, 200).await
+}
+
+/// Messages in a queue, by passive declare.
+async fn depth(channel: &lapin::Channel, queue: &str) -> anyhow::Result<u32> {
+    Ok(channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await?
+        .message_count())
 }
 
 /// The server's own certificate (self-signed, for `localhost`), to trust it as its CA.
@@ -332,18 +333,8 @@ async fn amqps_trusts_its_cacertfile_and_refuses_an_unknown_ca(pool: PgPool) -> 
         text(&out)
     );
     assert!(!text(&out).contains("guest:guest"), "{}", text(&out));
-    let depth = channel
-        .queue_declare(
-            queue.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
-        .await?
-        .message_count();
-    assert_eq!(depth, 0);
+    let messages = depth(&channel, &queue).await?;
+    assert_eq!(messages, 0);
 
     // Its own CA: every event published through TLS, and the report says the link is encrypted.
     let out = replay(&[
@@ -361,18 +352,8 @@ async fn amqps_trusts_its_cacertfile_and_refuses_an_unknown_ca(pool: PgPool) -> 
         "{}",
         text(&out)
     );
-    let depth = channel
-        .queue_declare(
-            queue.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
-        .await?
-        .message_count();
-    assert_eq!(i64::from(depth), failed);
+    let messages = depth(&channel, &queue).await?;
+    assert_eq!(i64::from(messages), failed);
     // `inspect` reads queue depths over the same TLS settings.
     let out = replay(&[
         "inspect",
