@@ -11,7 +11,7 @@ use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use lapin::{Confirmation, PublisherConfirm};
 
 use super::amqp_url::AmqpUrl;
-use super::error::BrokerError;
+use super::error::{BrokerError, amqp_code};
 use super::redact::redact_url;
 
 /// One message as it will be sent.
@@ -225,16 +225,23 @@ impl Amqp {
             )
             .await;
         let _ = probe.close(200, "probe done".into()).await;
-        result.map_err(|source| match source.is_amqp_soft_error() {
-            true => BrokerError::NoExchange {
-                exchange: exchange.to_string(),
-                source,
+        result.map_err(
+            |source| match (source.is_amqp_soft_error(), amqp_code(&source)) {
+                (true, Some(404)) => BrokerError::NoExchange {
+                    exchange: exchange.to_string(),
+                    source,
+                },
+                // Refused (403), not missing: the user lacks a permission on it.
+                (true, _) => BrokerError::AccessRefused {
+                    what: format!("exchange `{exchange}`"),
+                    source,
+                },
+                (false, _) => BrokerError::Unreachable {
+                    doing: format!("checking exchange `{exchange}`"),
+                    source,
+                },
             },
-            false => BrokerError::Unreachable {
-                doing: format!("checking exchange `{exchange}`"),
-                source,
-            },
-        })
+        )
     }
 
     async fn send(&mut self, message: OutgoingMessage) -> Result<(), BrokerError> {
@@ -314,8 +321,13 @@ impl Amqp {
                 let _ = probe.close(200, "probe done".into()).await;
                 Ok(Some(u64::from(q.message_count())))
             }
-            // A missing queue is a channel-level 404; anything else means the link is gone.
-            Err(e) if e.is_amqp_soft_error() => Ok(None),
+            // A missing queue is a channel-level 404; another channel-level refusal (403) is
+            // not a missing queue; anything else means the link is gone.
+            Err(e) if e.is_amqp_soft_error() && amqp_code(&e) == Some(404) => Ok(None),
+            Err(source) if source.is_amqp_soft_error() => Err(BrokerError::AccessRefused {
+                what: format!("queue `{queue}`"),
+                source,
+            }),
             Err(source) => Err(BrokerError::Unreachable {
                 doing: format!("reading the depth of queue `{queue}`"),
                 source,

@@ -53,10 +53,26 @@ pub enum BrokerError {
     NotConnected,
     #[error("queue `{queue}` does not exist")]
     NoQueue { queue: String },
+    #[error(
+        "the broker refused access to {what} (it exists, but is exclusive to another connection or not permitted to this user)"
+    )]
+    AccessRefused {
+        what: String,
+        #[source]
+        source: lapin::Error,
+    },
     #[error("the AMQP URL `{url}` cannot be used: {why}")]
     BadUrl { url: String, why: String },
     #[error("cannot set up TLS to RabbitMQ at {url}: {why}")]
     Tls { url: String, why: String },
+}
+
+/// The AMQP reply code of a channel or connection error (404 not found, 403 access refused, …).
+pub fn amqp_code(e: &lapin::Error) -> Option<u16> {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+        _ => None,
+    }
 }
 
 impl BrokerError {
@@ -201,6 +217,7 @@ impl RunError {
                 | BrokerError::NoQueue { .. }
                 | BrokerError::BadUrl { .. }
                 | BrokerError::Tls { .. }
+                | BrokerError::AccessRefused { .. }
                 // Refused credentials or certificate (the passing faults are taken above).
                 | BrokerError::Connect { .. },
             ) => FaultClass::Refusal,

@@ -11,6 +11,7 @@ mod lanes;
 mod markdown;
 mod notify;
 mod packaging;
+mod permissions;
 mod pinned;
 mod plans;
 mod process;
