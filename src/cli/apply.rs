@@ -212,6 +212,14 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
             return exit_codes::REFUSED;
         }
     };
+    if let Some(name) = target.name.as_deref().filter(|_| target.production)
+        && args.confirm_target.as_deref() != Some(name)
+    {
+        eprintln!(
+            "error: refused: target `{name}` is production: `replay join` needs `--confirm-target {name}`"
+        );
+        return exit_codes::REFUSED;
+    }
     let compiled = match super::runtime::block_on(engine::rollback::plan_of_run(
         &target.database_url,
         args.run,
@@ -250,7 +258,7 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
         out: None,
         pinned: None,
         rehearsal: None,
-        confirm_target: None,
+        confirm_target: args.confirm_target.clone(),
         tolerance: 0,
         retries: args.retries,
         lease: args.lease,
@@ -266,7 +274,11 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
         &target,
         &compiled,
         &apply.plan,
-        engine::pinned::Pin::default(),
+        engine::pinned::Pin {
+            target_name: target.name.clone(),
+            production: target.production,
+            ..engine::pinned::Pin::default()
+        },
         &engine::gates::Overrides::default(),
         command,
         Some(args.run),

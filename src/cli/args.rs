@@ -242,6 +242,9 @@ pub struct JoinArgs {
     /// How long this executor's claims last without a heartbeat.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = lease_duration)]
     pub lease: std::time::Duration,
+    /// On a production target: its name again (`replay join` asks nobody).
+    #[arg(long, value_name = "NAME")]
+    pub confirm_target: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Who runs this (recorded); defaults to `$REPLAY_OPERATOR` or `$USER`.

@@ -35,13 +35,13 @@ impl DatabaseArgs {
                 })
             }
             None => match &self.database_url {
-                Some(url) => Ok(Resolved {
+                Some(url) => Ok(self.production_by_url(url).unwrap_or(Resolved {
                     name: None,
                     database_url: url.clone(),
                     amqp_url: None,
                     production: false,
                     defaults: None,
-                }),
+                })),
                 None => Err(
                     "no database: give `--target NAME` (see `replay.toml`), `--database-url URL` or `DATABASE_URL`"
                         .into(),
@@ -51,15 +51,52 @@ impl DatabaseArgs {
     }
 }
 
+impl DatabaseArgs {
+    /// A bare URL that reaches a production target of the project's `replay.toml` is that
+    /// target: its stricter gates apply, whatever way the URL was given (a leftover
+    /// `DATABASE_URL` included).
+    fn production_by_url(&self, url: &str) -> Option<Resolved> {
+        let path = match &self.config {
+            Some(p) => p.clone(),
+            None => Config::find(&std::env::current_dir().ok()?)?,
+        };
+        let config = Config::read(&path).ok()?;
+        let identity = super::apply::target_identity(url);
+        config
+            .targets
+            .iter()
+            .filter(|(_, t)| t.production)
+            .find_map(|(name, _)| {
+                let target = Config::target(name, Some(&path)).ok()?;
+                (super::apply::target_identity(&target.database_url) == identity).then(|| {
+                    eprintln!(
+                        "note: {identity} is target `{name}` of `{}`: its production gates apply",
+                        path.display()
+                    );
+                    Resolved {
+                        name: Some(target.name),
+                        database_url: url.to_string(),
+                        amqp_url: target.amqp_url,
+                        production: true,
+                        defaults: Some(target.defaults),
+                    }
+                })
+            })
+    }
+}
+
 impl TargetArgs {
     /// The database and broker; a named target's broker is its own (none when it names none),
     /// bare URLs fall back to `fallback_broker`.
     pub fn resolve(&self, fallback_broker: Option<&str>) -> Result<Resolved, String> {
         let mut resolved = self.database.resolve()?;
-        if resolved.name.is_none() {
+        // Given by URL (even one that turned out to be a named target's): the broker's URL
+        // given beside it wins.
+        if self.database.target.is_none() {
             resolved.amqp_url = self
                 .amqp_url
                 .clone()
+                .or(resolved.amqp_url)
                 .or_else(|| fallback_broker.map(str::to_string));
         }
         Ok(resolved)

@@ -61,7 +61,7 @@ impl AmqpUrl {
                 q.split('&')
                     .filter_map(|p| p.split_once('='))
                     .filter(|(k, _)| TLS_PARAMS.contains(k))
-                    .map(|(k, v)| (k.to_string(), percent_decode(v)))
+                    .map(|(k, v)| (k.to_string(), super::redact::percent_decode(v)))
                     .collect()
             })
             .unwrap_or_default();
@@ -213,26 +213,6 @@ fn tls_connector(tls: &TlsOptions) -> Result<lapin::tcp::RustlsConnector, String
             .connector_with_no_client_auth()
             .map_err(|e| format!("cannot set up TLS: {e}")),
     }
-}
-
-/// Decodes `%XX` escapes of a query value (paths with spaces or `&`).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2)))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -317,10 +317,10 @@ async fn lead(
     // The gates the run's operator overrode hold for whoever drives it; an executor that took
     // the run over does not judge again what its starter judged and confirmed.
     let inherited = state::overridden_gates(&pool, run.id).await?;
-    // Judged already only if the run got past its gates: frozen, and checked for overlaps.
-    let took_over = took_over
-        && run.selected.is_some()
-        && state::logged(&pool, run.id, "overlap_checked").await?;
+    // Judged already only if the run got past its gates and its operator's confirmation: an
+    // operator still at the prompt (or gone from it) confirmed nothing a joiner could inherit.
+    let took_over =
+        took_over && run.selected.is_some() && state::logged(&pool, run.id, "confirmed").await?;
     report.run_id = Some(run.id.to_string());
     report.resumed = run.selected.is_some() || run.status == RunStatus::RollingBack;
     if let Some(because) = options.again.as_ref().filter(|_| !report.resumed) {
@@ -521,6 +521,14 @@ impl Driver<'_> {
                     "not confirmed; nothing was written".into(),
                 ));
             }
+            state::log(
+                pool,
+                run.id,
+                "confirmed",
+                None,
+                json!({"operator": self.connection.operator, "typed": self.options.confirm.is_some() && !report.resumed}),
+            )
+            .await;
             self.gated.set(true);
         }
         // Every exchange and queue the plan names must exist before the first write.

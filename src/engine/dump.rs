@@ -69,7 +69,7 @@ fn split_password(url: &str) -> (String, Option<String>) {
     let Some((scheme, rest)) = url.split_once("://") else {
         return (url.to_string(), None);
     };
-    let (authority, tail) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let (authority, tail) = crate::engine::redact::split_authority(rest);
     let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
             Some((user, _)) => format!("{user}@{host}"),
@@ -112,6 +112,11 @@ mod tests {
                 Some("s=cret"),
             ),
             ("postgres://u@h/db", "postgres://u@h/db", None),
+            (
+                "postgres://u:ab/cd@h/db?sslmode=require",
+                "postgres://u@h/db?sslmode=require",
+                Some("ab/cd"),
+            ),
         ];
         for (url, stripped, password) in cases {
             let (u, p) = super::split_password(url);

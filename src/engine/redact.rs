@@ -12,10 +12,7 @@ pub fn redact_url(url: &str) -> String {
             _ => url.to_string(),
         };
     };
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
+    let (authority, tail) = split_authority(rest);
     let tail = redact_query(tail);
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
@@ -49,7 +46,7 @@ fn redact_query(tail: &str) -> String {
 /// The URL's password as written (percent-encoded), from the user info or a `password=` parameter.
 fn raw_password(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let (authority, _) = split_authority(rest);
     let from_userinfo = authority
         .rsplit_once('@')
         .and_then(|(userinfo, _)| userinfo.split_once(':'))
@@ -62,6 +59,17 @@ fn raw_password(url: &str) -> Option<&str> {
         })
     });
     from_userinfo.or(from_query).filter(|p| !p.is_empty())
+}
+
+/// `user:pass@host:port` and what follows it (`/db?…`). The authority ends at the first `/` or `?`
+/// after the last `@` before the query, so a password holding a `/` (base64 ones do) stays in it.
+pub fn split_authority(rest: &str) -> (&str, &str) {
+    let query = rest.find('?').unwrap_or(rest.len());
+    let start = rest[..query].rfind('@').map_or(0, |at| at + 1);
+    let end = rest[start..]
+        .find(['/', '?'])
+        .map_or(rest.len(), |i| start + i);
+    rest.split_at(end)
 }
 
 /// The URL's password, decoded (what the server checks).
@@ -137,6 +145,12 @@ mod tests {
                 "postgres://h/db?PASSWORD=s3cret",
                 "postgres://h/db?PASSWORD=***",
             ),
+            // Base64 passwords hold `/` and `+`, unencoded when pasted by hand.
+            (
+                "postgres://u:ab/cd+ef==@h:5432/db?sslmode=require",
+                "postgres://u:***@h:5432/db?sslmode=require",
+            ),
+            ("amqps://u:a/b@mq/%2f", "amqps://u:***@mq/%2f"),
         ];
         for (url, expected) in cases {
             assert_eq!(redact_url(url), expected);
@@ -155,6 +169,10 @@ mod tests {
         assert_eq!(
             scrub("no s3cret here", "postgres://u@h/db?password=s3cret"),
             "no *** here"
+        );
+        assert_eq!(
+            scrub("failed: ab/cd+ef==", "postgres://u:ab/cd+ef==@h/db"),
+            "failed: ***"
         );
     }
 

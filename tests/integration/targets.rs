@@ -98,6 +98,21 @@ async fn a_production_target_needs_its_name_a_window_and_a_rehearsal_from_stagin
             "{}",
             text(&out)
         );
+        // A bare URL that reaches production is production: a leftover `DATABASE_URL` gets no
+        // shortcut around its gates.
+        let out = run(&["apply", "bare.yaml", "--yes", "--database-url", &production]);
+        assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+        assert!(text(&out).contains("is target `production` of"), "{}", text(&out));
+        assert!(text(&out).contains("needs `--confirm-target production`"), "{}", text(&out));
+        // Nor does `replay join`, which asks nobody.
+        let some_run = uuid::Uuid::new_v4().to_string();
+        let out = run(&["join", &some_run, "--target", "production"]);
+        assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+        assert!(
+            text(&out).contains("`replay join` needs `--confirm-target production`"),
+            "{}",
+            text(&out)
+        );
         // Its window and rehearsal gates cannot be overridden.
         let out = run(&[
             "apply", "bare.yaml", "--target", "production", "--yes", "--confirm-target",
