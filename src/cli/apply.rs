@@ -238,8 +238,15 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
         (None, false) => None,
         (None, true) => {
             eprintln!(
-                "error: refused: plan `{}` of run `{}` uses the broker: give it with `--amqp-url` or `AMQP_URL`",
-                compiled.raw.name, args.run
+                "error: refused: plan `{}` of run `{}` uses the broker: {}",
+                compiled.raw.name,
+                args.run,
+                match &target.name {
+                    Some(name) => format!(
+                        "target `{name}` names none (`amqp_url_env` or `amqp_url_file` in `replay.toml`)"
+                    ),
+                    None => "give it with `--amqp-url` or `AMQP_URL`".into(),
+                }
             );
             return exit_codes::REFUSED;
         }

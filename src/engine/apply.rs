@@ -313,6 +313,7 @@ async fn lead(
     cancel: &Cancel,
     report: &mut Report,
 ) -> Result<(), RunError> {
+    report.led = true;
     let pool = pool.clone();
     // The gates the run's operator overrode hold for whoever drives it; an executor that took
     // the run over does not judge again what its starter judged and confirmed.

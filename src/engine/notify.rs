@@ -238,8 +238,8 @@ impl Told {
     }
 }
 
-/// Sends the outcome of this process's part of the run (an executor that joined another's run
-/// leaves that to the run's leader), waits for the deliveries as `finish` does, and records each
+/// Sends the outcome of the run when this process drove it (started it or took it over; an
+/// executor that only shared another's batches leaves that to the run's leader), waits for the deliveries as `finish` does, and records each
 /// in the run log.
 pub async fn tell_outcome(
     mut notifier: Notifier,
@@ -247,7 +247,7 @@ pub async fn tell_outcome(
     started_at: std::time::Instant,
     connection: &crate::engine::Connection,
 ) -> Told {
-    if report.joined.is_none()
+    if report.led
         && let Some(moment) = moment_of(&report.status)
     {
         notifier.send(moment, &Message::of(moment, report, started_at.elapsed()));
@@ -350,11 +350,16 @@ async fn deliver(
                     .map(Duration::from_secs)
             }
             Err(e) => {
-                // The error's URL would show the webhook's secret path.
-                delivery.error = Some(crate::engine::redact::scrub(
-                    &e.without_url().to_string(),
-                    &hook.url,
-                ));
+                // The error's URL would show the webhook's secret path; its causes say what
+                // happened (refused, timed out, a certificate).
+                let e = e.without_url();
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    text.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                delivery.error = Some(crate::engine::redact::scrub(&text, &hook.url));
                 None
             }
         };

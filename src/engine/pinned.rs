@@ -74,7 +74,7 @@ impl PinnedPlan {
         if self.plan_hash != plan.hash {
             out.push(format!(
                 "the plan changed since it was pinned (hash {} then, {} now)",
-                &self.plan_hash[..12.min(self.plan_hash.len())],
+                self.plan_hash.get(..12).unwrap_or(&self.plan_hash),
                 plan.short_hash()
             ));
         }

@@ -58,6 +58,10 @@ pub struct Report {
     pub joined: Option<Joined>,
     /// Webhook deliveries of this process (`notify:`), as recorded in the run log.
     pub notifications: Vec<crate::engine::notify::Delivery>,
+    /// Whether this process drove the run (started it, or took it over): it tells the run's
+    /// outcome to the webhooks.
+    #[serde(skip)]
+    pub led: bool,
     /// Whether this attempt reached the steps (so a refusal cannot say "nothing was written").
     #[serde(skip)]
     pub wrote: bool,

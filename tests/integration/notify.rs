@@ -16,23 +16,28 @@ fn text(out: &Output) -> String {
     output_text(out)
 }
 
-/// A minimal HTTP/1.1 receiver: answers `status` to every POST and keeps each body in order
-/// (or, when `status` is `None`, reads the request and never answers).
+/// A minimal HTTP/1.1 receiver: the n-th request gets `script[n]` (the last one repeats; `None`
+/// reads the request and never answers); the bodies of accepted (2xx) requests are kept in
+/// order, and every request is counted.
 struct Receiver {
     port: u16,
     bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
-    async fn start(status: Option<u16>) -> anyhow::Result<Receiver> {
+    async fn start(script: Vec<Option<u16>>) -> anyhow::Result<Receiver> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let bodies = Arc::new(Mutex::new(Vec::new()));
-        let kept = bodies.clone();
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (kept, counted) = (bodies.clone(), requests.clone());
         let task = tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let kept = kept.clone();
+                let counted = counted.clone();
+                let script = script.clone();
                 tokio::spawn(async move {
                     let mut request = Vec::new();
                     let mut buf = [0u8; 4096];
@@ -61,22 +66,31 @@ impl Receiver {
                             break body.to_string();
                         }
                     };
+                    let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let status = script.get(n).or(script.last()).copied().flatten();
                     let Some(status) = status else {
                         // Hold the connection open, answering nothing.
                         let _ = socket.read(&mut buf).await;
                         return;
                     };
-                    if let Ok(json) = serde_json::from_str(&body) {
+                    if (200..300).contains(&status)
+                        && let Ok(json) = serde_json::from_str(&body)
+                    {
                         kept.lock().expect("receiver lock").push(json);
                     }
                     let answer = format!(
-                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nretry-after: 0\r\nconnection: close\r\n\r\n"
                     );
                     let _ = socket.write_all(answer.as_bytes()).await;
                 });
             }
         });
-        Ok(Receiver { port, bodies, task })
+        Ok(Receiver {
+            port,
+            bodies,
+            requests,
+            task,
+        })
     }
 }
 
@@ -123,7 +137,7 @@ async fn a_receiver_gets_start_then_finish_and_each_delivery_is_logged(
 ) -> anyhow::Result<()> {
     world(&pool).await?;
     let url = database_url(&pool).await?;
-    let receiver = Receiver::start(Some(200)).await?;
+    let receiver = Receiver::start(vec![Some(200)]).await?;
     let dir = tempfile::tempdir()?;
     // The URL comes from the environment; its secret path never reaches the output.
     let plan = plan(dir.path(), "  - { url_env: REPLAY_TEST_WEBHOOK }\n")?;
@@ -171,11 +185,18 @@ async fn a_receiver_gets_start_then_finish_and_each_delivery_is_logged(
     Ok(())
 }
 
+async fn errors_left(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'error'")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 #[sqlx::test(migrations = false)]
-async fn a_dead_or_silent_receiver_never_fails_the_run(pool: PgPool) -> anyhow::Result<()> {
+async fn a_dead_receiver_is_retried_and_never_fails_the_run(pool: PgPool) -> anyhow::Result<()> {
     world(&pool).await?;
     let url = database_url(&pool).await?;
-    let silent = Receiver::start(None).await?;
     // A port nobody listens on: bound, then closed.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -184,30 +205,111 @@ async fn a_dead_or_silent_receiver_never_fails_the_run(pool: PgPool) -> anyhow::
     let plan = plan(
         dir.path(),
         &format!(
-            "  - {{ url: \"http://127.0.0.1:{}/hook\", on: [finish], timeout: 1s, retries: 2 }}\n  - {{ url: \"http://127.0.0.1:{dead}/hook\", on: [finish], timeout: 1s, retries: 2 }}\n",
+            "  - {{ url: \"http://127.0.0.1:{dead}/hook\", on: [finish], timeout: 30s, retries: 2 }}\n"
+        ),
+    )?;
+    let out = apply(&plan, &url, &[]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(errors_left(&pool).await?, 0, "the run did its work");
+    let log = logged(&pool).await?;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["delivered"], false, "{log:?}");
+    // Tried 1 + 2 times, refused each time, and said why.
+    assert_eq!(log[0]["attempts"], 3, "{log:?}");
+    assert!(
+        log[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("onnection refused")),
+        "{log:?}"
+    );
+    assert!(
+        text(&out).contains("NOT delivered after 3 attempt(s)"),
+        "{}",
+        text(&out)
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_silent_receiver_costs_the_run_its_timeout_once(pool: PgPool) -> anyhow::Result<()> {
+    world(&pool).await?;
+    let url = database_url(&pool).await?;
+    let silent = Receiver::start(vec![None]).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan(
+        dir.path(),
+        &format!(
+            "  - {{ url: \"http://127.0.0.1:{}/hook\", on: [finish], timeout: 1s, retries: 5 }}\n",
             silent.port
         ),
     )?;
     let out = apply(&plan, &url, &[]).await;
     assert!(out.status.success(), "{}", text(&out));
-    let left: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'error'")
-            .fetch_one(&pool)
-            .await?;
-    assert_eq!(left, 0, "the run did its work");
+    assert_eq!(errors_left(&pool).await?, 0, "the run did its work");
     let log = logged(&pool).await?;
-    assert_eq!(log.len(), 2, "{log:?}");
-    assert!(log.iter().all(|d| d["delivered"] == false), "{log:?}");
-    // The silent one is given up when the run ends, after its timeout once (not per retry)...
+    assert_eq!(log.len(), 1, "{log:?}");
+    // Given up when the run ended, after its timeout once: not after 1 + 5 attempts.
+    assert_eq!(log[0]["delivered"], false, "{log:?}");
     assert!(
-        log.iter().any(|d| d["error"]
+        log[0]["error"]
             .as_str()
-            .is_some_and(|e| e.contains("still under way when the run ended; given up after 1s"))),
+            .is_some_and(|e| e.contains("still under way when the run ended; given up after 1s")),
         "{log:?}"
     );
-    // ...and the dead one was tried 1 + 2 times, refused each time.
-    assert!(log.iter().any(|d| d["attempts"] == 3), "{log:?}");
-    assert!(text(&out).contains("NOT delivered"), "{}", text(&out));
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_503_then_a_429_are_retried_until_accepted(pool: PgPool) -> anyhow::Result<()> {
+    world(&pool).await?;
+    let url = database_url(&pool).await?;
+    let receiver = Receiver::start(vec![Some(503), Some(429), Some(200)]).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan(
+        dir.path(),
+        &format!(
+            "  - {{ url: \"http://127.0.0.1:{}/hook\", on: [finish], timeout: 30s, retries: 3 }}\n",
+            receiver.port
+        ),
+    )?;
+    let out = apply(&plan, &url, &[]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let log = logged(&pool).await?;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["delivered"], true, "{log:?}");
+    assert_eq!(log[0]["attempts"], 3, "{log:?}");
+    assert_eq!(log[0]["status"], 200, "{log:?}");
+    assert_eq!(
+        receiver.requests.load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+    assert_eq!(receiver.bodies.lock().expect("receiver lock").len(), 1);
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_dry_run_notifies_nobody(pool: PgPool) -> anyhow::Result<()> {
+    world(&pool).await?;
+    let url = database_url(&pool).await?;
+    let receiver = Receiver::start(vec![Some(200)]).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan(
+        dir.path(),
+        &format!(
+            "  - {{ url: \"http://127.0.0.1:{}/hook\" }}\n",
+            receiver.port
+        ),
+    )?;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_replay"));
+    command
+        .args(["apply", &plan, "--dry-run", "--database-url", &url])
+        .stdin(Stdio::null());
+    let out = command.output().await?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        receiver.requests.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
     Ok(())
 }
 
