@@ -57,6 +57,21 @@ pub fn run(args: &DoctorArgs) -> u8 {
         amqp_url: target.amqp_url.clone().unwrap_or_default(),
         management_url: args.management_url.clone(),
         plans,
+        default_target: {
+            let mut t = crate::plan::model::Target::default();
+            if let Some(d) = &target.defaults {
+                for (default, field) in [
+                    (&d.events_table, &mut t.events_table),
+                    (&d.exchange, &mut t.exchange),
+                    (&d.audit_table, &mut t.audit_table),
+                ] {
+                    if let Some(value) = default {
+                        *field = value.clone();
+                    }
+                }
+            }
+            t
+        },
     };
     let findings = match super::runtime::block_on(doctor::run(&preflight)) {
         Ok(f) => f,

@@ -48,15 +48,13 @@ pub struct ExchangeInfo {
 
 impl Management {
     /// The API of the broker `amqp_url` names: at `management_url` when given, else on the AMQP
-    /// host's port 15672 (`https` for `amqps`). Credentials are the AMQP URL's (`guest` when it
+    /// host's port 15672 (`https` on 15671 for `amqps`). Credentials are the AMQP URL's (`guest` when it
     /// has none).
     pub fn new(amqp_url: &str, management_url: Option<&str>) -> Result<Management, String> {
         let (scheme, rest) = amqp_url
             .split_once("://")
             .ok_or_else(|| format!("`{}` is not an AMQP URL", redact_url(amqp_url)))?;
-        let (authority, path) = rest
-            .find(['/', '?'])
-            .map_or((rest, ""), |i| rest.split_at(i));
+        let (authority, path) = crate::engine::redact::split_authority(rest);
         let (userinfo, hostport) = authority.rsplit_once('@').unwrap_or(("", authority));
         let (user, password) = match userinfo.split_once(':') {
             Some((u, p)) => (percent_decode(u), percent_decode(p)),
@@ -75,17 +73,39 @@ impl Management {
         let base = match management_url {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => {
-                let http = if scheme.eq_ignore_ascii_case("amqps") {
-                    "https"
-                } else {
-                    "http"
-                };
-                format!("{http}://{host}:15672")
+                // RabbitMQ's management listener: 15672 plain, 15671 with TLS.
+                match scheme.eq_ignore_ascii_case("amqps") {
+                    true => format!("https://{host}:15671"),
+                    false => format!("http://{host}:15672"),
+                }
             }
         };
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(10));
+        // The same TLS options as the AMQP URL: its CA file and client certificate.
+        if let Ok(url) = crate::engine::amqp_url::AmqpUrl::parse(amqp_url)
+            && let Some(tls) = url.tls()
+        {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+            };
+            if let Some(ca) = &tls.ca_file {
+                for cert in reqwest::Certificate::from_pem_bundle(&read(ca)?)
+                    .map_err(|e| format!("`{}` is not PEM certificates: {e}", ca.display()))?
+                {
+                    builder = builder.add_root_certificate(cert);
+                }
+            }
+            if let Some((cert, key)) = &tls.client {
+                let pem = [read(cert)?, read(key)?].concat();
+                builder =
+                    builder.identity(reqwest::Identity::from_pem(&pem).map_err(|e| {
+                        format!("the client certificate or key cannot be used: {e}")
+                    })?);
+            }
+        }
+        let client = builder
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         Ok(Management {
@@ -214,7 +234,7 @@ mod tests {
             (
                 "amqps://u:p%40ss@mq.example:5671/prod",
                 None,
-                "https://mq.example:15672",
+                "https://mq.example:15671",
                 "prod",
             ),
             (

@@ -231,6 +231,18 @@ async fn a_target_gives_its_defaults_and_refuses_what_it_cannot_resolve(
         "{}",
         text(&out)
     );
+    // Without plans too; and a target that names no broker has none to check.
+    let out = run(&["doctor", "--target", "renamed"]);
+    assert!(
+        text(&out).contains("events_of_this_target"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("this target names no broker"),
+        "{}",
+        text(&out)
+    );
     for (args, says) in [
         (&["status", "--target", "unset"][..], "target `unset` in `"),
         (

@@ -15,6 +15,18 @@ use super::preflight::{DoctorPlan, Preflight};
 pub async fn checks(preflight: &Preflight, pool: Option<&PgPool>) -> Vec<Check> {
     let url = &preflight.amqp_url;
     let mut out = Vec::new();
+    // A target that names no broker, for plans that need none: nothing to check there.
+    let needs_broker = preflight
+        .plans
+        .iter()
+        .any(|p| p.compiled.as_ref().is_ok_and(|c| c.needs_broker));
+    if url.is_empty() && !needs_broker {
+        out.push(Check::skipped(
+            "rabbitmq",
+            "this target names no broker, and no plan given needs one",
+        ));
+        return out;
+    }
     let mut amqp = match Amqp::connect(url).await {
         Ok(amqp) => {
             out.push(Check::pass(

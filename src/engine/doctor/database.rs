@@ -172,7 +172,7 @@ async fn table_checks(pool: &PgPool, target: &Target) -> Vec<Check> {
 async fn privilege_checks(pool: &PgPool, preflight: &Preflight, session: &Session) -> Vec<Check> {
     let mut needs: Vec<TableNeed> = Vec::new();
     if preflight.plans.is_empty() {
-        needs.extend(privileges::target_needs(&Target::default(), true));
+        needs.extend(privileges::target_needs(&preflight.default_target, true));
     }
     for p in &preflight.plans {
         needs.extend(privileges::table_needs(&p.raw));

@@ -20,8 +20,10 @@ pub struct Preflight {
     pub database_url: String,
     pub amqp_url: String,
     pub management_url: Option<String>,
-    /// None: the Habitat defaults.
+    /// None: the default target below.
     pub plans: Vec<DoctorPlan>,
+    /// What is checked without plans: Habitat's, or the named target's defaults.
+    pub default_target: Target,
 }
 
 impl Preflight {
@@ -34,7 +36,7 @@ impl Preflight {
             }
         }
         if out.is_empty() {
-            out.push(Target::default());
+            out.push(self.default_target.clone());
         }
         out
     }
