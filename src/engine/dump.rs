@@ -62,6 +62,32 @@ pub async fn dump(
     Ok(path)
 }
 
+/// Whether `pg_dump` can reach the database as a run's dump would (the same URL, so the same TLS
+/// settings, which libpq judges by its own rules): a schema-only dump of one table, discarded.
+pub async fn probe(database_url: &str, table: &str) -> Result<(), String> {
+    let (url, password) = split_password(database_url);
+    let mut command = tokio::process::Command::new("pg_dump");
+    command
+        .args(["--schema-only", "--file", "/dev/null", "--table"])
+        .arg(table)
+        .arg("--dbname")
+        .arg(&url);
+    if let Some(p) = password {
+        command.env("PGPASSWORD", p);
+    }
+    let out = command
+        .output()
+        .await
+        .map_err(|e| format!("cannot run pg_dump: {e}"))?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(scrub(
+            String::from_utf8_lossy(&out.stderr).trim(),
+            database_url,
+        )),
+    }
+}
+
 /// The URL without its password (user info or `password=` parameter), and the decoded
 /// password: pg_dump gets it in its environment only, never in its arguments.
 fn split_password(url: &str) -> (String, Option<String>) {

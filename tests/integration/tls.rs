@@ -231,6 +231,32 @@ async fn postgres_tls_follows_libpq_parameters_and_is_shown(pool: PgPool) -> any
             dumps.display()
         ),
     )?;
+    // `replay doctor` sees it before the run does.
+    let out = replay(&[
+        "doctor",
+        plan.to_str().unwrap_or_default(),
+        "--database-url",
+        &format!("{localhost}?sslmode=verify-full"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("pg_dump cannot dump over the run's URL"),
+        "{}",
+        text(&out)
+    );
+    let out = replay(&[
+        "doctor",
+        plan.to_str().unwrap_or_default(),
+        "--database-url",
+        &trusted,
+    ]);
+    assert!(
+        text(&out)
+            .lines()
+            .any(|l| l.starts_with("pass") && l.contains("pg_dump connects")),
+        "{}",
+        text(&out)
+    );
     // Without the root certificate in the URL, sqlx still connects (the system's store trusts
     // this server), but pg_dump (libpq) refuses verify-full: it got the URL's settings.
     let out = replay(&[

@@ -27,7 +27,23 @@ pub async fn checks(preflight: &Preflight, server_major: Option<i32>) -> Vec<Che
         }
     };
     let major = major_of(&version);
-    vec![match (major, server_major) {
+    let table = preflight
+        .targets()
+        .first()
+        .map(|t| t.events_table.clone())
+        .unwrap_or_default();
+    let connects = match crate::engine::dump::probe(&preflight.database_url, &table).await {
+        Ok(()) => Check::pass(
+            "pg_dump connects",
+            "a schema-only dump over the run's URL (and its TLS settings) works",
+        ),
+        Err(why) => Check::fail(
+            "pg_dump connects",
+            format!("pg_dump cannot dump over the run's URL: {why}"),
+            "pg_dump judges TLS as libpq does: give `sslrootcert` for `verify-ca`/`verify-full`, and the role SELECT on what it dumps",
+        ),
+    };
+    let mut out = vec![match (major, server_major) {
         (Some(dump), Some(server)) if dump < server => Check::fail(
             "pg_dump",
             format!("`{version}` is older than the server ({server}); it refuses to dump it"),
@@ -44,7 +60,9 @@ pub async fn checks(preflight: &Preflight, server_major: Option<i32>) -> Vec<Che
             format!("`{version}`: the versions could not be compared"),
             "make sure pg_dump's major version is at least the server's",
         ),
-    }]
+    }];
+    out.push(connects);
+    out
 }
 
 /// `15` of `pg_dump (PostgreSQL) 15.8 (Debian 15.8-1.pgdg120+1)`.
