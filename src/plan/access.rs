@@ -3,7 +3,10 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{FromTable, ObjectName, Query, Statement, TableFactor, TableObject, Visit};
+use sqlparser::ast::{
+    FromTable, MergeAction, ObjectName, OnConflict, OnConflictAction, OnInsert, Query, Statement,
+    TableFactor, TableObject, Visit,
+};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -66,6 +69,8 @@ pub fn of_condition(text: &str) -> Result<Vec<TableAccess>, SqlError> {
 struct Found {
     ctes: Vec<String>,
     accesses: Vec<TableAccess>,
+    /// Inside how many queries with `FOR UPDATE`/`FOR SHARE`: their tables need UPDATE too.
+    locking: usize,
 }
 
 impl Found {
@@ -92,7 +97,17 @@ impl Found {
 impl sqlparser::ast::Visitor for Found {
     type Break = ();
 
+    fn post_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if !query.locks.is_empty() {
+            self.locking -= 1;
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if !query.locks.is_empty() {
+            self.locking += 1;
+        }
         if let Some(with) = &query.with {
             for cte in &with.cte_tables {
                 self.ctes.push(cte.alias.name.to_string());
@@ -108,6 +123,9 @@ impl sqlparser::ast::Visitor for Found {
         } = factor
         {
             self.add(name, Privilege::Select);
+            if self.locking > 0 {
+                self.add(name, Privilege::Update);
+            }
         }
         ControlFlow::Continue(())
     }
@@ -117,6 +135,22 @@ impl sqlparser::ast::Visitor for Found {
             Statement::Update(update) => {
                 if let TableFactor::Table { name, .. } = &update.table.relation {
                     self.add(name, Privilege::Update);
+                    if update.returning.is_some() {
+                        self.add(name, Privilege::Select);
+                    }
+                }
+            }
+            Statement::Merge(merge) => {
+                if let TableFactor::Table { name, .. } = &merge.table {
+                    for clause in &merge.clauses {
+                        let privilege = match clause.action {
+                            MergeAction::Insert(_) => Privilege::Insert,
+                            MergeAction::Update(_) => Privilege::Update,
+                            MergeAction::Delete { .. } => Privilege::Delete,
+                            _ => continue,
+                        };
+                        self.add(name, privilege);
+                    }
                 }
             }
             Statement::Delete(delete) => {
@@ -131,6 +165,17 @@ impl sqlparser::ast::Visitor for Found {
             Statement::Insert(insert) => {
                 if let TableObject::TableName(name) = &insert.table {
                     self.add(name, Privilege::Insert);
+                    // `ON CONFLICT DO UPDATE` updates, `RETURNING` reads.
+                    if let Some(OnInsert::OnConflict(OnConflict {
+                        action: OnConflictAction::DoUpdate(_),
+                        ..
+                    })) = &insert.on
+                    {
+                        self.add(name, Privilege::Update);
+                    }
+                    if insert.returning.is_some() {
+                        self.add(name, Privilege::Select);
+                    }
                 }
             }
             Statement::Truncate(truncate) => {
@@ -158,7 +203,28 @@ mod tests {
 
     #[test]
     fn tables_and_privileges_are_found_in_the_parsed_statement() {
-        let cases: [(&str, &[&str]); 7] = [
+        let cases: [(&str, &[&str]); 11] = [
+            (
+                "INSERT INTO totals (k, n) VALUES (:k, 1) ON CONFLICT (k) DO UPDATE SET n = totals.n + 1",
+                &["INSERT totals", "UPDATE totals"],
+            ),
+            (
+                "INSERT INTO notes (x) VALUES (1) RETURNING id",
+                &["SELECT notes", "INSERT notes"],
+            ),
+            (
+                "MERGE INTO totals t USING staged s ON t.k = s.k WHEN MATCHED THEN UPDATE SET n = s.n WHEN NOT MATCHED THEN INSERT (k, n) VALUES (s.k, s.n)",
+                &[
+                    "SELECT staged",
+                    "SELECT totals",
+                    "INSERT totals",
+                    "UPDATE totals",
+                ],
+            ),
+            (
+                "SELECT id FROM queue_items WHERE done = false FOR UPDATE SKIP LOCKED",
+                &["SELECT queue_items", "UPDATE queue_items"],
+            ),
             (
                 "UPDATE allocations SET status = 'pending' WHERE period_id = :period_id",
                 &["SELECT allocations", "UPDATE allocations"],
