@@ -38,6 +38,20 @@ fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
 /// A CA (`NAME-ca.pem`) and, signed by it, a certificate for `localhost` and 127.0.0.1
 /// (`NAME-server.pem`, key and certificate in one file, as socat takes it).
 fn certificates(dir: &Path, name: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    certificates_for(
+        dir,
+        name,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+}
+
+/// A CA and a certificate it signed with these extensions (`NAME-server.pem` holds the
+/// certificate and its key; `NAME.crt` and `NAME.key` apart).
+fn certificates_for(
+    dir: &Path,
+    name: &str,
+    extensions: &str,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     let ca = format!("{name}-ca");
     openssl(
         dir,
@@ -61,10 +75,7 @@ fn certificates(dir: &Path, name: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
             "keyUsage=critical,keyCertSign",
         ],
     )?;
-    std::fs::write(
-        dir.join(format!("{name}.ext")),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )?;
+    std::fs::write(dir.join(format!("{name}.ext")), extensions)?;
     openssl(
         dir,
         &[
@@ -120,12 +131,17 @@ struct TlsEndpoint {
 
 impl TlsEndpoint {
     async fn start(server_bundle: &Path) -> anyhow::Result<TlsEndpoint> {
+        TlsEndpoint::start_with(server_bundle, "verify=0").await
+    }
+
+    /// `verify` is socat's client-certificate option: `verify=0`, or `verify=1,cafile=CA`.
+    async fn start_with(server_bundle: &Path, verify: &str) -> anyhow::Result<TlsEndpoint> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let child = Command::new("socat")
             .arg(format!(
-                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={}",
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,{verify},cert={}",
                 server_bundle.display()
             ))
             .arg("TCP:127.0.0.1:5672")
@@ -199,6 +215,23 @@ async fn postgres_tls_follows_libpq_parameters_and_is_shown(pool: PgPool) -> any
         let out = replay(&["status", "--database-url", &format!("{url}?{query}")]);
         assert!(out.status.success(), "{query}: {}", text(&out));
         assert!(text(&out).contains(shown), "{query}: {}", text(&out));
+    }
+    // libpq's environment: `PGSSLMODE` when the URL says nothing.
+    for (mode, shown) in [
+        ("disable", "NOT encrypted"),
+        ("require", "encrypted (TLSv1."),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_replay"))
+            .args(["status", "--database-url", &url])
+            .env("PGSSLMODE", mode)
+            .env_remove("PGSSLROOTCERT")
+            .output()?;
+        assert!(out.status.success(), "{mode}: {}", text(&out));
+        assert!(
+            text(&out).contains(shown),
+            "PGSSLMODE={mode}: {}",
+            text(&out)
+        );
     }
     // verify-full: trusted by its CA file, for the name on the certificate.
     let trusted = format!("{localhost}?sslmode=verify-full&sslrootcert={server_cert}");
@@ -397,6 +430,88 @@ async fn amqps_trusts_its_cacertfile_and_refuses_an_unknown_ca(pool: PgPool) -> 
         .await;
     let _ = channel
         .exchange_delete(exchange.as_str().into(), Default::default())
+        .await;
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn amqps_sends_the_name_asked_for_and_a_client_certificate(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    // A broker certificate for `mq.test` only: reached at 127.0.0.1, it matches only when the
+    // handshake asks for `mq.test`.
+    let (ca, server) = certificates_for(
+        dir.path(),
+        "named",
+        "subjectAltName=DNS:mq.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )?;
+    // Client certificates from a CA of their own, which the endpoint requires.
+    let (client_ca, _) = certificates_for(
+        dir.path(),
+        "client",
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )?;
+    let endpoint =
+        TlsEndpoint::start_with(&server, &format!("verify=1,cafile={}", client_ca.display()))
+            .await?;
+    let queue = format!("test-tls-sni-{}", uuid::Uuid::new_v4().simple());
+    let conn = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default()).await?;
+    let channel = conn.create_channel().await?;
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await?;
+    let base = format!(
+        "amqps://guest:guest@127.0.0.1:{}/%2f?cacertfile={}",
+        endpoint.port,
+        ca.display()
+    );
+    let client = format!(
+        "&certfile={}&keyfile={}",
+        dir.path().join("client.crt").display(),
+        dir.path().join("client.key").display()
+    );
+    let inspect = |amqp: String| {
+        replay(&[
+            "inspect",
+            "--status",
+            "error",
+            "--queue",
+            &queue,
+            "--database-url",
+            &url,
+            "--amqp-url",
+            &amqp,
+        ])
+    };
+    // The host's name is not on the certificate: refused.
+    let out = inspect(format!("{base}{client}"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("invalid peer certificate"),
+        "{}",
+        text(&out)
+    );
+    // The name asked for is, but no client certificate: the endpoint refuses.
+    let out = inspect(format!("{base}&server_name_indication=mq.test"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // Both: the queue's depth is read through TLS.
+    let out = inspect(format!("{base}&server_name_indication=mq.test{client}"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{queue}  0 message(s)")),
+        "{}",
+        text(&out)
+    );
+    let _ = channel
+        .queue_delete(queue.as_str().into(), Default::default())
         .await;
     let _ = conn.close(200, "done".into()).await;
     Ok(())
