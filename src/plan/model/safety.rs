@@ -28,7 +28,7 @@ pub struct Safety {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recent_dump: Option<RecentDump>,
     /// Refuse to run unless the same plan (same hash) was rehearsed on another target (staging),
-    /// proven by the pinned file that rehearsal wrote (`--out`), given as `--pinned`.
+    /// proven by the file that rehearsal wrote (`--out`), given as `--rehearsal FILE`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<Rehearsal>,
 }
