@@ -23,13 +23,29 @@ async fn world(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn shipped(name: &str, params: &[String]) -> anyhow::Result<Plan> {
+/// A shipped plan, pointed at the test's own exchange (the plans name Habitat's shared one, and
+/// a test's worker must not see another test's messages).
+fn shipped(name: &str, params: &[String], exchange: &str) -> anyhow::Result<Plan> {
     let validated = plan::validate_file(std::path::Path::new(&format!("plans/{name}.yaml")))?;
-    let raw = validated
+    let mut raw = validated
         .valid_plan()
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("{name}: {:?}", validated.diagnostics))?;
+    raw.target.exchange = exchange.to_string();
     Ok(plan::compile(raw, params)?)
+}
+
+/// The test's exchange and its queue (both named `name`), deleted.
+async fn remove_topology(name: &str) {
+    if let Ok(conn) = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default()).await
+        && let Ok(channel) = conn.create_channel().await
+    {
+        let _ = channel.queue_delete(name.into(), Default::default()).await;
+        let _ = channel
+            .exchange_delete(name.into(), Default::default())
+            .await;
+        let _ = conn.close(200, "done".into()).await;
+    }
 }
 
 async fn connection(pool: &PgPool) -> anyhow::Result<Connection> {
@@ -92,11 +108,13 @@ async fn every_shipped_plan_dry_runs_against_a_habitat(pool: PgPool) -> anyhow::
         "every shipped plan is covered"
     );
     // The publishing plans need the exchange.
+    let exchange = format!("test-shipped-{}", uuid::Uuid::new_v4().simple());
     let worker = Worker::start(
         pool.clone(),
         AMQP,
         WorkerConfig {
-            queue: format!("test-shipped-{}", uuid::Uuid::new_v4().simple()),
+            exchange: exchange.clone(),
+            queue: exchange.clone(),
             ..WorkerConfig::default()
         },
     )
@@ -104,7 +122,7 @@ async fn every_shipped_plan_dry_runs_against_a_habitat(pool: PgPool) -> anyhow::
     let conn = connection(&pool).await?;
     let before = fingerprint(&pool).await?;
     for (name, params) in cases {
-        let plan = shipped(name, &params)?;
+        let plan = shipped(name, &params, &exchange)?;
         let mut report = Report {
             mode: replay::engine::status::Mode::DryRun,
             ..Report::default()
@@ -130,6 +148,7 @@ async fn every_shipped_plan_dry_runs_against_a_habitat(pool: PgPool) -> anyhow::
         );
     }
     worker.stop().await?;
+    remove_topology(&exchange).await;
     assert_eq!(
         fingerprint(&pool).await?,
         before,
@@ -143,11 +162,13 @@ async fn single_event_plans_apply_and_the_worker_fixes_the_event(
     pool: PgPool,
 ) -> anyhow::Result<()> {
     world(&pool).await?;
+    let exchange = format!("test-shipped-{}", uuid::Uuid::new_v4().simple());
     let worker = Worker::start(
         pool.clone(),
         AMQP,
         WorkerConfig {
-            queue: format!("test-shipped-{}", uuid::Uuid::new_v4().simple()),
+            exchange: exchange.clone(),
+            queue: exchange.clone(),
             pollers: 1,
             ..WorkerConfig::default()
         },
@@ -157,7 +178,7 @@ async fn single_event_plans_apply_and_the_worker_fixes_the_event(
     let mut results = Vec::new();
     for name in ["replay-event-from-db", "force-replay-event"] {
         let event = one(&pool, "SELECT event_id FROM processed_events WHERE status = 'error' AND event_type LIKE 'contribution.%' ORDER BY id LIMIT 1").await?;
-        let plan = shipped(name, &[format!("event_id={event}")])?;
+        let plan = shipped(name, &[format!("event_id={event}")], &exchange)?;
         let mut report = Report::default();
         let result = engine::apply(
             &plan,
@@ -181,6 +202,7 @@ async fn single_event_plans_apply_and_the_worker_fixes_the_event(
         ));
     }
     worker.stop().await?;
+    remove_topology(&exchange).await;
     for (name, result, outcome, status) in results {
         assert!(result.is_ok(), "{name}: {result:?}");
         assert_eq!(outcome, "succeeded", "{name}");
