@@ -328,3 +328,55 @@ async fn an_unset_webhook_variable_is_a_warning_not_a_refusal(pool: PgPool) -> a
     );
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_killed_run_resumed_tells_its_start_again_and_its_outcome(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool).await?;
+    let url = database_url(&pool).await?;
+    let receiver = Receiver::start(vec![Some(200)]).await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("plan.yaml");
+    // Slow enough to be killed half-way: 30 events at 10 a second.
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1\nname: notified-slow-reset\nreason: \"reset the failed events slowly and say so\"\nselect: {{ status: [error] }}\nrate_limit: {{ per_second: 10, batch_size: 5 }}\nsteps:\n  - {{ id: reset, kind: reset }}\nnotify:\n  - {{ url: \"http://127.0.0.1:{}/hook\" }}\n",
+            receiver.port
+        ),
+    )?;
+    let plan = path.to_string_lossy().into_owned();
+    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_replay"))
+        .args(["apply", &plan, "--yes", "--database-url", &url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    // Killed once its start has been told.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while receiver.bodies.lock().expect("receiver lock").is_empty() {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no start within 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    first.kill().await?;
+    let out = apply(&plan, &url, &[]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let bodies = receiver.bodies.lock().expect("receiver lock").clone();
+    let moments: Vec<&str> = bodies
+        .iter()
+        .map(|b| b["replay"]["moment"].as_str().unwrap_or_default())
+        .collect();
+    // The killed attempt tells nothing more; the resumed one its start and the run's outcome.
+    assert_eq!(moments, ["start", "start", "finish"]);
+    assert_eq!(bodies[2]["replay"]["outcome"], "succeeded");
+    assert_eq!(bodies[0]["replay"]["run_id"], bodies[2]["replay"]["run_id"]);
+    // The resumed process recorded its deliveries; the killed one had not yet recorded its own.
+    let log = logged(&pool).await?;
+    let logged_moments: Vec<&str> = log
+        .iter()
+        .map(|d| d["moment"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(logged_moments, ["start", "finish"]);
+    Ok(())
+}

@@ -395,6 +395,23 @@ async fn amqps_trusts_its_cacertfile_and_refuses_an_unknown_ca(pool: PgPool) -> 
     let messages = depth(&channel, &queue).await?;
     assert_eq!(messages, 0);
 
+    // A CA file that is not there: said, naming the file, and nothing published.
+    let out = replay(&[
+        "apply",
+        plan,
+        "--yes",
+        "--database-url",
+        &url,
+        "--amqp-url",
+        &amqps(Path::new("/nonexistent/ca.pem")),
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        text(&out).contains("cannot read the CA file `/nonexistent/ca.pem`"),
+        "{}",
+        text(&out)
+    );
+
     // Its own CA: every event published through TLS, and the report says the link is encrypted.
     let out = replay(&[
         "apply",
