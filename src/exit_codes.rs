@@ -12,6 +12,9 @@ pub const VERIFICATION_FAILED: u8 = 3;
 /// Refused before writing: a safety gate, a changed or stale pinned plan, a missing table,
 /// exchange or queue, no confirmation, or another executor holding the run.
 pub const REFUSED: u8 = 4;
+/// A guard (`guards:` with `action: stop`, or a `pause` past its `max_pause`) stopped the run;
+/// it is `stopped`, and `replay apply` resumes it from its checkpoint once the condition cleared.
+pub const GUARD_STOPPED: u8 = 5;
 /// A passing fault outlasted the retry budget or the lease; the run is `interrupted` and
 /// `replay apply` resumes it from its checkpoint (EX_TEMPFAIL).
 pub const RESUMABLE: u8 = 75;

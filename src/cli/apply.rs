@@ -449,6 +449,7 @@ pub fn exit_code(e: &RunError) -> u8 {
     use crate::engine::status::RunStatus;
     match (e.class(), e) {
         (_, RunError::Interrupted) => exit_codes::INTERRUPTED,
+        (_, RunError::GuardStopped { .. }) => exit_codes::GUARD_STOPPED,
         (_, RunError::RetriesExhausted { .. } | RunError::LeaseExpired { .. }) => {
             exit_codes::RESUMABLE
         }
@@ -463,6 +464,7 @@ pub fn exit_code(e: &RunError) -> u8 {
         (
             _,
             RunError::VerificationFailed { .. }
+            | RunError::CanaryFailed { .. }
             | RunError::VerificationFailedNoRollback { .. }
             | RunError::RollbackResumed { .. },
         ) => exit_codes::VERIFICATION_FAILED,

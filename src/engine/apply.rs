@@ -13,7 +13,7 @@ use crate::engine::connection::{Connection, check_tables, describe};
 use crate::engine::error::{FaultClass, RunError};
 use crate::engine::events::{Reporter, RunEvent};
 use crate::engine::join::{self, Followed};
-use crate::engine::report::{Failing, Report, VerificationReport};
+use crate::engine::report::{CanaryReport, Failing, Report, VerificationReport};
 use crate::engine::sequence::{self, Recorded};
 use crate::engine::state::DEFAULT_LEASE;
 use crate::engine::state::{Acquired, Lapse, Lease};
@@ -21,7 +21,7 @@ use crate::engine::status::RunStatus;
 use crate::engine::steps::{Cancel, StepContext};
 use crate::engine::window;
 use crate::engine::writes::{Commit, Writes};
-use crate::engine::{audit, backup, freeze, gates, rollback, state, verify};
+use crate::engine::{audit, backup, canary, freeze, gates, guards, rollback, state, verify};
 use crate::plan::Plan;
 use crate::plan::model::Step;
 
@@ -469,6 +469,17 @@ impl Driver<'_> {
                 .error
                 .clone()
                 .unwrap_or_else(|| "an earlier failure".into());
+            // A canary that failed is undone over its own events.
+            let canary_table = match run.selected.and_then(|n| canary::size(plan, n as u64)) {
+                Some(n) if !state::logged(pool, run.id, state::CANARY_PASSED).await? => {
+                    Some(canary::canary_table(writes.selection_table(), n))
+                }
+                _ => None,
+            };
+            let scope = match &canary_table {
+                Some(table) => BindScope::new(plan, run.id, run.started_at, table),
+                None => scope,
+            };
             self.undo(&scope, &cause, reporter, report).await?;
             return Err(RunError::RollbackResumed { cause });
         }
@@ -535,7 +546,12 @@ impl Driver<'_> {
         // Every exchange and queue the plan names must exist before the first write.
         let mut broker =
             crate::engine::broker::connect_for(plan, &self.connection.amqp_url).await?;
-        capture_before(plan, pool, &scope, run.id).await?;
+        capture_before(plan, pool, &scope, run.id, Judged::Run).await?;
+        if let Some(n) = canary::size(plan, selected) {
+            let table = canary::canary_table(writes.selection_table(), n);
+            let canary_scope = BindScope::new(plan, run.id, run.started_at, &table);
+            capture_before(plan, pool, &canary_scope, run.id, Judged::Canary).await?;
+        }
         if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref())
             && !state::logged(pool, run.id, "pg_dump").await?
         {
@@ -573,42 +589,101 @@ impl Driver<'_> {
             });
             report.backups.push(snapshot);
         }
-        // Outside the plan's window the run pauses (unless the operator overrode the window).
+        // Outside the plan's window the run pauses (unless the operator overrode the window);
+        // before every batch, the plan's guards are read.
         let overridden = self.options.overrides.gates.contains(&gates::Gate::Window)
             || self.inherited.contains(&gates::Gate::Window);
-        let mut clock = window::run_clock(plan, pool, run.id, overridden, self.cancel.clone());
+        let mut clock = guards::Guarded {
+            inner: window::run_clock(plan, pool, run.id, overridden, self.cancel.clone()),
+            guards: guards::Guards::new(
+                plan,
+                guards::Setting {
+                    pool: pool.clone(),
+                    scope: scope.clone(),
+                    amqp_url: self.connection.amqp_url.clone(),
+                    cancel: self.cancel.clone(),
+                    leads: true,
+                    message: Some(crate::engine::notify::Message::of(
+                        crate::plan::model::NotifyOn::Guard,
+                        report,
+                        Duration::ZERO,
+                    )),
+                },
+            ),
+        };
         report.wrote = true;
+        let mut journal = Recorded {
+            pool: pool.clone(),
+            run_id: run.id,
+        };
+        let canary = canary::size(plan, selected);
+        let outcome = match canary {
+            Some(n) => {
+                self.canary(
+                    n,
+                    &run,
+                    selected,
+                    (&mut writes, &mut broker, &mut clock, &mut journal),
+                    reporter,
+                    report,
+                )
+                .await
+            }
+            None => Ok(()),
+        };
+        // After a canary, the steps see the events it did not take; the verifications, all.
+        let rest = canary.map(|n| canary::rest_table(writes.selection_table(), n));
+        let step_scope = match &rest {
+            Some(table) => BindScope::new(plan, run.id, run.started_at, table),
+            None => scope.clone(),
+        };
         let mut ctx = StepContext {
             plan,
             run_id: run.id,
             lease: self.lease.token,
             started_at: run.started_at,
-            binds: &scope,
+            binds: &step_scope,
             total: selected,
             limit: selected,
             cancel: self.cancel,
             reporter,
             executor: Some(self.executor),
         };
-        let mut journal = Recorded {
-            pool: pool.clone(),
-            run_id: run.id,
+        // A failed canary rolled back its own events already.
+        let in_canary = outcome.is_err();
+        let outcome = match outcome {
+            Ok(()) => {
+                sequence::run_all(
+                    &mut ctx,
+                    &plan.raw.steps,
+                    &mut writes,
+                    &mut broker,
+                    &mut clock,
+                    &mut journal,
+                    report,
+                )
+                .await
+            }
+            Err(e) => Err(e),
         };
-        let outcome = sequence::run_all(
-            &mut ctx,
-            &mut writes,
-            &mut broker,
-            &mut clock,
-            &mut journal,
-            report,
-        )
-        .await;
-        report.paused_secs += clock.paused.as_secs_f64();
+        report.paused_secs += clock.inner.paused.as_secs_f64() + clock.guards.paused.as_secs_f64();
+        report.guard_trips.extend(clock.guards.trips.clone());
+        let stopped_by = clock.guards.stopped.clone();
+        let told = clock.guards.finish().await;
+        report.notifications.extend(told);
         if let Some(b) = broker {
             b.close().await;
         }
+        // A guard that stopped the run says so, in place of "interrupted".
+        let outcome = match (outcome, stopped_by) {
+            (Err(RunError::Interrupted), Some(trip)) => Err(RunError::GuardStopped {
+                guard: trip.guard,
+                message: trip.message,
+            }),
+            (outcome, _) => outcome,
+        };
         if let Err(e) = outcome {
-            if e.class() != FaultClass::PlanLogic {
+            if e.class() != FaultClass::PlanLogic || in_canary {
                 return Err(e);
             }
             ctx.emit(RunEvent::StepFailed {
@@ -617,7 +692,16 @@ impl Driver<'_> {
             });
             return self.roll_back(&scope, e, ctx.reporter, report).await;
         }
-        let failed = verify_all(plan, pool, &scope, run.id, ctx.reporter, report).await?;
+        let failed = verify_all(
+            plan,
+            pool,
+            &scope,
+            run.id,
+            Judged::Run,
+            ctx.reporter,
+            &mut report.verifications,
+        )
+        .await?;
         // A report of what failed again, not a judgement: a query that cannot run (a passing
         // fault, a target without the error column) is a warning, never the run's outcome.
         report.failing = match failing(plan, pool, run.id).await {
@@ -637,6 +721,130 @@ impl Driver<'_> {
             return self.roll_back(&scope, error, ctx.reporter, report).await;
         }
         Ok(())
+    }
+
+    /// The canary: the plan's steps over the first `n` events, its pause, then the verifications
+    /// over those events. A failure rolls back the canary (only its events were touched) and ends
+    /// the run; once it passed, the plan's batch-wise steps go on after it, and a resume reports it
+    /// from the run log without running it again.
+    #[allow(clippy::too_many_arguments)]
+    async fn canary<B: crate::engine::broker::Broker, C: crate::engine::pace::Clock>(
+        &self,
+        n: u64,
+        run: &state::OpenRun,
+        selected: u64,
+        (writes, broker, clock, journal): (&mut Commit, &mut B, &mut C, &mut Recorded),
+        reporter: &mut dyn Reporter,
+        report: &mut Report,
+    ) -> Result<(), RunError> {
+        let (plan, pool) = (self.plan, &self.pool);
+        let table = canary::canary_table(writes.selection_table(), n);
+        let scope = BindScope::new(plan, run.id, run.started_at, &table);
+        let event_ids = {
+            let mut conn = pool
+                .acquire()
+                .await
+                .map_err(RunError::db("reading the canary's events"))?;
+            state::first_selected(
+                &mut conn,
+                writes.selection_table(),
+                run.id,
+                n.min(20) as i64,
+            )
+            .await?
+        };
+        let mut summary = CanaryReport {
+            events: n,
+            event_ids,
+            pause_secs: canary::pause(plan).as_secs_f64(),
+            ..CanaryReport::default()
+        };
+        if let Some(passed) = state::logged_details(pool, run.id, state::CANARY_PASSED)
+            .await?
+            .into_iter()
+            .next()
+        {
+            summary.passed = Some(true);
+            summary.verifications =
+                serde_json::from_value(passed["verifications"].clone()).unwrap_or_default();
+            report.canary = Some(summary);
+            return Ok(());
+        }
+        let steps = canary::steps(plan);
+        let mut ctx = StepContext {
+            plan,
+            run_id: run.id,
+            lease: self.lease.token,
+            started_at: run.started_at,
+            binds: &scope,
+            total: n,
+            limit: n,
+            cancel: self.cancel,
+            reporter,
+            executor: Some(self.executor),
+        };
+        let mut phase = Report::default();
+        let outcome =
+            sequence::run_all(&mut ctx, &steps, writes, broker, clock, journal, &mut phase).await;
+        summary.steps = phase.steps;
+        report.canary = Some(summary);
+        if let Err(e) = outcome {
+            if e.class() != FaultClass::PlanLogic {
+                return Err(e);
+            }
+            ctx.emit(RunEvent::StepFailed {
+                step: step_of(&e),
+                error: e.to_string(),
+            });
+            return self.roll_back(&scope, e, ctx.reporter, report).await;
+        }
+        let pause = canary::pause(plan);
+        if !pause.is_zero() {
+            tracing::info!(
+                "the canary's steps are done; waiting {} before judging it",
+                crate::plan::duration::format(pause)
+            );
+            let until = tokio::time::Instant::now() + pause;
+            while tokio::time::Instant::now() < until {
+                self.cancel.check()?;
+                tokio::time::sleep(Duration::from_millis(100).min(pause)).await;
+            }
+        }
+        let mut verifications = Vec::new();
+        let failed = verify_all(
+            plan,
+            pool,
+            &scope,
+            run.id,
+            Judged::Canary,
+            ctx.reporter,
+            &mut verifications,
+        )
+        .await?;
+        if let Some(c) = report.canary.as_mut() {
+            c.passed = Some(failed == 0);
+            c.verifications = verifications.clone();
+        }
+        if failed > 0 {
+            let error = RunError::CanaryFailed {
+                failed,
+                canary: n,
+                rest: selected - n,
+                undone: match plan.raw.rollback.is_empty() {
+                    true => "the plan has no rollback actions, so the canary's changes stay",
+                    false => "the rollback undid the canary's changes",
+                },
+            };
+            return self.roll_back(&scope, error, ctx.reporter, report).await;
+        }
+        state::pass_canary(
+            pool,
+            &self.lease,
+            n as i64,
+            &canary::batch_wise(plan),
+            json!({"events": n, "verifications": verifications}),
+        )
+        .await
     }
 
     /// The `overlap` gate, judged once per run before its first write: its frozen selection
@@ -824,12 +1032,31 @@ fn step_of(e: &RunError) -> String {
     }
 }
 
-/// Captures `equals_before` values once per run.
+/// Whose verifications: the run's (over its whole selection, recorded), or its canary's (over the
+/// canary's events, logged with the canary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Judged {
+    Run,
+    Canary,
+}
+
+impl Judged {
+    /// Where a verification's value before the run is kept.
+    fn before_name(self, verification: &str) -> String {
+        match self {
+            Judged::Run => verification.to_string(),
+            Judged::Canary => canary::before_name(verification),
+        }
+    }
+}
+
+/// Captures `equals_before` values once per run (for the scope's events).
 async fn capture_before(
     plan: &Plan,
     pool: &PgPool,
     scope: &BindScope,
     run_id: uuid::Uuid,
+    judged: Judged,
 ) -> Result<(), RunError> {
     for (i, v) in plan
         .raw
@@ -838,11 +1065,12 @@ async fn capture_before(
         .enumerate()
         .filter(|(_, v)| v.expect.equals_before)
     {
-        if state::before_value(pool, run_id, &v.name).await?.is_some() {
+        let name = judged.before_name(&v.name);
+        if state::before_value(pool, run_id, &name).await?.is_some() {
             continue;
         }
         let value = verify::read_only_value(pool, scope, plan, i).await?;
-        state::record_before_value(pool, run_id, &v.name, &value).await?;
+        state::record_before_value(pool, run_id, &name, &value).await?;
     }
     Ok(())
 }
@@ -853,23 +1081,31 @@ async fn verify_all(
     pool: &PgPool,
     scope: &BindScope,
     run_id: uuid::Uuid,
+    judged: Judged,
     reporter: &mut dyn Reporter,
-    report: &mut Report,
+    out: &mut Vec<VerificationReport>,
 ) -> Result<usize, RunError> {
     let mut failed = 0;
     for (i, v) in plan.raw.verify.iter().enumerate() {
         let actual = verify::read_only_value(pool, scope, plan, i).await?;
-        let before = state::before_value(pool, run_id, &v.name).await?;
+        let before = state::before_value(pool, run_id, &judged.before_name(&v.name)).await?;
         let (passed, expected) = verify::judge(&v.expect, &actual, before.as_ref());
         failed += usize::from(!passed);
-        state::record_verification(pool, run_id, i, &v.name, passed, &actual, &expected).await?;
+        if judged == Judged::Run {
+            state::record_verification(pool, run_id, i, &v.name, passed, &actual, &expected)
+                .await?;
+        }
+        let name = match judged {
+            Judged::Run => v.name.clone(),
+            Judged::Canary => format!("canary: {}", v.name),
+        };
         reporter.event(&RunEvent::Verified {
-            name: v.name.clone(),
+            name,
             passed,
             actual: actual.clone(),
             expected: expected.clone(),
         });
-        report.verifications.push(VerificationReport {
+        out.push(VerificationReport {
             name: v.name.clone(),
             passed,
             actual,

@@ -70,9 +70,9 @@ impl BindScope {
                     .get(name)
                     .cloned()
                     .ok_or_else(|| format!("bind `:{name}` has no value")),
-                BindName::Builtin(BuiltinBind::SelectedEventIds | BuiltinBind::RunId) => {
-                    Ok(Bind::Uuid(self.run_id))
-                }
+                BindName::Builtin(
+                    BuiltinBind::SelectedEventIds | BuiltinBind::DoneEventIds | BuiltinBind::RunId,
+                ) => Ok(Bind::Uuid(self.run_id)),
                 BindName::Builtin(BuiltinBind::RunStartedAt) => {
                     Ok(Bind::Timestamp(self.started_at))
                 }

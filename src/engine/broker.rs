@@ -410,7 +410,7 @@ pub async fn check_objects<B: Broker>(
     Ok(())
 }
 
-/// The exchanges (of its publish steps) and queues (of its waits, purges and throttle) a plan
+/// The exchanges (of its publish steps) and queues (of its waits, purges, throttle and guards) a plan
 /// names, each once, sorted.
 pub fn named_objects(plan: &crate::plan::RawPlan) -> (Vec<String>, Vec<String>) {
     use crate::plan::model::Step;
@@ -434,6 +434,7 @@ pub fn named_objects(plan: &crate::plan::RawPlan) -> (Vec<String>, Vec<String>) 
             Step::Reset(_) | Step::Sql(_) => {}
         }
     }
+    queues.extend(plan.guards.iter().filter_map(|g| g.queue_depth.clone()));
     exchanges.sort();
     exchanges.dedup();
     queues.sort();

@@ -10,11 +10,11 @@ use crate::engine::error::RunError;
 use crate::engine::events::{Reporter, RunEvent};
 use crate::engine::management::{self, Management};
 use crate::engine::pace::NoWait;
-use crate::engine::report::{Report, VerificationReport};
+use crate::engine::report::{CanaryReport, Report, VerificationReport};
 use crate::engine::sequence::{self, Unrecorded};
 use crate::engine::steps::{Cancel, StepContext};
 use crate::engine::writes::{Rehearse, Writes};
-use crate::engine::{backup, freeze, gates, routing, state, verify};
+use crate::engine::{backup, freeze, gates, guards, routing, state, verify};
 use crate::plan::Plan;
 use crate::plan::model::{PublishEach, Step};
 
@@ -77,6 +77,21 @@ pub async fn dry_run(
             expected: serde_json::to_value(&v.expect).unwrap_or_default(),
         });
     }
+    // The canary: which events it would take (the run shows its steps and verifications).
+    if let Some(canary) = &plan.raw.canary {
+        let n = canary.events.min(selected);
+        let table = writes.selection_table();
+        let event_ids =
+            state::first_selected(&mut writes.outer, table, run_id, n.min(20) as i64).await?;
+        report.canary = Some(CanaryReport {
+            events: n,
+            event_ids,
+            pause_secs: crate::engine::canary::pause(plan).as_secs_f64(),
+            ..CanaryReport::default()
+        });
+    }
+    // The guards with their values now, before anything is rehearsed.
+    report.guards = guards::preview(plan, &mut writes.outer, &scope, &mut broker).await;
     let batch = u64::from(plan.raw.rate_limit.batch_size.max(1));
     // A bounded rehearsal: the first batch of each step, unless asked for all of them.
     let limit = match options.rehearse_all {
@@ -105,6 +120,7 @@ pub async fn dry_run(
     };
     let result = sequence::run_all(
         &mut ctx,
+        &plan.raw.steps,
         &mut writes,
         &mut broker,
         &mut NoWait,

@@ -172,6 +172,19 @@ pub enum RunError {
     #[error("{failed} verification(s) failed; the rollback ran")]
     VerificationFailed { failed: usize },
     #[error(
+        "the canary failed: {failed} verification(s) failed on its {canary} event(s); {undone}, and the other {rest} selected event(s) were not touched"
+    )]
+    CanaryFailed {
+        failed: usize,
+        canary: u64,
+        rest: u64,
+        /// What happened to the canary's changes, in words.
+        undone: &'static str,
+    },
+    /// A guard stopped the run (resumable): its own exit code.
+    #[error("{message}")]
+    GuardStopped { guard: String, message: String },
+    #[error(
         "{failed} verification(s) failed; the plan has no rollback actions, so nothing was undone"
     )]
     VerificationFailedNoRollback { failed: usize },
@@ -225,10 +238,12 @@ impl RunError {
             RunError::Broker(_) => FaultClass::PlanLogic,
             RunError::Step { .. }
             | RunError::VerificationFailed { .. }
+            | RunError::CanaryFailed { .. }
             | RunError::VerificationFailedNoRollback { .. }
             | RunError::RollbackResumed { .. } => FaultClass::PlanLogic,
             RunError::Refused(_) | RunError::Locked { .. } => FaultClass::Refusal,
             RunError::Interrupted
+            | RunError::GuardStopped { .. }
             | RunError::RetriesExhausted { .. }
             | RunError::LeaseExpired { .. }
             | RunError::NotRunning { .. } => FaultClass::Interrupted,

@@ -58,7 +58,21 @@ pub async fn follow(
     let overridden = state::overridden_gates(pool, run.id)
         .await?
         .contains(&crate::engine::gates::Gate::Window);
-    let mut clock = window::run_clock(plan, pool, run.id, overridden, cancel.clone());
+    // The run's guards hold this executor too (the driver records and tells their trips).
+    let mut clock = crate::engine::guards::Guarded {
+        inner: window::run_clock(plan, pool, run.id, overridden, cancel.clone()),
+        guards: crate::engine::guards::Guards::new(
+            plan,
+            crate::engine::guards::Setting {
+                pool: pool.clone(),
+                scope: scope.clone(),
+                amqp_url: connection.amqp_url.clone(),
+                cancel: cancel.clone(),
+                leads: false,
+                message: None,
+            },
+        ),
+    };
     let mut failures = 0;
     let outcome = loop {
         if let Err(e) = cancel.check() {
@@ -94,13 +108,23 @@ pub async fn follow(
         report.selected = selected;
         let progress = state::step_progress(pool, run.id).await.unwrap_or_default();
         let at = progress.get(step.id()).cloned().unwrap_or_default();
+        // After a canary, the steps see the events it did not take (as the driver's do).
+        let step_scope = match crate::engine::canary::size(plan, selected) {
+            Some(n) => BindScope::new(
+                plan,
+                run.id,
+                run.started_at,
+                &crate::engine::canary::rest_table(state::SELECTION_TABLE, n),
+            ),
+            None => scope.clone(),
+        };
         let mut ctx = StepContext {
             plan,
             run_id: run.id,
             // A joined executor holds no lease on the run: its batches are fenced by their claims.
             lease: 0,
             started_at: run.started_at,
-            binds: &scope,
+            binds: &step_scope,
             total: selected,
             limit: selected,
             cancel,
@@ -158,7 +182,15 @@ pub async fn follow(
             },
         }
     };
-    report.paused_secs += clock.paused.as_secs_f64();
+    report.paused_secs += clock.inner.paused.as_secs_f64() + clock.guards.paused.as_secs_f64();
+    clock.guards.finish().await;
+    let outcome = match (outcome, clock.guards.stopped.clone()) {
+        (Err(RunError::Interrupted), Some(trip)) => Err(RunError::GuardStopped {
+            guard: trip.guard,
+            message: trip.message,
+        }),
+        (outcome, _) => outcome,
+    };
     if let Ok(Some((batches, events))) = claims::done_by(pool, executor).await {
         report.joined = Some(Joined { batches, events });
     }
@@ -192,6 +224,12 @@ async fn look<'p>(plan: &'p Plan, pool: &PgPool, run_id: uuid::Uuid) -> Result<L
         // The driver is freezing the selection, judging the gates, taking backups.
         return Ok(Look::Wait);
     };
+    // The canary is the driver's alone: nothing after it may start before it passed.
+    if crate::engine::canary::size(plan, selected as u64).is_some()
+        && !state::logged(pool, run_id, state::CANARY_PASSED).await?
+    {
+        return Ok(Look::Wait);
+    }
     let progress = state::step_progress(pool, run_id).await?;
     let current = plan
         .raw

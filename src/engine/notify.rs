@@ -143,6 +143,7 @@ impl Notifier {
                             NotifyOn::Finish,
                             NotifyOn::Failure,
                             NotifyOn::Stop,
+                            NotifyOn::Guard,
                         ],
                         false => n.on.clone(),
                     },
@@ -233,7 +234,7 @@ pub struct Told {
 
 impl Told {
     pub fn apply_to(self, report: &mut Report) {
-        report.notifications = self.deliveries;
+        report.notifications.extend(self.deliveries);
         report.warnings.extend(self.warnings);
     }
 }

@@ -35,6 +35,12 @@ pub struct Report {
     pub gates: Vec<GateResult>,
     pub backups: Vec<Snapshot>,
     pub dump_file: Option<String>,
+    /// The canary (`canary:`): its events, and in a run its steps and verifications.
+    pub canary: Option<CanaryReport>,
+    /// The plan's guards with their values now (a dry-run).
+    pub guards: Vec<crate::engine::guards::GuardReport>,
+    /// Guards that tripped during this apply, in order.
+    pub guard_trips: Vec<crate::engine::guards::Trip>,
     pub steps: Vec<StepReport>,
     pub messages: Vec<OutgoingMessage>,
     pub verifications: Vec<VerificationReport>,
@@ -66,6 +72,21 @@ pub struct Report {
     #[serde(skip)]
     pub wrote: bool,
     pub next: Vec<String>,
+}
+
+/// The canary of a run: the first events of its frozen selection, run and verified before the rest.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CanaryReport {
+    /// Events in the canary.
+    pub events: u64,
+    /// The first of them (at most 20), in selection order.
+    pub event_ids: Vec<String>,
+    /// How long it waits after its steps before it is judged.
+    pub pause_secs: f64,
+    /// Whether its verifications passed; `None` before it was judged (a dry-run).
+    pub passed: Option<bool>,
+    pub steps: Vec<StepReport>,
+    pub verifications: Vec<VerificationReport>,
 }
 
 /// How this process reached the target's services.
@@ -134,7 +155,7 @@ pub struct StepReport {
     pub rehearsed: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct VerificationReport {
     pub name: String,
     pub passed: bool,

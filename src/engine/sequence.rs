@@ -52,9 +52,11 @@ impl Journal for Unrecorded {
     async fn log(&mut self, _kind: &str, _step: Option<&str>, _detail: Value) {}
 }
 
-/// Runs every step that is not done yet, in order; reports each.
+/// Runs every one of `steps` (the plan's, or the canary's records of them) that is not done yet,
+/// in order; reports each.
 pub async fn run_all<W: Writes, B: Broker, C: Clock, J: Journal>(
     ctx: &mut StepContext<'_>,
+    steps: &[Step],
     writes: &mut W,
     broker: &mut B,
     clock: &mut C,
@@ -62,7 +64,7 @@ pub async fn run_all<W: Writes, B: Broker, C: Clock, J: Journal>(
     report: &mut Report,
 ) -> Result<(), RunError> {
     let progress = journal.progress().await?;
-    for step in &ctx.plan.raw.steps {
+    for step in steps {
         let at = progress.get(step.id()).cloned().unwrap_or_default();
         // Where the step resumes: its checkpoint, and batches done beyond it (side by side).
         let resumed_at = at.events_done();

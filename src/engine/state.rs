@@ -859,6 +859,22 @@ async fn create_run(
         .await
         .map_err(RunError::db("creating the run"))?;
     }
+    // The canary's own records of the same steps, listed before them.
+    if plan.raw.canary.is_some() {
+        let n = plan.raw.steps.len() as i32;
+        for (i, step) in plan.raw.steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO replay.step_runs (run_id, step_id, ordinal, kind) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(crate::engine::canary::recorded_id(step.id()))
+            .bind(i as i32 - n)
+            .bind(step.kind())
+            .execute(&mut *tx)
+            .await
+            .map_err(RunError::db("creating the run"))?;
+        }
+    }
     Ok(OpenRun {
         id,
         plan_hash: plan.hash.clone(),
@@ -1021,6 +1037,67 @@ pub async fn log(pool: &PgPool, run_id: uuid::Uuid, kind: &str, step: Option<&st
     if let Ok(mut conn) = pool.acquire().await {
         let _ = insert_log(&mut conn, run_id, kind, step, detail).await;
     }
+}
+
+/// Records that the run's canary passed, fenced by the lease: the plan's batch-wise `steps` go
+/// on after the canary's `events` (their checkpoint: those events are done), and the log says so
+/// with `detail`; one transaction, so a resume either runs the canary or never again.
+pub async fn pass_canary(
+    pool: &PgPool,
+    lease: &Lease,
+    events: i64,
+    steps: &[&str],
+    detail: Value,
+) -> Result<(), RunError> {
+    let doing = "recording that the canary passed";
+    let mut tx = pool.begin().await.map_err(RunError::db(doing))?;
+    let owned: Option<bool> =
+        sqlx::query_scalar("SELECT lease_token = $2 FROM replay.runs WHERE id = $1 FOR UPDATE")
+            .bind(lease.run_id)
+            .bind(lease.token)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(RunError::db(doing))?;
+    if owned != Some(true) {
+        return Err(RunError::LeaseLost {
+            run_id: lease.run_id.to_string(),
+        });
+    }
+    sqlx::query(
+        "UPDATE replay.step_runs SET checkpoint = $3 \
+         WHERE run_id = $1 AND step_id = ANY($2) AND checkpoint < $3",
+    )
+    .bind(lease.run_id)
+    .bind(steps)
+    .bind(events)
+    .execute(&mut *tx)
+    .await
+    .map_err(RunError::db(doing))?;
+    insert_log(&mut tx, lease.run_id, CANARY_PASSED, None, detail)
+        .await
+        .map_err(RunError::db(doing))?;
+    tx.commit().await.map_err(RunError::db(doing))
+}
+
+/// The run-log kind that says a run's canary passed.
+pub const CANARY_PASSED: &str = "canary_passed";
+
+/// The first `n` event ids of a run's frozen selection, in order.
+pub async fn first_selected(
+    conn: &mut sqlx::PgConnection,
+    selection_table: &str,
+    run_id: uuid::Uuid,
+    n: i64,
+) -> Result<Vec<String>, RunError> {
+    let sql = format!(
+        "SELECT event_id FROM {selection_table} WHERE run_id = $1 AND seq <= $2 ORDER BY seq"
+    );
+    sqlx::query_scalar(crate::engine::binds::audited(&sql))
+        .bind(run_id)
+        .bind(n)
+        .fetch_all(conn)
+        .await
+        .map_err(RunError::db("reading the canary's events"))
 }
 
 /// Whether the run log has an entry of this kind (a `pg_dump` already taken, …).

@@ -17,12 +17,21 @@ pub async fn value(
     plan: &Plan,
     index: usize,
 ) -> Result<Value, RunError> {
-    let name = name(plan, index);
-    let refused = |m: String| RunError::Refused(format!("verification `{name}`: {m}"));
-    let statement = plan
-        .sql
-        .get(SqlSite::Verification(index))
-        .map_err(|e| refused(e.to_string()))?;
+    let label = format!("verification `{}`", name(plan, index));
+    query_value(conn, scope, plan, SqlSite::Verification(index), &label).await
+}
+
+/// Runs a read-only query of the plan (a verification's, a guard's), which returns one value, and
+/// reads it as JSON; `label` names it in messages.
+pub async fn query_value(
+    conn: &mut sqlx::PgConnection,
+    scope: &BindScope,
+    plan: &Plan,
+    site: SqlSite<'_>,
+    label: &str,
+) -> Result<Value, RunError> {
+    let refused = |m: String| RunError::Refused(format!("{label}: {m}"));
+    let statement = plan.sql.get(site).map_err(|e| refused(e.to_string()))?;
     let text = scope.text(statement);
     let binds = scope.values(statement, None).map_err(refused)?;
     let wrapped = format!("SELECT to_jsonb(q) FROM ({text}) q LIMIT 2");
@@ -32,7 +41,7 @@ pub async fn value(
             .fetch_all(conn)
             .await
             .map_err(|e| {
-                let doing = format!("running verification `{name}`");
+                let doing = format!("running {label}");
                 match crate::engine::error::wrote_in_read_only(&e) {
                     true => RunError::Database {
                         doing,
@@ -51,7 +60,7 @@ pub async fn value(
         [Value::Object(map)] => Ok(map.values().next().cloned().unwrap_or(Value::Null)),
         [other] => Ok(other.clone()),
         _ => Err(RunError::Refused(format!(
-            "verification `{name}` returned more than one row; it must return exactly one value"
+            "{label} returned more than one row; it must return exactly one value"
         ))),
     }
 }
@@ -122,7 +131,7 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn as_number(v: &Value) -> Option<f64> {
+pub fn as_number(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse().ok(),

@@ -5,6 +5,8 @@
 pub enum BuiltinBind {
     /// The frozen selection, read server-side (a million ids never travel through `replay`).
     SelectedEventIds,
+    /// The selected events whose batches are done so far (for guards: what was replayed).
+    DoneEventIds,
     /// The event ids of the current batch, in a `sql` step with `each: batch`.
     BatchEventIds,
     RunId,
@@ -14,8 +16,9 @@ pub enum BuiltinBind {
 
 impl BuiltinBind {
     /// Every built-in bind.
-    pub const ALL: [BuiltinBind; 5] = [
+    pub const ALL: [BuiltinBind; 6] = [
         BuiltinBind::SelectedEventIds,
+        BuiltinBind::DoneEventIds,
         BuiltinBind::BatchEventIds,
         BuiltinBind::RunId,
         BuiltinBind::RunStartedAt,
@@ -26,6 +29,7 @@ impl BuiltinBind {
     pub fn name(self) -> &'static str {
         match self {
             BuiltinBind::SelectedEventIds => "selected_event_ids",
+            BuiltinBind::DoneEventIds => "done_event_ids",
             BuiltinBind::BatchEventIds => "batch_event_ids",
             BuiltinBind::RunId => "run_id",
             BuiltinBind::RunStartedAt => "run_started_at",

@@ -102,7 +102,7 @@ pub fn compile(raw: RawPlan, args: &[String]) -> Result<Plan, CompileError> {
         Step::Publish(_) | Step::PurgeQueue(_) => true,
         Step::Wait(w) => w.queue_empty.is_some(),
         Step::Reset(_) | Step::Sql(_) => false,
-    });
+    }) || raw.guards.iter().any(|g| g.queue_depth.is_some());
     Ok(Plan {
         raw,
         hash,

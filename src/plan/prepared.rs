@@ -89,6 +89,16 @@ impl PreparedSql {
                     pieces.push(std::mem::take(&mut piece));
                     piece.push_str(&format!(" WHERE run_id = ${number})"));
                 }
+                // The events of the selection inside a batch that is done, by any step (the
+                // batches table has no `seq`: the bare name is the selection's).
+                BindName::Builtin(BuiltinBind::DoneEventIds) => {
+                    piece.push_str("ARRAY(SELECT event_id FROM ");
+                    pieces.push(std::mem::take(&mut piece));
+                    piece.push_str(&format!(
+                        " WHERE run_id = ${number} AND EXISTS (SELECT 1 FROM replay.batches b \
+                         WHERE b.run_id = ${number} AND b.done AND seq > b.from_seq AND seq <= b.upto_seq))"
+                    ));
+                }
                 _ => piece.push_str(&format!("${number}")),
             }
             copied = span.range.end;
@@ -118,6 +128,8 @@ pub enum SqlSite<'a> {
     Verification(usize),
     /// `rollback[i].sql`.
     Rollback(usize),
+    /// `guards[i].sql`.
+    Guard(usize),
     /// `backup.tables[i].where`.
     BackupFilter(usize),
 }
@@ -128,6 +140,7 @@ impl fmt::Display for SqlSite<'_> {
             SqlSite::Step(id) => write!(f, "the SQL of step `{id}`"),
             SqlSite::Verification(i) => write!(f, "`verify[{i}].sql`"),
             SqlSite::Rollback(i) => write!(f, "`rollback[{i}].sql`"),
+            SqlSite::Guard(i) => write!(f, "`guards[{i}].sql`"),
             SqlSite::BackupFilter(i) => write!(f, "`backup.tables[{i}].where`"),
         }
     }
@@ -146,6 +159,7 @@ pub struct Statements {
     steps: BTreeMap<String, PreparedSql>,
     verify: BTreeMap<usize, PreparedSql>,
     rollback: BTreeMap<usize, PreparedSql>,
+    guards: BTreeMap<usize, PreparedSql>,
     backup_filters: BTreeMap<usize, PreparedSql>,
 }
 
@@ -155,6 +169,7 @@ impl Statements {
             SqlSite::Step(id) => self.steps.insert(id.to_string(), sql),
             SqlSite::Verification(i) => self.verify.insert(i, sql),
             SqlSite::Rollback(i) => self.rollback.insert(i, sql),
+            SqlSite::Guard(i) => self.guards.insert(i, sql),
             SqlSite::BackupFilter(i) => self.backup_filters.insert(i, sql),
         };
     }
@@ -164,6 +179,7 @@ impl Statements {
             SqlSite::Step(id) => self.steps.get(id),
             SqlSite::Verification(i) => self.verify.get(&i),
             SqlSite::Rollback(i) => self.rollback.get(&i),
+            SqlSite::Guard(i) => self.guards.get(&i),
             SqlSite::BackupFilter(i) => self.backup_filters.get(&i),
         };
         found.ok_or_else(|| NotPrepared {

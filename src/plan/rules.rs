@@ -89,6 +89,13 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     ("unbounded-backup", "A backup of a whole table says so"),
     ("unused-setting", "Every setting given has an effect"),
+    ("canary-unjudged", "A canary has verifications to judge it"),
+    ("duplicate-guard", "Guard names are unique"),
+    (
+        "guard-value",
+        "A guard reads exactly one value: SQL or a queue's depth",
+    ),
+    ("guard-bound", "A guard has a consistent `max` or `min`"),
     (
         "strict-sql",
         "With `--strict-sql`: only allowed functions and statements a rollback undoes",

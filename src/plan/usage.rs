@@ -95,6 +95,16 @@ pub fn sql_texts(plan: &RawPlan) -> Vec<SqlText<'_>> {
             role: SqlRole::Query,
         });
     }
+    for (i, g) in plan.guards.iter().enumerate() {
+        if let Some(sql) = &g.sql {
+            out.push(SqlText {
+                location: Location::root().key("guards").index(i).key("sql"),
+                site: SqlSite::Guard(i),
+                text: sql,
+                role: SqlRole::Query,
+            });
+        }
+    }
     for (i, r) in plan.rollback.iter().enumerate() {
         if let RollbackStep::Sql(s) = r {
             out.push(SqlText {

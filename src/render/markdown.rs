@@ -129,6 +129,8 @@ impl Page<'_> {
         self.messages(&mut out);
         self.schema_changes(&mut out);
         self.gates(&mut out);
+        self.guards(&mut out);
+        self.canary(&mut out);
         self.backups(&mut out);
         self.steps(&mut out);
         self.verifications(&mut out);
@@ -443,6 +445,122 @@ impl Page<'_> {
         }
         self.more(out, gates.len(), "checks");
         out.push('\n');
+    }
+
+    fn guards(&self, out: &mut String) {
+        let r = self.report;
+        if r.guards.is_empty() && r.guard_trips.is_empty() {
+            return;
+        }
+        out.push_str(
+            "### Guards
+
+",
+        );
+        if !r.guards.is_empty() {
+            out.push_str(
+                "Read while the run runs, before its batches; beyond its bound a guard stops the run \
+                 (resumable) or holds it.\n\n\
+                 | guard | reads | bound | action | every | value now |\n|---|---|---|---|---|--:|\n",
+            );
+            for g in r.guards.iter().take(self.detail.rows) {
+                let action = match &g.max_pause {
+                    Some(max) => format!("pause (at most {})", self.text(max)),
+                    None => self.text(g.action),
+                };
+                let value = match (&g.value, &g.error) {
+                    (_, Some(e)) => format!("❌ {}", self.text(&clip(e, 120))),
+                    (Some(v), None) if g.beyond => format!("❌ {}", self.cell(&number(v))),
+                    (Some(v), None) => self.cell(&number(v)),
+                    (None, None) => "—".into(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {action} | {} | {value} |",
+                    self.cell(&g.name),
+                    self.text(&g.reads),
+                    self.text(&g.bound),
+                    self.text(&g.every),
+                );
+            }
+            self.more(out, r.guards.len(), "guards");
+            out.push('\n');
+        }
+        for t in r.guard_trips.iter().take(self.detail.rows) {
+            let _ = writeln!(out, "- ⚠️ {}", self.text(&t.message));
+        }
+        if !r.guard_trips.is_empty() {
+            out.push('\n');
+        }
+    }
+
+    fn canary(&self, out: &mut String) {
+        let Some(c) = &self.report.canary else { return };
+        out.push_str(
+            "### Canary
+
+",
+        );
+        let verdict = match c.passed {
+            Some(true) => "✅ passed: the rest of the selection ran after it",
+            Some(false) => {
+                "❌ failed: it was rolled back as the plan says, and no other event was touched"
+            }
+            None => {
+                "every step and verification runs on these events first; the rest runs only if they pass"
+            }
+        };
+        let pause = match c.pause_secs > 0.0 {
+            true => format!(", judged {} after its steps", duration(c.pause_secs)),
+            false => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "The first {}{pause}: {verdict}.\n",
+            plural_n(i128::from(c.events), "event", "events")
+        );
+        if !c.event_ids.is_empty() {
+            let ids: Vec<String> = c.event_ids.iter().map(|id| self.code(id)).collect();
+            let more = c.events.saturating_sub(c.event_ids.len() as u64);
+            let _ = write!(out, "Events: {}", ids.join(", "));
+            if more > 0 {
+                let _ = write!(out, " and {} more", thousands(i128::from(more)));
+            }
+            out.push_str("\n\n");
+        }
+        if !c.steps.is_empty() {
+            out.push_str("| canary step | kind | touched |\n|---|---|--:|\n");
+            for s in c.steps.iter().take(self.detail.rows) {
+                let touched = match s.kind.as_str() {
+                    "wait" => "—".to_string(),
+                    "publish" | "purge_queue" => {
+                        plural_n(i128::from(s.touched), "message", "messages")
+                    }
+                    _ => plural_n(i128::from(s.touched), "row", "rows"),
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {touched} |",
+                    self.cell(crate::engine::canary::plan_step_id(&s.id)),
+                    self.text(&s.kind)
+                );
+            }
+            out.push('\n');
+        }
+        if !c.verifications.is_empty() {
+            out.push_str("| | canary verification | actual | expects |\n|---|---|--:|---|\n");
+            for v in c.verifications.iter().take(self.detail.rows) {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} |",
+                    if v.passed { "✅" } else { "❌" },
+                    self.text(&v.name),
+                    self.cell(&v.actual.to_string()),
+                    self.expectation(&v.expected)
+                );
+            }
+            out.push('\n');
+        }
     }
 
     fn backups(&self, out: &mut String) {

@@ -59,6 +59,64 @@ pub fn text(report: &Report) -> String {
     for g in &report.gates {
         let _ = writeln!(out, "  {g}");
     }
+    for g in &report.guards {
+        let value = match (&g.value, &g.error) {
+            (_, Some(e)) => format!("cannot be read: {}", truncate(e, 120)),
+            (Some(v), None) if g.beyond => format!("{v} now, BEYOND its bound"),
+            (Some(v), None) => format!("{v} now"),
+            (None, None) => "no value now".into(),
+        };
+        let action = match &g.max_pause {
+            Some(max) => format!("pause (at most {max})"),
+            None => g.action.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  guard `{}` ({}, {}; every {}, then {action}): {value}",
+            g.name, g.reads, g.bound, g.every
+        );
+    }
+    for t in &report.guard_trips {
+        let _ = writeln!(out, "  GUARD: {}", t.message);
+    }
+    if let Some(c) = &report.canary {
+        let verdict = match c.passed {
+            Some(true) => "passed",
+            Some(false) => "FAILED",
+            None => "runs first",
+        };
+        let more = c.events.saturating_sub(c.event_ids.len() as u64);
+        let _ = writeln!(
+            out,
+            "  canary: the first {} event(s) {verdict}: {}{}",
+            c.events,
+            c.event_ids.join(", "),
+            if more > 0 {
+                format!(" (+{more} more)")
+            } else {
+                String::new()
+            }
+        );
+        for s in &c.steps {
+            let _ = writeln!(
+                out,
+                "    canary step {} [{}]: {} touched",
+                crate::engine::canary::plan_step_id(&s.id),
+                s.kind,
+                s.touched
+            );
+        }
+        for v in &c.verifications {
+            let _ = writeln!(
+                out,
+                "    canary verify `{}`: {} (actual {}, expected {})",
+                v.name,
+                if v.passed { "PASS" } else { "FAIL" },
+                v.actual,
+                v.expected
+            );
+        }
+    }
     for b in &report.backups {
         let _ = writeln!(
             out,

@@ -1,6 +1,7 @@
 //! Integration tests against the real PostgreSQL and RabbitMQ on this machine.
 
 mod apply;
+mod canary;
 mod ci;
 mod doctor;
 mod faults;

@@ -34,7 +34,7 @@ pub async fn run<W: Writes, C: Clock>(
     let statement = ctx
         .plan
         .sql
-        .get(SqlSite::Step(&step.id))
+        .get(SqlSite::Step(crate::engine::canary::plan_step_id(&step.id)))
         .map_err(|e| ctx.failed(&step.id, checkpoint as u64, e.to_string()))?;
     let text = ctx.binds.text(statement);
     let selection = writes.selection_table();

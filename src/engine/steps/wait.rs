@@ -31,7 +31,7 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
             let statement = ctx
                 .plan
                 .sql
-                .get(SqlSite::Step(&step.id))
+                .get(SqlSite::Step(crate::engine::canary::plan_step_id(&step.id)))
                 .map_err(|e| ctx.failed(&step.id, 0, e.to_string()))?;
             let binds = ctx
                 .binds

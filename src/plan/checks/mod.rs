@@ -1,6 +1,8 @@
 //! Semantic checks that the schema cannot express; one check per file.
 
+mod canary;
 mod expectations;
+mod guards;
 mod notify;
 mod params;
 mod rate_limit;
@@ -29,6 +31,8 @@ pub fn run(plan: &RawPlan, options: Options) -> Vec<Diagnostic> {
     rate_limit::check(plan, &mut out);
     expectations::check(plan, &mut out);
     notify::check(plan, &mut out);
+    canary::check(plan, &mut out);
+    guards::check(plan, &mut out);
     if options.strict_sql {
         strict_sql::check(plan, &mut out);
     }

@@ -1,6 +1,8 @@
 //! What a plan file says: the typed form of the YAML, with serde and JSON Schema derived from one source.
 
 mod backup;
+mod canary;
+mod guard;
 mod notify;
 mod params;
 mod plan;
@@ -13,6 +15,8 @@ mod target;
 mod verify;
 
 pub use backup::{Backup, BackupTable, PgDump};
+pub use canary::Canary;
+pub use guard::{Guard, GuardAction};
 pub use notify::{Notify, NotifyOn};
 pub use params::{ParamSpec, ParamType};
 pub use plan::RawPlan;

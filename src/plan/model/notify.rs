@@ -40,6 +40,8 @@ pub enum NotifyOn {
     Failure,
     /// The run was stopped (`replay stop`, a signal) or interrupted; it is resumable.
     Stop,
+    /// A guard tripped (it stops or pauses the run).
+    Guard,
 }
 
 impl NotifyOn {
@@ -49,6 +51,7 @@ impl NotifyOn {
             NotifyOn::Finish => "finish",
             NotifyOn::Failure => "failure",
             NotifyOn::Stop => "stop",
+            NotifyOn::Guard => "guard",
         }
     }
 }

@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Backup, Notify, ParamSpec, RateLimit, Review, RollbackStep, Safety, Selection, Step, Target,
-    Verification,
+    Backup, Canary, Guard, Notify, ParamSpec, RateLimit, Review, RollbackStep, Safety, Selection,
+    Step, Target, Verification,
 };
 
 /// A replay plan: which events, what to do with them, how fast, how to check and how to undo.
@@ -48,6 +48,12 @@ pub struct RawPlan {
     /// Throughput limits that hold over the whole run.
     #[serde(default)]
     pub rate_limit: RateLimit,
+    /// Run every step and verification on the first events of the selection before the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+    /// Conditions checked while the run runs, which stop or pause it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<Guard>,
     /// What the run does, in order.
     #[schemars(length(min = 1, max = 100))]
     pub steps: Vec<Step>,

@@ -32,6 +32,19 @@ impl Step {
         }
     }
 
+    /// The same step, recorded under another id (the canary runs every step under its own).
+    pub fn recorded_as(&self, id: String) -> Step {
+        let mut step = self.clone();
+        match &mut step {
+            Step::Reset(s) => s.id = id,
+            Step::Publish(s) => s.id = id,
+            Step::Sql(s) => s.id = id,
+            Step::Wait(s) => s.id = id,
+            Step::PurgeQueue(s) => s.id = id,
+        }
+        step
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Step::Reset(_) => "reset",
