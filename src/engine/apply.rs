@@ -953,6 +953,9 @@ impl Driver<'_> {
                 FaultClass::Interrupted if stopped && matches!(e, RunError::Interrupted) => {
                     RunStatus::Stopped
                 }
+                FaultClass::Interrupted if matches!(e, RunError::GuardStopped { .. }) => {
+                    RunStatus::Stopped
+                }
                 FaultClass::Interrupted | FaultClass::Transient => RunStatus::Interrupted,
                 FaultClass::PlanLogic if report.rolled_back => RunStatus::RolledBack,
                 FaultClass::PlanLogic | FaultClass::Bug => RunStatus::Failed,

@@ -21,6 +21,8 @@ pub struct BindScope {
     plan_name: String,
     /// Where the frozen selection lives; `:selected_event_ids` reads it server-side.
     selection_table: String,
+    /// Where the batches of batch-wise steps are recorded (`:done_event_ids` reads them).
+    batches_table: String,
 }
 
 impl BindScope {
@@ -40,7 +42,14 @@ impl BindScope {
             started_at,
             plan_name: plan.raw.name.clone(),
             selection_table: selection_table.to_string(),
+            batches_table: crate::engine::state::BATCHES_TABLE.to_string(),
         }
+    }
+
+    /// The same binds over another batches table (a rehearsal's, which has none done).
+    pub fn with_batches(mut self, table: &str) -> Self {
+        self.batches_table = table.to_string();
+        self
     }
 
     pub fn run_id(&self) -> uuid::Uuid {
@@ -50,7 +59,10 @@ impl BindScope {
     /// A prepared statement's text for this run (the selection table named); a step that runs
     /// its statement per batch asks once.
     pub fn text(&self, sql: &PreparedSql) -> String {
-        sql.text(&self.selection_table)
+        sql.text(crate::plan::prepared::Tables {
+            selection: &self.selection_table,
+            batches: &self.batches_table,
+        })
     }
 
     /// The values of a prepared statement's binds, in order; `batch` is the current batch's

@@ -36,7 +36,8 @@ pub async fn dry_run(
     let mut writes = Rehearse::start(&pool)
         .await
         .map_err(RunError::db("starting the dry-run transaction"))?;
-    let scope = BindScope::new(plan, run_id, started_at, writes.selection_table());
+    let scope = BindScope::new(plan, run_id, started_at, writes.selection_table())
+        .with_batches(Rehearse::BATCHES_TABLE);
     let frozen = freeze::freeze(&mut writes, plan, run_id, 0).await?;
     let selected = frozen.selected;
     report.selected = selected;
@@ -104,7 +105,8 @@ pub async fn dry_run(
         "(SELECT * FROM {} WHERE seq <= {limit}) rehearsed",
         writes.selection_table()
     );
-    let step_scope = BindScope::new(plan, run_id, started_at, &bounded);
+    let step_scope =
+        BindScope::new(plan, run_id, started_at, &bounded).with_batches(Rehearse::BATCHES_TABLE);
     let cancel = Cancel::default();
     let mut ctx = StepContext {
         plan,

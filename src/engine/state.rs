@@ -1480,6 +1480,8 @@ pub async fn request_stop(
 
 /// Where a run's frozen selection lives (`run_id, seq, event_id, event_type, payload,
 /// processed_at`).
+/// Where the batches of a run's batch-wise steps are recorded.
+pub const BATCHES_TABLE: &str = "replay.batches";
 pub const SELECTION_TABLE: &str = "replay.selection";
 
 /// Records a step's checkpoint inside the batch's transaction, fenced by the lease's token;

@@ -133,6 +133,9 @@ pub struct Rehearse {
 }
 
 impl Rehearse {
+    /// The rehearsal's batches table (empty).
+    pub const BATCHES_TABLE: &'static str = "pg_temp.replay_batches";
+
     /// Opens the outer transaction and the temporary selection table (gone with the rollback).
     pub async fn start(pool: &PgPool) -> Result<Rehearse, sqlx::Error> {
         let mut outer = pool.begin().await?;
@@ -145,6 +148,13 @@ impl Rehearse {
              event_id TEXT NOT NULL, event_type TEXT NOT NULL, payload JSONB, processed_at TIMESTAMPTZ, \
              PRIMARY KEY (run_id, seq)) \
              ON COMMIT DROP",
+        )
+        .execute(&mut *outer)
+        .await?;
+        // No batch of a rehearsal is ever done: `:done_event_ids` is empty.
+        sqlx::query(
+            "CREATE TEMP TABLE replay_batches (run_id UUID NOT NULL, step_id TEXT NOT NULL, \
+             from_seq BIGINT NOT NULL, upto_seq BIGINT NOT NULL, done BOOLEAN NOT NULL) ON COMMIT DROP",
         )
         .execute(&mut *outer)
         .await?;

@@ -266,11 +266,20 @@ mod tests {
         .unwrap();
         let step = plan.sql.get(SqlSite::Step("s")).unwrap();
         assert_eq!(
-            step.text("replay.selection"),
+            step.text(crate::plan::prepared::Tables {
+                selection: "replay.selection",
+                batches: "replay.batches"
+            }),
             "DELETE FROM t WHERE at > now() - $1 AND id = ANY(ARRAY(SELECT event_id FROM replay.selection WHERE run_id = $2))"
         );
         assert_eq!(
-            plan.sql.get(SqlSite::Verification(0)).unwrap().text("x"),
+            plan.sql
+                .get(SqlSite::Verification(0))
+                .unwrap()
+                .text(crate::plan::prepared::Tables {
+                    selection: "x",
+                    batches: "replay.batches"
+                }),
             "SELECT $1"
         );
         assert_eq!(

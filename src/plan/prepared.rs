@@ -47,8 +47,26 @@ pub struct PreparedSql {
     /// between a run and a rehearsal, so it is filled in when the statement runs, by joining
     /// these pieces, not by reading the SQL again.
     pieces: Vec<String>,
+    /// What goes between each piece and the next.
+    holes: Vec<Hole>,
     /// What `$1, $2, …` are bound to, in order.
     binds: Vec<BindName>,
+}
+
+/// A table named only when a statement runs: it differs between a run and a rehearsal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hole {
+    Selection,
+    Batches,
+}
+
+/// Where a run keeps the tables its statements read besides the target's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tables<'a> {
+    /// The frozen selection (`run_id, seq, event_id, …`).
+    pub selection: &'a str,
+    /// The batches of batch-wise steps (`run_id, from_seq, upto_seq, done`).
+    pub batches: &'a str,
 }
 
 impl PreparedSql {
@@ -64,6 +82,7 @@ impl PreparedSql {
         let mut names: Vec<&str> = Vec::new();
         let mut binds = Vec::new();
         let mut pieces = Vec::new();
+        let mut holes = Vec::new();
         let mut piece = String::with_capacity(text.len());
         let mut copied = 0;
         let spans = sql::bind_spans(text)?;
@@ -87,6 +106,7 @@ impl PreparedSql {
                 BindName::Builtin(BuiltinBind::SelectedEventIds) => {
                     piece.push_str("ARRAY(SELECT event_id FROM ");
                     pieces.push(std::mem::take(&mut piece));
+                    holes.push(Hole::Selection);
                     piece.push_str(&format!(" WHERE run_id = ${number})"));
                 }
                 // The events of the selection inside a batch that is done, by any step (the
@@ -94,9 +114,14 @@ impl PreparedSql {
                 BindName::Builtin(BuiltinBind::DoneEventIds) => {
                     piece.push_str("ARRAY(SELECT event_id FROM ");
                     pieces.push(std::mem::take(&mut piece));
+                    holes.push(Hole::Selection);
                     piece.push_str(&format!(
-                        " WHERE run_id = ${number} AND EXISTS (SELECT 1 FROM replay.batches b \
-                         WHERE b.run_id = ${number} AND b.done AND seq > b.from_seq AND seq <= b.upto_seq))"
+                        " WHERE run_id = ${number} AND EXISTS (SELECT 1 FROM "
+                    ));
+                    pieces.push(std::mem::take(&mut piece));
+                    holes.push(Hole::Batches);
+                    piece.push_str(&format!(
+                        " b WHERE b.run_id = ${number} AND b.done AND seq > b.from_seq AND seq <= b.upto_seq))"
                     ));
                 }
                 _ => piece.push_str(&format!("${number}")),
@@ -105,12 +130,25 @@ impl PreparedSql {
         }
         piece.push_str(&text[copied..]);
         pieces.push(piece);
-        Ok(PreparedSql { pieces, binds })
+        Ok(PreparedSql {
+            pieces,
+            holes,
+            binds,
+        })
     }
 
     /// The text to send, with `$1, $2, …` and the selection table named.
-    pub fn text(&self, selection_table: &str) -> String {
-        self.pieces.join(selection_table)
+    pub fn text(&self, tables: Tables<'_>) -> String {
+        let mut out = String::new();
+        for (i, piece) in self.pieces.iter().enumerate() {
+            out.push_str(piece);
+            match self.holes.get(i) {
+                Some(Hole::Selection) => out.push_str(tables.selection),
+                Some(Hole::Batches) => out.push_str(tables.batches),
+                None => {}
+            }
+        }
+        out
     }
 
     /// What `$1, $2, …` are bound to, in order.
@@ -195,7 +233,15 @@ mod tests {
     fn case(text: &str, per_batch: bool) -> Result<(String, Vec<BindName>), String> {
         let declared = |name: &str| ["since", "tenant"].contains(&name);
         PreparedSql::new(text, per_batch, &declared)
-            .map(|p| (p.text("replay.selection"), p.binds().to_vec()))
+            .map(|p| {
+                (
+                    p.text(crate::plan::prepared::Tables {
+                        selection: "replay.selection",
+                        batches: "replay.batches",
+                    }),
+                    p.binds().to_vec(),
+                )
+            })
             .map_err(|e| e.to_string())
     }
 
@@ -257,7 +303,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            sql.text("pg_temp.s"),
+            sql.text(crate::plan::prepared::Tables {
+                selection: "pg_temp.s",
+                batches: "replay.batches"
+            }),
             "SELECT ARRAY(SELECT event_id FROM pg_temp.s WHERE run_id = $1), ARRAY(SELECT event_id FROM pg_temp.s WHERE run_id = $1)"
         );
     }

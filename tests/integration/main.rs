@@ -7,6 +7,7 @@ mod doctor;
 mod faults;
 mod gates;
 mod groups;
+mod guards;
 mod inspect;
 mod lanes;
 mod markdown;

@@ -19,15 +19,15 @@ fn text(out: &Output) -> String {
 /// A minimal HTTP/1.1 receiver: the n-th request gets `script[n]` (the last one repeats; `None`
 /// reads the request and never answers); the bodies of accepted (2xx) requests are kept in
 /// order, and every request is counted.
-struct Receiver {
-    port: u16,
-    bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+pub(super) struct Receiver {
+    pub(super) port: u16,
+    pub(super) bodies: Arc<Mutex<Vec<serde_json::Value>>>,
     requests: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
-    async fn start(script: Vec<Option<u16>>) -> anyhow::Result<Receiver> {
+    pub(super) async fn start(script: Vec<Option<u16>>) -> anyhow::Result<Receiver> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let bodies = Arc::new(Mutex::new(Vec::new()));

@@ -52,6 +52,10 @@ const PLAN_CODES: &[&str] = &[
     "restore-without-backup",
     "unbounded-backup",
     "unused-setting",
+    "canary-unjudged",
+    "duplicate-guard",
+    "guard-value",
+    "guard-bound",
 ];
 
 /// Corpus files whose `# expect:` line states the right diagnostics but `replay validate` reports
