@@ -117,6 +117,15 @@ async fn a_guard_trips_on_a_rising_error_rate_within_one_interval(
     assert_eq!(dry["guards"][0]["name"], "error-rate");
     assert_eq!(dry["guards"][0]["value"], 0.0);
     assert_eq!(dry["guards"][0]["beyond"], false);
+    let out = spawn(&["apply", path, "--dry-run", "--format", "markdown"], &url)
+        .wait_with_output()
+        .await?;
+    let markdown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        markdown.contains("### Guards")
+            && markdown.contains("| `error-rate` | sql | max 0.02 | stop | 1s | `0` |"),
+        "{markdown}"
+    );
 
     let run = tokio::spawn({
         let (plan, url) = (plan.clone(), url.clone());
@@ -265,4 +274,33 @@ async fn a_pause_past_its_max_pause_stops_the_run_resumably(pool: PgPool) -> any
     assert_eq!(report["resumed"], true);
     assert_eq!(report["status"], "succeeded");
     each_changed_once(&pool, failed).await
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_guard_that_cannot_be_read_stops_the_run_naming_why(pool: PgPool) -> anyhow::Result<()> {
+    world(&pool, 100).await?;
+    record_status_changes(&pool).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "guard-unreadable",
+        "select: { status: [error] }\n\
+         guards:\n  - { name: backlog, sql: \"SELECT count(*) FROM no_such_table\", max: 10 }\n\
+         steps:\n  - { id: reset, kind: reset }\n",
+    );
+    let out = apply(&plan, &url).await;
+    assert_eq!(out.status.code(), Some(5), "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["status"], "stopped");
+    let text = output_text(&out);
+    assert!(
+        text.contains("guard `backlog` could not be read (") && text.contains("no_such_table"),
+        "{text}"
+    );
+    let changed: i64 = sqlx::query_scalar("SELECT count(*) FROM status_changes")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(changed, 0, "nothing was written");
+    Ok(())
 }
