@@ -470,16 +470,10 @@ impl Driver<'_> {
                 .clone()
                 .unwrap_or_else(|| "an earlier failure".into());
             // A canary that failed is undone over its own events.
-            let canary_table = match run.selected.and_then(|n| canary::size(plan, n as u64)) {
-                Some(n) if !state::logged(pool, run.id, state::CANARY_PASSED).await? => {
-                    Some(canary::canary_table(writes.selection_table(), n))
-                }
-                _ => None,
-            };
-            let scope = match &canary_table {
-                Some(table) => BindScope::new(plan, run.id, run.started_at, table),
-                None => scope,
-            };
+            let table =
+                canary::undo_table(plan, pool, run.id, run.selected, writes.selection_table())
+                    .await?;
+            let scope = BindScope::new(plan, run.id, run.started_at, &table);
             self.undo(&scope, &cause, reporter, report).await?;
             return Err(RunError::RollbackResumed { cause });
         }

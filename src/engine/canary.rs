@@ -65,6 +65,24 @@ pub fn rest_table(selection: &str, n: u64) -> String {
     format!("(SELECT * FROM {selection} WHERE seq > {n}) rest")
 }
 
+/// The selection a rollback of the run binds `:selected_event_ids` to: while its canary has not
+/// passed, only the canary's events were touched, and only they are undone.
+pub async fn undo_table(
+    plan: &Plan,
+    pool: &sqlx::PgPool,
+    run_id: uuid::Uuid,
+    selected: Option<i64>,
+    selection: &str,
+) -> Result<String, crate::engine::error::RunError> {
+    use crate::engine::state;
+    match selected.and_then(|n| size(plan, n as u64)) {
+        Some(n) if !state::logged(pool, run_id, state::CANARY_PASSED).await? => {
+            Ok(canary_table(selection, n))
+        }
+        _ => Ok(selection.to_string()),
+    }
+}
+
 /// How long to wait after the canary's steps before judging it.
 pub fn pause(plan: &Plan) -> Duration {
     plan.raw

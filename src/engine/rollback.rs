@@ -131,7 +131,11 @@ pub async fn rollback_run(
     let heartbeat = lease.heartbeat(pool.clone(), crate::engine::steps::Cancel::default());
     let cause = format!("rolled back by {}", connection.operator);
     let started_at = recorded.started_at;
-    let scope = BindScope::new(&plan, run_id, started_at, state::SELECTION_TABLE);
+    let selected = state::run(&pool, run_id).await?.selected;
+    let table =
+        crate::engine::canary::undo_table(&plan, &pool, run_id, selected, state::SELECTION_TABLE)
+            .await?;
+    let scope = BindScope::new(&plan, run_id, started_at, &table);
     let result = async {
         state::set_status(&pool, &lease, RunStatus::RollingBack, Some(&cause)).await?;
         run_actions(

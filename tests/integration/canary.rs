@@ -255,3 +255,66 @@ async fn a_resume_after_the_canary_does_not_run_it_again(pool: PgPool) -> anyhow
     assert_eq!(canary_steps_started, 2, "each canary step started once");
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_run_stopped_during_its_canary_rolls_back_only_the_canarys_events(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let failed = world(&pool, 400).await?;
+    let order = failed_in_selection_order(&pool).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    // The canary waits a long while before it is judged: stopped there, its steps are done and
+    // the rest untouched.
+    let plan = plan_file(
+        &dir,
+        "canary-stopped",
+        &format!(
+            "select: {{ status: [error] }}\n\
+             canary: {{ events: 10, pause: 1h }}\n\
+             steps:\n  - id: process\n    kind: sql\n    each: batch\n    sql: \"{PROCESSED_ALL}\"\n\
+             verify:\n  - name: none failing\n    \
+             sql: \"SELECT count(*) FROM processed_events WHERE event_id = ANY(:selected_event_ids) AND status = 'error'\"\n    \
+             expect: {{ equals: 0 }}\n\
+             rollback:\n  - kind: sql\n    \
+             sql: \"UPDATE processed_events SET status = 'error', error_message = 'undone' WHERE event_id = ANY(:selected_event_ids)\"\n"
+        ),
+    );
+    let path = plan.to_str().unwrap_or_default();
+    let child = start(&["apply", path], &url);
+    until("the canary's steps to finish", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM replay.run_log WHERE kind = 'step_finished' AND step_id = 'canary/process')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(false)
+    })
+    .await?;
+    let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_exit(&run(&["stop", &run_id.to_string()], &url), 0);
+    assert_exit(&child.wait_with_output()?, 130);
+    let out = run(&["rollback", &run_id.to_string()], &url);
+    assert_exit(&out, 0);
+    // Only the canary's events were processed, and only they are undone.
+    let undone: Vec<String> = sqlx::query_scalar(
+        "SELECT event_id FROM processed_events WHERE error_message = 'undone' ORDER BY event_id",
+    )
+    .fetch_all(&pool)
+    .await?;
+    let mut canary: Vec<String> = order[..10].to_vec();
+    canary.sort();
+    assert_eq!(undone, canary);
+    let still_failed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'error'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(still_failed, failed);
+    Ok(())
+}
+
+/// The fix holds for every selected event (no reset step before it).
+const PROCESSED_ALL: &str = "UPDATE processed_events SET status = 'processed', error_message = NULL \
+     WHERE event_id = ANY(:batch_event_ids)";
