@@ -499,6 +499,9 @@ impl Driver<'_> {
                 reporter.event(&RunEvent::SelectionFrozen {
                     selected: frozen.selected,
                 });
+                if plan.raw.canary.is_some() && canary::size(plan, frozen.selected).is_none() {
+                    state::drop_canary_records(pool, run.id).await?;
+                }
                 frozen
             }
         };
@@ -670,7 +673,9 @@ impl Driver<'_> {
         }
         // A guard that stopped the run says so, in place of "interrupted".
         let outcome = match (outcome, stopped_by) {
-            (Err(RunError::Interrupted), Some(trip)) => Err(RunError::GuardStopped {
+            // (A wait that was the last step ends its poll, not done, when a guard stops the
+            // run; a stop is never judged by the verifications.)
+            (Err(RunError::Interrupted) | Ok(()), Some(trip)) => Err(RunError::GuardStopped {
                 guard: trip.guard,
                 message: trip.message,
             }),
@@ -792,17 +797,22 @@ impl Driver<'_> {
             });
             return self.roll_back(&scope, e, ctx.reporter, report).await;
         }
+        // A guard that stopped the run after the canary's last batch: it is not judged.
+        self.cancel.check()?;
         let pause = canary::pause(plan);
         if !pause.is_zero() {
             tracing::info!(
                 "the canary's steps are done; waiting {} before judging it",
                 crate::plan::duration::format(pause)
             );
+            // The guards are read meanwhile, as between a wait's polls.
             let until = tokio::time::Instant::now() + pause;
             while tokio::time::Instant::now() < until {
                 self.cancel.check()?;
-                tokio::time::sleep(Duration::from_millis(100).min(pause)).await;
+                let left = until.saturating_duration_since(tokio::time::Instant::now());
+                clock.poll_pause(left.min(Duration::from_millis(500))).await;
             }
+            self.cancel.check()?;
         }
         let mut verifications = Vec::new();
         let failed = verify_all(

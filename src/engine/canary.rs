@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::plan::Plan;
-use crate::plan::model::Step;
+use crate::plan::model::{PublishEach, SqlEach, Step};
 
 /// Step ids of the canary's records; `/` never stands in a plan's step id.
 const PREFIX: &str = "canary/";
@@ -45,12 +45,18 @@ pub fn steps(plan: &Plan) -> Vec<Step> {
         .collect()
 }
 
-/// The plan's batch-wise steps, which go on after the canary from its last event.
+/// The plan's batch-wise steps, which go on after the canary from its last event (a once-step
+/// runs again after the canary, over the rest).
 pub fn batch_wise(plan: &Plan) -> Vec<&str> {
     plan.raw
         .steps
         .iter()
-        .filter(|s| matches!(s, Step::Reset(_) | Step::Sql(_) | Step::Publish(_)))
+        .filter(|s| match s {
+            Step::Reset(_) => true,
+            Step::Sql(s) => s.each == SqlEach::Batch,
+            Step::Publish(p) => p.each == PublishEach::Event,
+            Step::Wait(_) | Step::PurgeQueue(_) => false,
+        })
         .map(Step::id)
         .collect()
 }

@@ -79,8 +79,7 @@ pub async fn dry_run(
         });
     }
     // The canary: which events it would take (the run shows its steps and verifications).
-    if let Some(canary) = &plan.raw.canary {
-        let n = canary.events.min(selected);
+    if let Some(n) = crate::engine::canary::size(plan, selected) {
         let table = writes.selection_table();
         let event_ids =
             state::first_selected(&mut writes.outer, table, run_id, n.min(20) as i64).await?;
@@ -108,6 +107,54 @@ pub async fn dry_run(
     let step_scope =
         BindScope::new(plan, run_id, started_at, &bounded).with_batches(Rehearse::BATCHES_TABLE);
     let cancel = Cancel::default();
+    // The canary's steps are rehearsed as the run records them (`canary/<id>`), on its first
+    // batch, before the plan's.
+    let canary = crate::engine::canary::size(plan, selected);
+    let canary_result = match canary {
+        Some(n) => {
+            let first = format!(
+                "(SELECT * FROM {} WHERE seq <= {}) rehearsed",
+                writes.selection_table(),
+                n.min(limit)
+            );
+            let scope = BindScope::new(plan, run_id, started_at, &first)
+                .with_batches(Rehearse::BATCHES_TABLE);
+            let mut ctx = StepContext {
+                plan,
+                run_id,
+                lease: 0,
+                started_at,
+                binds: &scope,
+                total: n,
+                limit: n.min(limit),
+                cancel: &cancel,
+                reporter: &mut *reporter,
+                executor: None,
+            };
+            let mut phase = Report::default();
+            let result = sequence::run_all(
+                &mut ctx,
+                &crate::engine::canary::steps(plan),
+                &mut writes,
+                &mut broker,
+                &mut NoWait,
+                &mut Unrecorded,
+                &mut phase,
+            )
+            .await;
+            if let Some(c) = report.canary.as_mut() {
+                c.steps = phase.steps;
+            }
+            result
+        }
+        None => Ok(()),
+    };
+    if plan.raw.canary.is_some() && canary.is_none() {
+        report.warnings.push(format!(
+            "the canary ({} events) is not smaller than the selection ({selected}): the run has no canary and is judged once, at its end",
+            plan.raw.canary.as_ref().map_or(0, |c| c.events)
+        ));
+    }
     let mut ctx = StepContext {
         plan,
         run_id,
@@ -120,16 +167,21 @@ pub async fn dry_run(
         reporter,
         executor: None,
     };
-    let result = sequence::run_all(
-        &mut ctx,
-        &plan.raw.steps,
-        &mut writes,
-        &mut broker,
-        &mut NoWait,
-        &mut Unrecorded,
-        report,
-    )
-    .await;
+    let result = match canary_result {
+        Ok(()) => {
+            sequence::run_all(
+                &mut ctx,
+                &plan.raw.steps,
+                &mut writes,
+                &mut broker,
+                &mut NoWait,
+                &mut Unrecorded,
+                report,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
     report.messages = broker.sample.clone();
     writes
         .finish()

@@ -185,9 +185,13 @@ pub async fn follow(
     report.paused_secs += clock.inner.paused.as_secs_f64() + clock.guards.paused.as_secs_f64();
     clock.guards.finish().await;
     let outcome = match (outcome, clock.guards.stopped.clone()) {
+        // This executor obeyed the guard; the run's driver reads it too and decides for the run.
         (Err(RunError::Interrupted), Some(trip)) => Err(RunError::GuardStopped {
+            message: format!(
+                "{} (this executor stopped; the run's driver reads the guard too and stops the run)",
+                trip.message
+            ),
             guard: trip.guard,
-            message: trip.message,
         }),
         (outcome, _) => outcome,
     };

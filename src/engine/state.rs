@@ -1079,6 +1079,19 @@ pub async fn pass_canary(
     tx.commit().await.map_err(RunError::db(doing))
 }
 
+/// Forgets the canary's step records of a run that has none (the canary was not smaller than
+/// the selection), so that they do not stand pending.
+pub async fn drop_canary_records(pool: &PgPool, run_id: uuid::Uuid) -> Result<(), RunError> {
+    sqlx::query(
+        "DELETE FROM replay.step_runs WHERE run_id = $1 AND step_id LIKE 'canary/%' AND checkpoint = 0 AND status = 'pending'",
+    )
+    .bind(run_id)
+    .execute(pool)
+    .await
+    .map(|_| ())
+    .map_err(RunError::db("forgetting the canary's records"))
+}
+
 /// The run-log kind that says a run's canary passed.
 pub const CANARY_PASSED: &str = "canary_passed";
 

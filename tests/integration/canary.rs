@@ -318,3 +318,91 @@ async fn a_run_stopped_during_its_canary_rolls_back_only_the_canarys_events(
 /// The fix holds for every selected event (no reset step before it).
 const PROCESSED_ALL: &str = "UPDATE processed_events SET status = 'processed', error_message = NULL \
      WHERE event_id = ANY(:batch_event_ids)";
+
+#[sqlx::test(migrations = false)]
+async fn a_canary_publishes_its_events_and_runs_once_steps_for_it_then_for_the_rest(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let failed = world(&pool, 300).await?;
+    let order = failed_in_selection_order(&pool).await?;
+    let exchange = format!("test-canary-{}", uuid::Uuid::new_v4().simple());
+    let _conn = bound_queue(&exchange).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "canary-publishes",
+        &format!(
+            "select: {{ status: [error] }}\n\
+             canary: {{ events: 10 }}\n\
+             target: {{ exchange: {exchange} }}\n\
+             steps:\n  - {{ id: reset, kind: reset }}\n  \
+             - {{ id: republish, kind: publish }}\n  \
+             - {{ id: announce, kind: publish, each: once, routing_key: replay.announced, payload: \"{{{{ run.id }}}}\" }}\n  \
+             - id: mark\n    kind: sql\n    \
+             sql: \"UPDATE processed_events SET retry_count = retry_count + 1 WHERE event_id = ANY(:selected_event_ids)\"\n  \
+             - id: process\n    kind: sql\n    each: batch\n    sql: \"{PROCESSED}\"\n  \
+             - id: settled\n    kind: wait\n    timeout: 1m\n    poll_interval: 100ms\n    \
+             until: \"SELECT count(*) = 0 FROM processed_events WHERE event_id = ANY(:selected_event_ids) AND status <> 'processed'\"\n\
+             verify:\n  - name: none failing\n    \
+             sql: \"SELECT count(*) FROM processed_events WHERE event_id = ANY(:selected_event_ids) AND status = 'error'\"\n    \
+             expect: {{ equals: 0 }}\n"
+        ),
+    );
+    let path = plan.to_str().unwrap_or_default();
+    // The dry-run rehearses the canary's steps as the run records them.
+    let out = run(&["apply", path, "--dry-run", "--format", "json"], &url);
+    assert_exit(&out, 0);
+    let dry: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let rehearsed: Vec<&str> = dry["canary"]["steps"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        rehearsed,
+        [
+            "canary/reset",
+            "canary/republish",
+            "canary/announce",
+            "canary/mark",
+            "canary/process",
+            "canary/settled"
+        ]
+    );
+    let out = run(&["apply", path, "--format", "json"], &url);
+    assert_exit(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["canary"]["passed"], true);
+    let touched = |steps: &serde_json::Value, i: usize| steps[i]["touched"].as_i64();
+    let (canary, rest) = (&report["canary"]["steps"], &report["steps"]);
+    // Each step of the canary took its ten events; each of the plan's, the rest; the
+    // once-steps ran once for each.
+    for i in [0, 1, 3, 4] {
+        assert_eq!(touched(canary, i), Some(10), "canary step {i}");
+        assert_eq!(touched(rest, i), Some(failed - 10), "step {i}");
+    }
+    assert_eq!(touched(canary, 2), Some(1));
+    assert_eq!(touched(rest, 2), Some(1));
+    // The once-step `mark` counted each selected event once (after its reset): the canary's
+    // in the canary, the rest after it.
+    let marked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM processed_events WHERE event_id = ANY($1) AND retry_count = 1 AND status = 'processed'",
+    )
+    .bind(&order)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(marked, failed);
+    // Every event published once, the canary's first; the announcement once for each part.
+    let ids = drain_ids(&exchange, failed as usize + 2).await?;
+    let events: Vec<&String> = ids.iter().filter(|id| !id.contains(':')).collect();
+    assert_eq!(events.len() as i64, failed);
+    let distinct: std::collections::BTreeSet<&&String> = events.iter().collect();
+    assert_eq!(distinct.len() as i64, failed);
+    let first: std::collections::BTreeSet<&String> = events.iter().take(10).copied().collect();
+    assert_eq!(first, order[..10].iter().collect());
+    let announced: Vec<&String> = ids.iter().filter(|id| id.contains(':')).collect();
+    assert_eq!(announced.len(), 2, "{announced:?}");
+    assert!(announced[0].ends_with(":canary/announce"), "{announced:?}");
+    assert!(announced[1].ends_with(":announce"), "{announced:?}");
+    Ok(())
+}

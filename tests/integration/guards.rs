@@ -304,3 +304,56 @@ async fn a_guard_that_cannot_be_read_stops_the_run_naming_why(pool: PgPool) -> a
     assert_eq!(changed, 0, "nothing was written");
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_guard_that_stops_the_run_during_a_wait_leaves_the_wait_undone(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 100).await?;
+    control(&pool, 0).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    // The wait never holds by itself; the verification would fail if it were ever judged.
+    let plan = plan_file(
+        &dir,
+        "guard-during-wait",
+        "select: { status: [error] }\n\
+         guards:\n  - { name: held, sql: \"SELECT hold FROM control\", max: 0, every: 100ms }\n\
+         steps:\n  - { id: reset, kind: reset }\n  \
+         - { id: drained, kind: wait, until: \"SELECT false\", timeout: 10m, poll_interval: 100ms }\n\
+         verify:\n  - { name: never, sql: \"SELECT 1\", expect: { equals: 0 } }\n",
+    );
+    let run = tokio::spawn({
+        let (plan, url) = (plan.clone(), url.clone());
+        async move { apply(&plan, &url).await }
+    });
+    until("the wait to start", || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM replay.run_log WHERE kind = 'step_started' AND step_id = 'drained')",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(false)
+    })
+    .await?;
+    control(&pool, 1).await?;
+    let out = run.await?;
+    assert_eq!(out.status.code(), Some(5), "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["status"], "stopped");
+    assert!(
+        report["verifications"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+    let wait_done: bool = sqlx::query_scalar(
+        "SELECT status = 'done' FROM replay.step_runs WHERE step_id = 'drained'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert!(
+        !wait_done,
+        "the wait was recorded done though it never held"
+    );
+    Ok(())
+}

@@ -65,7 +65,8 @@ impl Renderer {
         started_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Renderer, String> {
         let field = |field: MessageField<'_>, text: &str| -> Result<Field, String> {
-            let name = template::name(&step.id, field);
+            // The canary records the plan's steps under ids of its own.
+            let name = template::name(crate::engine::canary::plan_step_id(&step.id), field);
             if !plan.templates.has(&name) {
                 return Err(format!(
                     "template `{name}` was not compiled with the plan (a bug in replay)"

@@ -101,6 +101,9 @@ pub async fn run<W: Writes, B: Broker, C: Clock>(
             ));
         }
         if !clock.poll_pause(interval).await {
+            // A rehearsal does not wait; a run whose guard stopped it stops here, the wait
+            // not done.
+            ctx.cancel.check()?;
             break;
         }
     }
