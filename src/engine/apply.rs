@@ -535,6 +535,8 @@ impl Driver<'_> {
         // Every exchange and queue the plan names must exist before the first write.
         let mut broker =
             crate::engine::broker::connect_for(plan, &self.connection.amqp_url).await?;
+        // And every http step's secrets and CA file must be there.
+        let requests = crate::engine::http::Endpoints::for_plan(plan)?;
         capture_before(plan, pool, &scope, run.id).await?;
         if let Some(pg_dump) = plan.raw.backup.as_ref().and_then(|b| b.pg_dump.as_ref())
             && !state::logged(pool, run.id, "pg_dump").await?
@@ -598,6 +600,7 @@ impl Driver<'_> {
             &mut ctx,
             &mut writes,
             &mut broker,
+            &requests,
             &mut clock,
             &mut journal,
             report,

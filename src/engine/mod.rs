@@ -18,6 +18,7 @@ pub mod events;
 pub mod freeze;
 pub mod gates;
 pub mod groups;
+pub mod http;
 pub mod inspect;
 pub mod join;
 pub mod management;

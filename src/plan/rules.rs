@@ -89,6 +89,7 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     ("unbounded-backup", "A backup of a whole table says so"),
     ("unused-setting", "Every setting given has an effect"),
+    ("http-url", "An http step calls an http:// or https:// URL"),
     (
         "strict-sql",
         "With `--strict-sql`: only allowed functions and statements a rollback undoes",

@@ -6,6 +6,7 @@ mod doctor;
 mod faults;
 mod gates;
 mod groups;
+mod http;
 mod inspect;
 mod lanes;
 mod markdown;

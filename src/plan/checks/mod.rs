@@ -1,6 +1,7 @@
 //! Semantic checks that the schema cannot express; one check per file.
 
 mod expectations;
+mod http;
 mod notify;
 mod params;
 mod rate_limit;
@@ -29,6 +30,7 @@ pub fn run(plan: &RawPlan, options: Options) -> Vec<Diagnostic> {
     rate_limit::check(plan, &mut out);
     expectations::check(plan, &mut out);
     notify::check(plan, &mut out);
+    http::check(plan, &mut out);
     if options.strict_sql {
         strict_sql::check(plan, &mut out);
     }

@@ -1,6 +1,7 @@
 //! What a plan file says: the typed form of the YAML, with serde and JSON Schema derived from one source.
 
 mod backup;
+mod http;
 mod notify;
 mod params;
 mod plan;
@@ -13,6 +14,7 @@ mod target;
 mod verify;
 
 pub use backup::{Backup, BackupTable, PgDump};
+pub use http::{HttpEach, HttpMethod, HttpStep};
 pub use notify::{Notify, NotifyOn};
 pub use params::{ParamSpec, ParamType};
 pub use plan::RawPlan;
