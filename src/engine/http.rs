@@ -307,15 +307,20 @@ async fn call_once(
     }
 }
 
-/// A TLS failure (rustls reports a certificate it refuses as invalid data), where a refused or
-/// reset connection is a passing fault.
+/// A TLS failure (rustls reports a certificate it refuses as invalid data, which hyper's
+/// connector wraps in another I/O error), where a refused or reset connection is a passing fault.
 fn certificate(e: &reqwest::Error) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::InvalidData
-        {
-            return true;
+        // An I/O error's `source` skips the error it wraps: look inside by hand.
+        let mut io = cause.downcast_ref::<std::io::Error>();
+        while let Some(error) = io {
+            if error.kind() == std::io::ErrorKind::InvalidData {
+                return true;
+            }
+            io = error
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<std::io::Error>());
         }
         source = cause.source();
     }

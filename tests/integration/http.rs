@@ -451,3 +451,66 @@ async fn the_shipped_api_plan_replays_through_habitats_admin_api(
     assert_eq!(calls, failed);
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn https_trusts_the_steps_ca_file_and_refuses_an_unknown_ca(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let total = world(&pool, 100).await?;
+    let url = database_url(&pool).await?;
+    let endpoint = Endpoint::start(Duration::ZERO, |_, _| 200).await?;
+    let certs = tempfile::tempdir()?;
+    let (ca, bundle) = super::tls::certificates(certs.path(), "http")?;
+    let tls = super::tls::TlsEndpoint::in_front_of(&bundle, endpoint.server.addr.port()).await?;
+    let api = format!("api=https://localhost:{}", tls.port);
+    let dir = tempfile::tempdir()?;
+    // A CA file that cannot be read is a refusal before the first write, naming it.
+    let missing = plan(
+        &dir,
+        "https-missing-ca",
+        25,
+        "    ca_file: /nonexistent/ca.pem\n",
+    );
+    let out = apply(&["apply", &missing, "--param", &api], &url).await;
+    assert_exit(&out, 4);
+    assert!(
+        output_text(&out).contains("/nonexistent/ca.pem"),
+        "{}",
+        output_text(&out)
+    );
+    // Without the CA: the certificate is refused, not retried, and nothing is called.
+    let untrusted = plan(&dir, "https-untrusted", 25, "    retries: 5\n");
+    let out = apply(&["apply", &untrusted, "--param", &api], &url).await;
+    assert_exit(&out, 1);
+    let text = output_text(&out);
+    assert!(text.contains("TLS certificate is refused"), "{text}");
+    assert!(!text.contains("Retrying"), "not retried: {text}");
+    assert!(endpoint.calls().is_empty());
+    // With it, every call is made over TLS and accepted (the failed run above holds the same
+    // events, so the overlap gate is overridden).
+    let trusted = plan(
+        &dir,
+        "https-trusted",
+        25,
+        &format!("    ca_file: {}\n", ca.display()),
+    );
+    let out = apply(
+        &[
+            "apply",
+            &trusted,
+            "--param",
+            &api,
+            "--override",
+            "overlap",
+            "--because",
+            "the untrusted run made no call",
+        ],
+        &url,
+    )
+    .await;
+    assert_success(&out);
+    let accepted = endpoint.accepted();
+    assert_eq!(accepted.len() as i64, total);
+    assert!(accepted.values().all(|n| *n == 1));
+    Ok(())
+}
