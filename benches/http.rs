@@ -2,7 +2,8 @@
 //! answers at once, against a bare reqwest client (this binary, re-run as a child) making the
 //! same calls with the same number in flight; both whole processes timed from spawn to exit, on
 //! the same events of a scratch database, against the same endpoint (served by this process).
-//! Prints calls per second and their ratio, asserts nothing.
+//! Replay runs in batches of 1,000 and of 5,000. Prints calls per second and their ratio, asserts
+//! nothing.
 //!
 //! `cargo bench --bench http` (the release `replay` binary is copied away first, so another
 //! worktree's build cannot replace it mid-run).
@@ -23,12 +24,15 @@ use sqlx::{AssertSqlSafe, PgPool};
 use uuid::Uuid;
 
 /// Events generated; half are left `error`, the selection of both sides.
-const EVENTS: u64 = 40_000;
+const EVENTS: u64 = 200_000;
 /// Calls in flight on both sides.
 const IN_FLIGHT: u32 = 64;
 /// Alternating rounds of each side; medians are reported.
 const ROUNDS: usize = 3;
 const TARGET: f64 = 2_000.0;
+/// Batch sizes of the replay side: each batch is claimed, paced and recorded, and its calls drain
+/// before the next one starts.
+const BATCHES: [u32; 2] = [1_000, 5_000];
 const BARE_CLIENT: &str = "--bare-client";
 
 fn main() -> anyhow::Result<()> {
@@ -103,12 +107,30 @@ async fn bench(pool: &PgPool, binary: &Path, dir: &Path, database_url: &str) -> 
     println!(
         "http bench: {selected} calls a side, {IN_FLIGHT} in flight, endpoint {api} (answers at once), {ROUNDS} rounds alternating"
     );
+    for batch in BATCHES {
+        compare(binary, dir, database_url, &api, &calls, selected, batch).await?;
+    }
+    drop(server);
+    Ok(())
+}
+
+/// `ROUNDS` alternating runs of replay (batches of `batch`) and of the bare client; prints the
+/// medians and their ratio.
+async fn compare(
+    binary: &Path,
+    dir: &Path,
+    database_url: &str,
+    api: &str,
+    calls: &AtomicU64,
+    selected: i64,
+    batch: u32,
+) -> anyhow::Result<()> {
     let (mut replay_rates, mut bare_rates) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         // replay: a plan of its own each round (a finished run is not run again).
-        let name = format!("http-bench-{round}");
+        let name = format!("http-bench-{batch}-{round}");
         let plan = dir.join(format!("{name}.yaml"));
-        std::fs::write(&plan, plan_text(&name))?;
+        std::fs::write(&plan, plan_text(&name, batch))?;
         let before = calls.load(Ordering::Relaxed);
         let mut command = tokio::process::Command::new(binary);
         command.args([
@@ -144,7 +166,7 @@ async fn bench(pool: &PgPool, binary: &Path, dir: &Path, database_url: &str) -> 
         );
         bare_rates.push(selected as f64 / secs);
         println!(
-            "  round {}: replay {:.0} calls/s, bare reqwest {:.0} calls/s",
+            "  batch {batch}, round {}: replay {:.0} calls/s, bare reqwest {:.0} calls/s",
             round + 1,
             replay_rates[round],
             bare_rates[round]
@@ -152,17 +174,16 @@ async fn bench(pool: &PgPool, binary: &Path, dir: &Path, database_url: &str) -> 
     }
     let (replay, bare) = (median(&replay_rates), median(&bare_rates));
     println!(
-        "http step, {selected} calls with {IN_FLIGHT} in flight against a local endpoint that answers at once: \
+        "http step, {selected} calls with {IN_FLIGHT} in flight, batches of {batch}, against a local endpoint that answers at once: \
          replay {replay:.0} vs bare reqwest {bare:.0} calls/s = {:.2}x (whole process against whole process, medians of {ROUNDS}); \
          target ≥ {TARGET:.0} calls/s: {}",
         replay / bare,
         if replay >= TARGET { "met" } else { "missed" }
     );
-    drop(server);
     Ok(())
 }
 
-fn plan_text(name: &str) -> String {
+fn plan_text(name: &str, batch: u32) -> String {
     format!(
         "version: 1
 name: {name}
@@ -175,7 +196,7 @@ safety:
   max_events: {EVENTS}
 rate_limit:
   per_second: 100000
-  batch_size: 1000
+  batch_size: {batch}
 steps:
   - id: call
     kind: http

@@ -4,6 +4,8 @@
 //! again, and only that batch's (one batch at a time per executor), each with its
 //! `Idempotency-Key`.
 
+use std::cell::RefCell;
+
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 
@@ -221,16 +223,29 @@ async fn fetch(
         .collect())
 }
 
-/// Renders an http step's calls from the plan's compiled templates.
+/// How one field of a call is produced.
+enum Field {
+    /// Reads no `event.*`: rendered once, when the step starts (a URL, an `Authorization`).
+    Fixed(String),
+    /// Exactly `{{ event.event_id }}` (the default `Idempotency-Key`).
+    EventId,
+    /// A template of the plan, by its name in the plan's registry, rendered per event.
+    PerEvent(String),
+}
+
+/// Renders an http step's calls from the plan's compiled templates: what reads no event once,
+/// the rest per event (the stored payload is parsed only when a template reads it).
 pub struct CallRenderer {
     templates: Templates,
-    data: Value,
+    data: RefCell<Value>,
     step: String,
     method: &'static str,
-    url: String,
-    body: Option<String>,
-    idempotency_key: String,
-    headers: Vec<(String, String)>,
+    url: Field,
+    body: Option<Field>,
+    idempotency_key: Field,
+    headers: Vec<(String, Field)>,
+    /// A per-event template reads `event.payload`.
+    reads_payload: bool,
 }
 
 impl CallRenderer {
@@ -241,71 +256,112 @@ impl CallRenderer {
         started_at: chrono::DateTime<chrono::Utc>,
         requests: &H,
     ) -> Result<CallRenderer, String> {
-        let name = |field: MessageField<'_>| -> Result<String, String> {
+        let data = json!({
+            "params": plan.params_json(),
+            "run": { "id": run_id.to_string(), "started_at": started_at.to_rfc3339() },
+            "plan": { "name": plan.raw.name, "hash": plan.hash },
+            "step": { "id": step.id },
+            "secrets": requests.secrets(&step.id),
+            "event": Value::Null,
+        });
+        let mut reads_payload = false;
+        let mut field = |field: MessageField<'_>, text: &str| -> Result<Field, String> {
             let name = template::name(&step.id, field);
-            match plan.templates.has(&name) {
-                true => Ok(name),
-                false => Err(format!(
+            if !plan.templates.has(&name) {
+                return Err(format!(
                     "template `{name}` was not compiled with the plan (a bug in replay)"
-                )),
+                ));
             }
+            let variables = template::analyze(text)?.variables;
+            if text.split_whitespace().collect::<String>() == "{{event.event_id}}" {
+                return Ok(Field::EventId);
+            }
+            if !variables
+                .iter()
+                .any(|v| v == "event" || v.starts_with("event."))
+            {
+                let fixed = plan
+                    .templates
+                    .render(&name, &data)
+                    .map_err(|err| format!("cannot render `{name}`: {err}"))?;
+                return Ok(Field::Fixed(fixed));
+            }
+            reads_payload |= variables
+                .iter()
+                .any(|v| v == "event" || v.starts_with("event.payload"));
+            Ok(Field::PerEvent(name))
         };
+        let url = field(MessageField::Url, &step.url)?;
+        let body = step
+            .body
+            .as_deref()
+            .map(|b| field(MessageField::Body, b))
+            .transpose()?;
+        let idempotency_key = field(
+            MessageField::IdempotencyKey,
+            step.idempotency_key_template(),
+        )?;
+        let headers = step
+            .headers
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), field(MessageField::Header(k), v)?)))
+            .collect::<Result<_, String>>()?;
         Ok(CallRenderer {
             templates: plan.templates.clone(),
-            data: json!({
-                "params": plan.params_json(),
-                "run": { "id": run_id.to_string(), "started_at": started_at.to_rfc3339() },
-                "plan": { "name": plan.raw.name, "hash": plan.hash },
-                "step": { "id": step.id },
-                "secrets": requests.secrets(&step.id),
-                "event": Value::Null,
-            }),
+            data: RefCell::new(data),
             step: step.id.clone(),
             method: step.method.as_str(),
-            url: name(MessageField::Url)?,
-            body: step
-                .body
-                .as_ref()
-                .map(|_| name(MessageField::Body))
-                .transpose()?,
-            idempotency_key: name(MessageField::IdempotencyKey)?,
-            headers: step
-                .headers
-                .keys()
-                .map(|k| Ok((k.clone(), name(MessageField::Header(k))?)))
-                .collect::<Result<_, String>>()?,
+            url,
+            body,
+            idempotency_key,
+            headers,
+            reads_payload,
         })
     }
 
     /// The call for one event (or, with `None`, the single call of an `each: once` step).
     pub fn render(&self, event: Option<&EventRow>) -> Result<OutgoingRequest, String> {
-        let mut data = self.data.clone();
+        let mut data = self.data.borrow_mut();
         if let Some(e) = event {
-            let payload = e
-                .payload
-                .as_deref()
-                .map_or(Ok(Value::Null), serde_json::from_str)
-                .map_err(|err| {
-                    format!("event `{}`: stored payload is not JSON: {err}", e.event_id)
-                })?;
+            let payload = match self.reads_payload {
+                true => e
+                    .payload
+                    .as_deref()
+                    .map_or(Ok(Value::Null), serde_json::from_str)
+                    .map_err(|err| {
+                        format!("event `{}`: stored payload is not JSON: {err}", e.event_id)
+                    })?,
+                false => Value::Null,
+            };
             data["event"] = json!({
                 "event_id": e.event_id,
                 "event_type": e.event_type,
                 "payload": payload,
             });
         }
-        let render = |name: &str| {
-            self.templates
-                .render(name, &data)
-                .map_err(|err| match event {
-                    Some(e) => format!("event `{}`: cannot render `{name}`: {err}", e.event_id),
-                    None => format!("cannot render `{name}`: {err}"),
-                })
+        let render = |f: &Field| -> Result<String, String> {
+            match (f, event) {
+                (Field::Fixed(text), _) => Ok(text.clone()),
+                (Field::EventId, Some(e)) => Ok(e.event_id.clone()),
+                (Field::EventId, None) => {
+                    Err("`event` is not available in an `each: once` step".into())
+                }
+                (Field::PerEvent(name), _) => {
+                    self.templates
+                        .render(name, &data)
+                        .map_err(|err| match event {
+                            Some(e) => {
+                                format!("event `{}`: cannot render `{name}`: {err}", e.event_id)
+                            }
+                            None => format!("cannot render `{name}`: {err}"),
+                        })
+                }
+            }
         };
         let mut headers: Vec<(String, String)> = self
             .headers
             .iter()
-            .map(|(k, name)| Ok((k.clone(), render(name)?)))
+            .map(|(k, f)| Ok((k.clone(), render(f)?)))
             .collect::<Result<_, String>>()?;
         if !headers
             .iter()
@@ -319,7 +375,7 @@ impl CallRenderer {
             method: self.method.into(),
             url: render(&self.url)?,
             headers,
-            body: self.body.as_deref().map(render).transpose()?,
+            body: self.body.as_ref().map(render).transpose()?,
         })
     }
 }
