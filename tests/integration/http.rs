@@ -514,3 +514,35 @@ async fn https_trusts_the_steps_ca_file_and_refuses_an_unknown_ca(
     assert!(accepted.values().all(|n| *n == 1));
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn two_executors_share_an_http_step_and_call_each_event_once(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let total = world(&pool, 600).await?;
+    let url = database_url(&pool).await?;
+    // Slow enough (about a second of calls) for the second executor to join in time.
+    let endpoint = Endpoint::start(Duration::from_millis(10), |_, _| 200).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan(&dir, "http-shared", 10, "    in_flight: 4\n");
+    let api = format!("api={}", endpoint.server.url());
+    let args = ["apply", plan.as_str(), "--param", api.as_str(), "--join"];
+    // Awaited, not waited for: the endpoint answers on this test's runtime.
+    let (first, second) = tokio::join!(apply(&args, &url), apply(&args, &url));
+    assert_success(&first);
+    assert_success(&second);
+    assert_one_run(&pool, "succeeded", "two executors finished one run").await?;
+    let accepted = endpoint.accepted();
+    assert_eq!(accepted.len() as i64, total, "every event called");
+    assert!(
+        accepted.values().all(|n| *n == 1),
+        "each event called once, by one executor or the other"
+    );
+    let executors: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT claimed_by) FROM replay.batches WHERE step_id = 'call'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(executors, 2, "both executors made calls");
+    Ok(())
+}

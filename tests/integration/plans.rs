@@ -52,6 +52,7 @@ const PLAN_CODES: &[&str] = &[
     "restore-without-backup",
     "unbounded-backup",
     "unused-setting",
+    "http-url",
 ];
 
 /// Corpus files whose `# expect:` line states the right diagnostics but `replay validate` reports
