@@ -23,11 +23,78 @@ pub struct DemoArgs {
     /// Events to generate.
     #[arg(long, default_value_t = 20_000)]
     pub events: u64,
+    /// Replay through Habitat's admin API (`plans/replay-via-api.yaml`, the runbook's "Replay via
+    /// API") instead of resetting the events for the worker.
+    #[arg(long)]
+    pub via_api: bool,
+}
+
+/// Where the admin API serves.
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// Habitat's database.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// The bearer token calls must carry.
+    #[arg(long = "token-env", default_value = "ADMIN_TOKEN")]
+    pub token_env: String,
+}
+
+/// `habitat admin`: serves the admin API until SIGINT/SIGTERM.
+pub fn admin(args: &AdminArgs) -> u8 {
+    let Ok(token) = std::env::var(&args.token_env) else {
+        eprintln!(
+            "error: set `{}` to the bearer token the admin API accepts",
+            args.token_env
+        );
+        return exit_codes::INVALID_PLAN;
+    };
+    let Ok(runtime) = tokio::runtime::Runtime::new() else {
+        eprintln!("error: cannot start the async runtime");
+        return exit_codes::FAILURE;
+    };
+    let served = runtime.block_on(async {
+        let pool = sqlx::PgPool::connect(&args.database_url).await?;
+        crate::schema::apply(&pool).await?;
+        let config = crate::admin::AdminConfig {
+            token,
+            failing: crate::FailureMode::None,
+        };
+        let server = crate::admin::start(pool, args.listen, config).await?;
+        println!(
+            "habitat admin API on {}/api/admin/replay-event",
+            server.url()
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok::<_, anyhow::Error>(())
+    });
+    match served {
+        Ok(()) => exit_codes::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit_codes::FAILURE
+        }
+    }
 }
 
 const DATABASE: &str = "replay_demo";
 
 pub fn run(args: &DemoArgs) -> u8 {
+    // Via the API, `replay` reads Habitat's admin token from `ADMIN_TOKEN`, as an operator's
+    // shell would hold it: a fresh one, set while this process has one thread.
+    let token = args.via_api.then(|| {
+        let token = format!("demo-{}", uuid::Uuid::new_v4().simple());
+        // SAFETY: no other thread exists yet to read the environment.
+        unsafe { std::env::set_var("ADMIN_TOKEN", &token) };
+        token
+    });
     let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -96,7 +163,26 @@ pub fn run(args: &DemoArgs) -> u8 {
             return exit_codes::FAILURE;
         }
     };
-    let plan = plan_path("replay-failed-events.yaml");
+    // Via the API: Habitat serves its admin endpoint with a fresh token, which `replay` reads
+    // from `ADMIN_TOKEN` as an operator's shell would hold it.
+    let api = match token {
+        None => None,
+        Some(token) => match runtime.block_on(start_admin(&database_url, token)) {
+            Ok(api) => Some(api),
+            Err(e) => {
+                eprintln!("error: cannot start the admin API: {e:#}");
+                let _ = runtime.block_on(worker.stop());
+                return exit_codes::FAILURE;
+            }
+        },
+    };
+    let (plan, param) = match &api {
+        Some(server) => (
+            plan_path("replay-via-api.yaml"),
+            format!("api={}", server.url()),
+        ),
+        None => (plan_path("replay-failed-events.yaml"), "since=24h".into()),
+    };
     let plan_arg = plan.display().to_string();
     // `replay` as its user runs it, in this process.
     let apply = |dry_run: bool| {
@@ -105,7 +191,7 @@ pub fn run(args: &DemoArgs) -> u8 {
             "apply",
             plan_arg.as_str(),
             "--param",
-            "since=24h",
+            param.as_str(),
             "--yes",
             "--operator",
             "demo",
@@ -119,14 +205,15 @@ pub fn run(args: &DemoArgs) -> u8 {
         }
         replay::run(argv)
     };
-    println!("== 3. replay apply {plan_arg} --dry-run --param since=24h");
+    println!("== 3. replay apply {plan_arg} --dry-run --param {param}");
     let code = apply(true);
     if code != exit_codes::SUCCESS {
         let _ = runtime.block_on(worker.stop());
         return code;
     }
-    println!("== 4. replay apply {plan_arg} --param since=24h");
+    println!("== 4. replay apply {plan_arg} --param {param}");
     let code = apply(false);
+    drop(api);
     let stats = runtime.block_on(worker.stop());
     if let Ok(stats) = stats {
         println!("   worker: {stats:?}");
@@ -137,6 +224,16 @@ pub fn run(args: &DemoArgs) -> u8 {
     println!("   psql {redacted} -c \"SELECT status, count(*) FROM processed_events GROUP BY 1\"");
     println!("   psql {redacted} -c \"SELECT * FROM audit_log ORDER BY id DESC LIMIT 5\"");
     code
+}
+
+/// The admin API on a free port.
+async fn start_admin(database_url: &str, token: String) -> anyhow::Result<crate::http::Server> {
+    let pool = sqlx::PgPool::connect(database_url).await?;
+    let config = crate::admin::AdminConfig {
+        token,
+        failing: crate::FailureMode::None,
+    };
+    Ok(crate::admin::start(pool, "127.0.0.1:0".parse()?, config).await?)
 }
 
 fn plan_path(name: &str) -> PathBuf {

@@ -1,11 +1,13 @@
 //! The Habitat reference world: schema, data generator and reference worker, for `replay`'s tests,
 //! benchmarks and demo. The `replay` crate does not depend on it.
 
+pub mod admin;
 pub mod demo;
 mod error;
 mod event_type;
 pub mod generator;
 mod handlers;
+pub mod http;
 pub mod publisher;
 pub mod schema;
 pub mod worker;

@@ -1,4 +1,4 @@
-//! `habitat`: the reference world's command line (today, the end-to-end demo).
+//! `habitat`: the reference world's command line: the end-to-end demo, and the admin API.
 
 use std::process::ExitCode;
 
@@ -9,10 +9,13 @@ use clap::Parser;
 enum Command {
     /// A scratch Habitat whose contribution handlers failed, fixed end to end by a shipped plan.
     Demo(habitat::demo::DemoArgs),
+    /// Serve the admin API (`POST /api/admin/replay-event`, bearer token from `ADMIN_TOKEN`).
+    Admin(habitat::demo::AdminArgs),
 }
 
 fn main() -> ExitCode {
     ExitCode::from(match Command::parse() {
         Command::Demo(args) => habitat::demo::run(&args),
+        Command::Admin(args) => habitat::demo::admin(&args),
     })
 }

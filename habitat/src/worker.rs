@@ -545,7 +545,50 @@ async fn run_claimed(
     event_type: &str,
     payload: &Value,
 ) -> Result<Outcome, sqlx::Error> {
-    let failure = match shared.config.failing.failure(event_type, event_id) {
+    apply_event(
+        &shared.config.failing,
+        conn,
+        row_id,
+        event_id,
+        event_type,
+        payload,
+    )
+    .await
+}
+
+/// What became of an event applied again (the admin API's replay).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Replayed {
+    Processed,
+    /// The handler failed again; recorded as `error` with this message.
+    Failed(String),
+}
+
+/// Applies one `processed_events` row again, as the worker does (the handler's side effects
+/// and the row's status, in the caller's transaction, which commits).
+pub async fn apply_row(
+    failing: &FailureMode,
+    conn: &mut PgConnection,
+    row_id: i64,
+    event_id: &str,
+    event_type: &str,
+    payload: &Value,
+) -> Result<Replayed, sqlx::Error> {
+    match apply_event(failing, conn, row_id, event_id, event_type, payload).await? {
+        Outcome::Failed(message) => Ok(Replayed::Failed(message)),
+        _ => Ok(Replayed::Processed),
+    }
+}
+
+async fn apply_event(
+    failing: &FailureMode,
+    conn: &mut PgConnection,
+    row_id: i64,
+    event_id: &str,
+    event_type: &str,
+    payload: &Value,
+) -> Result<Outcome, sqlx::Error> {
+    let failure = match failing.failure(event_type, event_id) {
         Some(message) => Some(message.to_owned()),
         None => {
             // The savepoint undoes a half-applied handler while keeping the claim, so the

@@ -543,6 +543,8 @@ impl Driver<'_> {
         // Every exchange and queue the plan names must exist before the first write.
         let mut broker =
             crate::engine::broker::connect_for(plan, &self.connection.amqp_url).await?;
+        // And every http step's secrets and CA file must be there.
+        let requests = crate::engine::http::Endpoints::for_plan(plan)?;
         capture_before(plan, pool, &scope, run.id, Judged::Run).await?;
         if let Some(n) = canary::size(plan, selected) {
             let table = canary::canary_table(writes.selection_table(), n);
@@ -620,7 +622,13 @@ impl Driver<'_> {
                     n,
                     &run,
                     selected,
-                    (&mut writes, &mut broker, &mut clock, &mut journal),
+                    (
+                        &mut writes,
+                        &mut broker,
+                        &requests,
+                        &mut clock,
+                        &mut journal,
+                    ),
                     reporter,
                     report,
                 )
@@ -655,6 +663,7 @@ impl Driver<'_> {
                     &plan.raw.steps,
                     &mut writes,
                     &mut broker,
+                    &requests,
                     &mut clock,
                     &mut journal,
                     report,
@@ -732,7 +741,13 @@ impl Driver<'_> {
         n: u64,
         run: &state::OpenRun,
         selected: u64,
-        (writes, broker, clock, journal): (&mut Commit, &mut B, &mut C, &mut Recorded),
+        (writes, broker, requests, clock, journal): (
+            &mut Commit,
+            &mut B,
+            &crate::engine::http::Endpoints,
+            &mut C,
+            &mut Recorded,
+        ),
         reporter: &mut dyn Reporter,
         report: &mut Report,
     ) -> Result<(), RunError> {
@@ -783,8 +798,10 @@ impl Driver<'_> {
             executor: Some(self.executor),
         };
         let mut phase = Report::default();
-        let outcome =
-            sequence::run_all(&mut ctx, &steps, writes, broker, clock, journal, &mut phase).await;
+        let outcome = sequence::run_all(
+            &mut ctx, &steps, writes, broker, requests, clock, journal, &mut phase,
+        )
+        .await;
         summary.steps = phase.steps;
         report.canary = Some(summary);
         if let Err(e) = outcome {

@@ -431,7 +431,7 @@ pub fn named_objects(plan: &crate::plan::RawPlan) -> (Vec<String>, Vec<String>) 
             }
             Step::Wait(w) => queues.extend(w.queue_empty.clone()),
             Step::PurgeQueue(p) => queues.push(p.queue.clone()),
-            Step::Reset(_) | Step::Sql(_) => {}
+            Step::Reset(_) | Step::Sql(_) | Step::Http(_) => {}
         }
     }
     queues.extend(plan.guards.iter().filter_map(|g| g.queue_depth.clone()));

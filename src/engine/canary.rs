@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::plan::Plan;
-use crate::plan::model::{PublishEach, SqlEach, Step};
+use crate::plan::model::{HttpEach, PublishEach, SqlEach, Step};
 
 /// Step ids of the canary's records; `/` never stands in a plan's step id.
 const PREFIX: &str = "canary/";
@@ -55,6 +55,7 @@ pub fn batch_wise(plan: &Plan) -> Vec<&str> {
             Step::Reset(_) => true,
             Step::Sql(s) => s.each == SqlEach::Batch,
             Step::Publish(p) => p.each == PublishEach::Event,
+            Step::Http(h) => h.each == HttpEach::Event,
             Step::Wait(_) | Step::PurgeQueue(_) => false,
         })
         .map(Step::id)

@@ -67,6 +67,7 @@ pub async fn dry_run(
     }
     let amqp = crate::engine::broker::connect_for(plan, &connection.amqp_url).await?;
     let mut broker = Recorder::new(amqp, SAMPLE);
+    let requests = crate::engine::http::Rehearsal::for_plan(plan, SAMPLE)?;
     // The verification queries' values now, before anything is rehearsed: what the run starts
     // from. They are shown, not judged (nothing has been processed yet).
     for (i, v) in plan.raw.verify.iter().enumerate() {
@@ -137,6 +138,7 @@ pub async fn dry_run(
                 &crate::engine::canary::steps(plan),
                 &mut writes,
                 &mut broker,
+                &requests,
                 &mut NoWait,
                 &mut Unrecorded,
                 &mut phase,
@@ -174,6 +176,7 @@ pub async fn dry_run(
                 &plan.raw.steps,
                 &mut writes,
                 &mut broker,
+                &requests,
                 &mut NoWait,
                 &mut Unrecorded,
                 report,
@@ -183,16 +186,18 @@ pub async fn dry_run(
         Err(e) => Err(e),
     };
     report.messages = broker.sample.clone();
+    report.requests = requests.sample.take();
     writes
         .finish()
         .await
         .map_err(RunError::db("rolling the dry-run back"))?;
     broker.close().await;
     // Counted, not rehearsed: a reset touches each selected event's row once, and a per-event
-    // publish sends one message per selected event.
+    // publish (or http step) sends one message (or call) per selected event.
     for (step, r) in plan.raw.steps.iter().zip(report.steps.iter_mut()) {
         if matches!(step, Step::Reset(_))
             || matches!(step, Step::Publish(p) if p.each == PublishEach::Event)
+            || matches!(step, Step::Http(h) if h.each == crate::plan::model::HttpEach::Event)
         {
             r.touched = selected;
             r.rehearsed = None;
@@ -247,6 +252,7 @@ fn estimate(plan: &Plan, selected: u64) -> f64 {
         .filter(|s| {
             matches!(s, Step::Reset(_))
                 || matches!(s, Step::Publish(p) if p.each == crate::plan::model::PublishEach::Event)
+                || matches!(s, Step::Http(h) if h.each == crate::plan::model::HttpEach::Event)
         })
         .count() as f64;
     per_event_steps * selected as f64 / f64::from(plan.raw.rate_limit.per_second.max(1))

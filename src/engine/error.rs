@@ -146,6 +146,16 @@ pub enum RunError {
         total: u64,
         message: String,
     },
+    #[error("step `{step}` failed after {done} of {total} events: {message}")]
+    Http {
+        step: String,
+        done: u64,
+        total: u64,
+        message: String,
+        /// An endpoint that did not answer, or kept answering 429 or 5xx (a passing fault);
+        /// otherwise a certificate it presents that is refused (stays so).
+        transient: bool,
+    },
     #[error("refused: {0}")]
     Refused(String),
     #[error(
@@ -225,6 +235,10 @@ impl RunError {
                 false => FaultClass::Bug,
             },
             RunError::Broker(e) if e.is_transient() => FaultClass::Transient,
+            RunError::Http { transient, .. } => match transient {
+                true => FaultClass::Transient,
+                false => FaultClass::Bug,
+            },
             RunError::Broker(
                 BrokerError::NoExchange { .. }
                 | BrokerError::NoQueue { .. }

@@ -22,9 +22,11 @@ pub async fn freeze<W: Writes>(
     let q = &plan.selection;
     let n = q.binds.len();
     let limit = q.limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default();
-    // Payloads are copied only when a step publishes them (a force replay deletes the rows).
+    // Payloads are copied only when a step publishes or sends them (a force replay deletes the
+    // rows).
     let publishes = plan.raw.steps.iter().any(|s| {
         matches!(s, crate::plan::model::Step::Publish(p) if p.each == crate::plan::model::PublishEach::Event)
+            || matches!(s, crate::plan::model::Step::Http(h) if h.each == crate::plan::model::HttpEach::Event)
     });
     let payload = if publishes {
         format!("{}::jsonb", quote_ident(&c.payload))

@@ -170,6 +170,21 @@ pub async fn follow(
                 }
                 Err(e) => Err(RunError::Broker(e)),
             },
+            Step::Http(s) => match crate::engine::http::Endpoints::for_plan(plan) {
+                Ok(requests) => {
+                    steps::http(
+                        &mut ctx,
+                        &mut writes,
+                        &requests,
+                        &mut clock,
+                        s,
+                        at.checkpoint,
+                        at.touched,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            },
             _ => Ok(0),
         };
         match done {
@@ -257,6 +272,7 @@ fn claimable(step: &Step) -> bool {
         Step::Reset(_) => true,
         Step::Sql(s) => s.each == SqlEach::Batch,
         Step::Publish(p) => p.each == PublishEach::Event,
+        Step::Http(h) => h.each == crate::plan::model::HttpEach::Event,
         _ => false,
     }
 }

@@ -20,6 +20,7 @@ pub mod freeze;
 pub mod gates;
 pub mod groups;
 pub mod guards;
+pub mod http;
 pub mod inspect;
 pub mod join;
 pub mod management;

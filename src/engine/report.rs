@@ -43,6 +43,8 @@ pub struct Report {
     pub guard_trips: Vec<crate::engine::guards::Trip>,
     pub steps: Vec<StepReport>,
     pub messages: Vec<OutgoingMessage>,
+    /// The first calls of each http step, rendered (a dry-run), credentials masked.
+    pub requests: Vec<crate::engine::http::OutgoingRequest>,
     pub verifications: Vec<VerificationReport>,
     pub rolled_back: bool,
     pub rollback: Vec<(String, u64)>,

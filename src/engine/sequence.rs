@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use crate::engine::broker::Broker;
 use crate::engine::error::RunError;
 use crate::engine::events::RunEvent;
+use crate::engine::http::Requests;
 use crate::engine::pace::Clock;
 use crate::engine::report::{Report, StepReport};
 use crate::engine::state::{self, StepProgress};
@@ -54,11 +55,13 @@ impl Journal for Unrecorded {
 
 /// Runs every one of `steps` (the plan's, or the canary's records of them) that is not done yet,
 /// in order; reports each.
-pub async fn run_all<W: Writes, B: Broker, C: Clock, J: Journal>(
+#[allow(clippy::too_many_arguments)]
+pub async fn run_all<W: Writes, B: Broker, H: Requests, C: Clock, J: Journal>(
     ctx: &mut StepContext<'_>,
     steps: &[Step],
     writes: &mut W,
     broker: &mut B,
+    requests: &H,
     clock: &mut C,
     journal: &mut J,
     report: &mut Report,
@@ -114,6 +117,9 @@ pub async fn run_all<W: Writes, B: Broker, C: Clock, J: Journal>(
             }
             Step::Wait(s) => steps::wait(ctx, writes, broker, clock, s).await?,
             Step::PurgeQueue(s) => steps::purge(ctx, writes, broker, s).await?,
+            Step::Http(s) => {
+                steps::http(ctx, writes, requests, clock, s, checkpoint, touched).await?
+            }
         };
         ctx.emit(RunEvent::StepFinished {
             step: step.id().into(),
@@ -126,7 +132,10 @@ pub async fn run_all<W: Writes, B: Broker, C: Clock, J: Journal>(
                 json!({"touched": touched}),
             )
             .await;
-        let batch_wise = matches!(step, Step::Reset(_) | Step::Sql(_) | Step::Publish(_));
+        let batch_wise = matches!(
+            step,
+            Step::Reset(_) | Step::Sql(_) | Step::Publish(_) | Step::Http(_)
+        );
         report.steps.push(StepReport {
             id: step.id().into(),
             kind: step.kind().into(),

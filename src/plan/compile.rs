@@ -101,7 +101,7 @@ pub fn compile(raw: RawPlan, args: &[String]) -> Result<Plan, CompileError> {
     let needs_broker = raw.steps.iter().any(|s| match s {
         Step::Publish(_) | Step::PurgeQueue(_) => true,
         Step::Wait(w) => w.queue_empty.is_some(),
-        Step::Reset(_) | Step::Sql(_) => false,
+        Step::Reset(_) | Step::Sql(_) | Step::Http(_) => false,
     }) || raw.guards.iter().any(|g| g.queue_depth.is_some());
     Ok(Plan {
         raw,

@@ -96,6 +96,7 @@ pub const RULES: &[(&str, &str)] = &[
         "A guard reads exactly one value: SQL or a queue's depth",
     ),
     ("guard-bound", "A guard has a consistent `max` or `min`"),
+    ("http-url", "An http step calls an http:// or https:// URL"),
     (
         "strict-sql",
         "With `--strict-sql`: only allowed functions and statements a rollback undoes",

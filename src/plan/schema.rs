@@ -756,13 +756,13 @@ select:
             case(
                 "steps:\n  - id: reset-status\n",
                 &[
-                    "missing-key steps[0]: missing required key `kind` in `steps[0]` | help: `kind` is one of: reset, publish, sql, wait, purge_queue",
+                    "missing-key steps[0]: missing required key `kind` in `steps[0]` | help: `kind` is one of: reset, publish, sql, wait, purge_queue, http",
                 ],
             ),
             case(
                 "steps:\n  - id: reset-status\n    kind: replay\n",
                 &[
-                    "unknown-kind steps[0].kind: unknown kind `replay` at `steps[0]` | help: `kind` is one of: reset, publish, sql, wait, purge_queue",
+                    "unknown-kind steps[0].kind: unknown kind `replay` at `steps[0]` | help: `kind` is one of: reset, publish, sql, wait, purge_queue, http",
                 ],
             ),
             case(

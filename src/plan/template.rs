@@ -39,13 +39,16 @@ fn first_line(e: &impl fmt::Display) -> String {
         .to_string()
 }
 
-/// Which template of a publish step.
+/// Which template of a publish step (or of an http step: its URL, body, key and headers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageField<'a> {
     RoutingKey,
     Payload,
     MessageId,
     Header(&'a str),
+    Url,
+    Body,
+    IdempotencyKey,
 }
 
 /// A template's name in the plan's registry: its step's id and its field
@@ -56,6 +59,9 @@ pub fn name(step: &str, field: MessageField<'_>) -> String {
         MessageField::Payload => format!("{step}.payload"),
         MessageField::MessageId => format!("{step}.message_id"),
         MessageField::Header(header) => format!("{step}.headers.{header}"),
+        MessageField::Url => format!("{step}.url"),
+        MessageField::Body => format!("{step}.body"),
+        MessageField::IdempotencyKey => format!("{step}.idempotency_key"),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Where a plan holds SQL texts, templates and parameter references, with their locations.
 
 use super::location::Location;
-use super::model::{PublishEach, RawPlan, RollbackStep, SqlEach, Step};
+use super::model::{HttpEach, PublishEach, RawPlan, RollbackStep, SqlEach, Step};
 use super::prepared::SqlSite;
 use super::template::MessageField;
 
@@ -54,8 +54,10 @@ pub struct TemplateText<'a> {
     pub step: &'a str,
     pub field: MessageField<'a>,
     pub text: &'a str,
-    /// Whether `event.*` is available (publish per event).
+    /// Whether `event.*` is available (publish or http per event).
     pub per_event: bool,
+    /// The names `secrets.*` may take (an http step's `secrets_env`); none elsewhere.
+    pub secrets: Option<Vec<&'a str>>,
 }
 
 /// Every SQL text of the plan.
@@ -137,41 +139,81 @@ pub fn sql_texts(plan: &RawPlan) -> Vec<SqlText<'_>> {
     out
 }
 
-/// Every template of the plan, a publish step's default `message_id` included.
+/// Every template of the plan, a publish step's default `message_id` and an http step's default
+/// `idempotency_key` included.
 pub fn templates(plan: &RawPlan) -> Vec<TemplateText<'_>> {
     let mut out = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
-        let Step::Publish(p) = step else { continue };
         let here = Location::root().key("steps").index(i);
-        let per_event = p.each == PublishEach::Event;
-        let mut push = |location: Location, field: MessageField<'static>, text| {
-            out.push(TemplateText {
-                location,
-                step: &p.id,
-                field,
-                text,
-                per_event,
-            })
-        };
-        push(
-            here.key("routing_key"),
-            MessageField::RoutingKey,
-            &p.routing_key,
-        );
-        push(here.key("payload"), MessageField::Payload, &p.payload);
-        push(
-            here.key("message_id"),
-            MessageField::MessageId,
-            p.message_id_template(),
-        );
-        for (name, value) in &p.headers {
-            out.push(TemplateText {
-                location: here.key("headers").key(name.clone()),
-                step: &p.id,
-                field: MessageField::Header(name),
-                text: value,
-                per_event,
-            });
+        match step {
+            Step::Publish(p) => {
+                let per_event = p.each == PublishEach::Event;
+                let mut push = |location: Location, field: MessageField<'static>, text| {
+                    out.push(TemplateText {
+                        location,
+                        step: &p.id,
+                        field,
+                        text,
+                        per_event,
+                        secrets: None,
+                    })
+                };
+                push(
+                    here.key("routing_key"),
+                    MessageField::RoutingKey,
+                    &p.routing_key,
+                );
+                push(here.key("payload"), MessageField::Payload, &p.payload);
+                push(
+                    here.key("message_id"),
+                    MessageField::MessageId,
+                    p.message_id_template(),
+                );
+                for (name, value) in &p.headers {
+                    out.push(TemplateText {
+                        location: here.key("headers").key(name.clone()),
+                        step: &p.id,
+                        field: MessageField::Header(name),
+                        text: value,
+                        per_event,
+                        secrets: None,
+                    });
+                }
+            }
+            Step::Http(h) => {
+                let per_event = h.each == HttpEach::Event;
+                let secrets = || Some(h.secrets_env.keys().map(String::as_str).collect());
+                let mut push = |location: Location, field: MessageField<'static>, text| {
+                    out.push(TemplateText {
+                        location,
+                        step: &h.id,
+                        field,
+                        text,
+                        per_event,
+                        secrets: secrets(),
+                    })
+                };
+                push(here.key("url"), MessageField::Url, &h.url);
+                if let Some(body) = &h.body {
+                    push(here.key("body"), MessageField::Body, body);
+                }
+                push(
+                    here.key("idempotency_key"),
+                    MessageField::IdempotencyKey,
+                    h.idempotency_key_template(),
+                );
+                for (name, value) in &h.headers {
+                    out.push(TemplateText {
+                        location: here.key("headers").key(name.clone()),
+                        step: &h.id,
+                        field: MessageField::Header(name),
+                        text: value,
+                        per_event,
+                        secrets: secrets(),
+                    });
+                }
+            }
+            _ => {}
         }
     }
     out

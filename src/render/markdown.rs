@@ -127,6 +127,7 @@ impl Page<'_> {
         self.breakdown(&mut out);
         self.samples(&mut out);
         self.messages(&mut out);
+        self.requests(&mut out);
         self.schema_changes(&mut out);
         self.gates(&mut out);
         self.guards(&mut out);
@@ -392,6 +393,51 @@ impl Page<'_> {
         out.push_str("</details>\n\n");
     }
 
+    fn requests(&self, out: &mut String) {
+        let requests = &self.report.requests;
+        if requests.is_empty() {
+            return;
+        }
+        if self.detail.samples == 0 {
+            let _ = writeln!(out, "_Sample calls left out {TO_FIT}._\n");
+            return;
+        }
+        let shown = requests.len().min(self.detail.samples);
+        let _ = writeln!(
+            out,
+            "<details><summary>Sample calls ({}{}, credentials masked)</summary>\n",
+            shown_of(shown, requests.len(), "call", "calls"),
+            if self.dry() {
+                ", rendered, not sent"
+            } else {
+                ""
+            }
+        );
+        for r in requests.iter().take(shown) {
+            let _ = writeln!(
+                out,
+                "{} {} (step {})",
+                self.code(&r.method),
+                self.code(&r.url),
+                self.code(&r.step)
+            );
+            if !r.headers.is_empty() {
+                let headers: Vec<String> = r
+                    .headers
+                    .iter()
+                    .take(self.detail.rows)
+                    .map(|(k, v)| self.code(&format!("{k}: {v}")))
+                    .collect();
+                let _ = writeln!(out, "headers: {}", headers.join(", "));
+            }
+            out.push('\n');
+            if let Some(body) = &r.body {
+                self.body(out, body);
+            }
+        }
+        out.push_str("</details>\n\n");
+    }
+
     /// A sample body: pretty JSON when it parses, cut to the level's length.
     fn body(&self, out: &mut String, body: &str) {
         let (info, pretty) = match serde_json::from_str::<serde_json::Value>(body) {
@@ -608,6 +654,7 @@ impl Page<'_> {
             let touched = match s.kind.as_str() {
                 "wait" => "—".to_string(),
                 "publish" | "purge_queue" => plural_n(touched, "message", "messages"),
+                "http" => plural_n(touched, "call", "calls"),
                 _ => plural_n(touched, "row", "rows"),
             };
             let resumed = match (s.resumed_from, s.rehearsed) {

@@ -136,6 +136,8 @@ pub fn text(report: &Report) -> String {
     for s in &report.steps {
         let verb = match (dry, s.kind.as_str()) {
             (true, "publish") => "message(s) would be published",
+            (true, "http") => "call(s) would be made",
+            (false, "http") => "call(s) made and accepted",
             (true, _) => "row(s) would be touched",
             (false, "publish") => "message(s) published and confirmed",
             (false, _) => "row(s) touched",
@@ -165,6 +167,20 @@ pub fn text(report: &Report) -> String {
             m.routing_key,
             m.message_id,
             truncate(&m.body, 120)
+        );
+    }
+    for r in &report.requests {
+        let headers: Vec<String> = r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let _ = writeln!(
+            out,
+            "    call {} {} [{}]{}",
+            r.method,
+            r.url,
+            headers.join(", "),
+            r.body
+                .as_deref()
+                .map(|b| format!(": {}", truncate(b, 120)))
+                .unwrap_or_default()
         );
     }
     for v in &report.verifications {

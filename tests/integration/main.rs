@@ -8,6 +8,7 @@ mod faults;
 mod gates;
 mod groups;
 mod guards;
+mod http;
 mod inspect;
 mod lanes;
 mod markdown;

@@ -56,6 +56,7 @@ const PLAN_CODES: &[&str] = &[
     "duplicate-guard",
     "guard-value",
     "guard-bound",
+    "http-url",
 ];
 
 /// Corpus files whose `# expect:` line states the right diagnostics but `replay validate` reports

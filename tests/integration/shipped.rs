@@ -101,6 +101,8 @@ async fn every_shipped_plan_dry_runs_against_a_habitat(pool: PgPool) -> anyhow::
         ("force-replay-event", vec![format!("event_id={failed}")]),
         ("reset-stuck-events", vec!["older_than=1s".into()]),
         ("rollback-replay-side-effects", vec!["since=3d".into()]),
+        // Rehearsed through the binary below: its secret comes from the environment.
+        ("replay-via-api", vec!["since=3d".into()]),
     ];
     assert_eq!(
         cases.len(),
@@ -122,6 +124,25 @@ async fn every_shipped_plan_dry_runs_against_a_habitat(pool: PgPool) -> anyhow::
     let conn = connection(&pool).await?;
     let before = fingerprint(&pool).await?;
     for (name, params) in cases {
+        if name == "replay-via-api" {
+            let url = database_url(&pool).await?;
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_replay"))
+                .args([
+                    "apply",
+                    "plans/replay-via-api.yaml",
+                    "--dry-run",
+                    "--database-url",
+                    &url,
+                ])
+                .args(["--param", "api=http://127.0.0.1:9", "--param", &params[0]])
+                .env("ADMIN_TOKEN", "shipped-test-token")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await?;
+            assert!(out.status.success(), "{name}: {}", output_text(&out));
+            assert!(!output_text(&out).contains("shipped-test-token"));
+            continue;
+        }
         let plan = shipped(name, &params, &exchange)?;
         let mut report = Report {
             mode: replay::engine::status::Mode::DryRun,

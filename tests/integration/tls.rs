@@ -37,7 +37,7 @@ fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
 
 /// A CA (`NAME-ca.pem`) and, signed by it, a certificate for `localhost` and 127.0.0.1
 /// (`NAME-server.pem`, key and certificate in one file, as socat takes it).
-fn certificates(dir: &Path, name: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+pub(super) fn certificates(dir: &Path, name: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
     certificates_for(
         dir,
         name,
@@ -123,19 +123,36 @@ fn certificates_for(
     Ok((dir.join(format!("{ca}.pem")), bundle))
 }
 
-/// `socat` terminating TLS in front of the local RabbitMQ, on a free port; killed on drop.
-struct TlsEndpoint {
+/// `socat` terminating TLS in front of the local RabbitMQ (or another local port), on a free
+/// port; killed on drop.
+pub(super) struct TlsEndpoint {
     child: std::process::Child,
-    port: u16,
+    pub(super) port: u16,
 }
 
 impl TlsEndpoint {
+    /// In front of a local port other than RabbitMQ's (an HTTP endpoint).
+    pub(super) async fn in_front_of(
+        server_bundle: &Path,
+        target: u16,
+    ) -> anyhow::Result<TlsEndpoint> {
+        TlsEndpoint::listen(server_bundle, "verify=0", target).await
+    }
+
     async fn start(server_bundle: &Path) -> anyhow::Result<TlsEndpoint> {
         TlsEndpoint::start_with(server_bundle, "verify=0").await
     }
 
     /// `verify` is socat's client-certificate option: `verify=0`, or `verify=1,cafile=CA`.
     async fn start_with(server_bundle: &Path, verify: &str) -> anyhow::Result<TlsEndpoint> {
+        TlsEndpoint::listen(server_bundle, verify, 5672).await
+    }
+
+    async fn listen(
+        server_bundle: &Path,
+        verify: &str,
+        target: u16,
+    ) -> anyhow::Result<TlsEndpoint> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -144,7 +161,7 @@ impl TlsEndpoint {
                 "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,{verify},cert={}",
                 server_bundle.display()
             ))
-            .arg("TCP:127.0.0.1:5672")
+            .arg(format!("TCP:127.0.0.1:{target}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

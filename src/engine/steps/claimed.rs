@@ -21,6 +21,15 @@ use super::StepContext;
 pub trait BatchWork {
     /// Does the batch of selection `seq` in `from + 1 ..= upto`; returns the rows it changed.
     async fn run(&self, conn: &mut PgConnection, from: i64, upto: i64) -> Result<i64, Fault>;
+
+    /// Effects outside the database (an HTTP call), made once the batch is claimed and before
+    /// its transaction opens, so that no session idles in a transaction (past the server's
+    /// `idle_in_transaction_session_timeout`) while an endpoint takes its time. Returns what
+    /// they touched; the batch's transaction then only records them, also once a stop was
+    /// requested (they happened, as a publish's confirms). `None`: the work is all in `run`.
+    async fn outside(&self, _pool: &PgPool, _from: i64, _upto: i64) -> Result<Option<i64>, Fault> {
+        Ok(None)
+    }
 }
 
 /// Why a batch failed.
@@ -208,11 +217,19 @@ async fn one_batch<W: BatchWork>(
     total: i64,
     work: &W,
 ) -> Result<bool, Fault> {
+    let outside = work.outside(pool, claim.from, claim.upto).await?;
+    let going = match outside {
+        Some(_) => claims::Going::Recording,
+        None => claims::Going::Running,
+    };
     let mut tx = pool.begin().await.map_err(Fault::Db)?;
-    let stop = claims::begin_batch(&mut tx, executor.run_id, claims::Going::Running)
+    let stop = claims::begin_batch(&mut tx, executor.run_id, going)
         .await
         .map_err(Fault::Run)?;
-    let rows = work.run(&mut tx, claim.from, claim.upto).await?;
+    let rows = match outside {
+        Some(rows) => rows,
+        None => work.run(&mut tx, claim.from, claim.upto).await?,
+    };
     let batch = Batch {
         step,
         from: claim.from,

@@ -3,6 +3,7 @@
 
 mod claimed;
 mod context;
+mod http;
 mod publish;
 mod purge;
 mod render;
@@ -11,6 +12,7 @@ mod sql;
 mod wait;
 
 pub use context::{Cancel, StepContext};
+pub use http::run as http;
 pub use publish::run as publish;
 pub use purge::run as purge;
 pub use render::Renderer;

@@ -3,6 +3,7 @@
 mod canary;
 mod expectations;
 mod guards;
+mod http;
 mod notify;
 mod params;
 mod rate_limit;
@@ -33,6 +34,7 @@ pub fn run(plan: &RawPlan, options: Options) -> Vec<Diagnostic> {
     notify::check(plan, &mut out);
     canary::check(plan, &mut out);
     guards::check(plan, &mut out);
+    http::check(plan, &mut out);
     if options.strict_sql {
         strict_sql::check(plan, &mut out);
     }

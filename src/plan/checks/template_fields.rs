@@ -10,6 +10,8 @@ use crate::plan::model::RawPlan;
 
 /// Fields of a publish step that are templates.
 const PUBLISH_TEMPLATES: &[&str] = &["routing_key", "payload", "message_id", "headers"];
+/// Fields of an http step that are templates.
+const HTTP_TEMPLATES: &[&str] = &["url", "headers", "body", "idempotency_key"];
 /// Fields holding SQL, which `template-in-sql` reports.
 const SQL_FIELDS: &[&str] = &["sql", "until", "where"];
 
@@ -39,16 +41,19 @@ fn walk(value: &Value, at: Location, in_steps: bool, out: &mut Vec<Diagnostic>) 
                 at,
                 "this field is not a template, so `{{ … }}` would be taken literally",
             )
-            .with_help("templates render only in a publish step's `routing_key`, `payload`, `message_id` and `headers`; parameters reach the selection as `\"{{ params.NAME }}\"` and SQL as `:NAME`"),
+            .with_help("templates render only in a publish step's `routing_key`, `payload`, `message_id` and `headers`, and an http step's `url`, `headers`, `body` and `idempotency_key`; parameters reach the selection as `\"{{ params.NAME }}\"` and SQL as `:NAME`"),
         ),
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                let publish = in_steps && item.get("kind").and_then(Value::as_str) == Some("publish");
+                let kind = item.get("kind").and_then(Value::as_str).filter(|_| in_steps);
+                let publish = kind == Some("publish");
+                let http = kind == Some("http");
                 match item {
                     Value::Object(fields) if in_steps => {
                         for (key, field) in fields {
                             let skip = SQL_FIELDS.contains(&key.as_str())
-                                || (publish && PUBLISH_TEMPLATES.contains(&key.as_str()));
+                                || (publish && PUBLISH_TEMPLATES.contains(&key.as_str()))
+                                || (http && HTTP_TEMPLATES.contains(&key.as_str()));
                             if !skip {
                                 walk(field, at.index(i).key(key.clone()), false, out);
                             }

@@ -31,10 +31,12 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
             }
         }
         for variable in &info.variables {
-            if let Some(problem) = unknown_variable(variable, text.per_event) {
+            if let Some(problem) =
+                unknown_variable(variable, text.per_event, text.secrets.as_deref())
+            {
                 out.push(
                     Diagnostic::error("unknown-variable", text.location.clone(), problem).with_help(
-                        "templates see `params.*`, `event.{event_id,event_type,payload,status}` (per-event publish), `run.{id,started_at}`, `plan.{name,hash}`, `step.id`",
+                        "templates see `params.*`, `event.{event_id,event_type,payload,status}` (per-event publish and http), `run.{id,started_at}`, `plan.{name,hash}`, `step.id`, and `secrets.NAME` (http steps, named in `secrets_env`)",
                     ),
                 );
             }
@@ -42,7 +44,7 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn unknown_variable(variable: &str, per_event: bool) -> Option<String> {
+fn unknown_variable(variable: &str, per_event: bool, secrets: Option<&[&str]>) -> Option<String> {
     let mut parts = variable.split('.');
     let root = parts.next().unwrap_or_default();
     let field = parts.next();
@@ -50,10 +52,22 @@ fn unknown_variable(variable: &str, per_event: bool) -> Option<String> {
         // Declared-ness of parameters is the parameter check's.
         "params" | "this" | "" => return None,
         "event" if !per_event => {
+            let what = match secrets {
+                Some(_) => "this http step makes one call",
+                None => "this publish step sends one message",
+            };
             return Some(format!(
-                "`{variable}` is not available: this publish step sends one message (`each: once`)"
+                "`{variable}` is not available: {what} (`each: once`)"
             ));
         }
+        "secrets" => match secrets {
+            None => {
+                return Some(format!(
+                    "`{variable}` is not available: only http steps read secrets (`secrets_env`)"
+                ));
+            }
+            Some(names) => names,
+        },
         "event" => {
             if field == Some("payload") {
                 return None;

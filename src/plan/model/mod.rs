@@ -3,6 +3,7 @@
 mod backup;
 mod canary;
 mod guard;
+mod http;
 mod notify;
 mod params;
 mod plan;
@@ -17,6 +18,7 @@ mod verify;
 pub use backup::{Backup, BackupTable, PgDump};
 pub use canary::Canary;
 pub use guard::{Guard, GuardAction};
+pub use http::{HttpEach, HttpMethod, HttpStep};
 pub use notify::{Notify, NotifyOn};
 pub use params::{ParamSpec, ParamType};
 pub use plan::RawPlan;

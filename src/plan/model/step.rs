@@ -19,6 +19,8 @@ pub enum Step {
     Wait(WaitStep),
     /// Purge a queue (emergency plans).
     PurgeQueue(PurgeQueueStep),
+    /// Call an HTTP endpoint for each selected event (or once), with retries.
+    Http(super::HttpStep),
 }
 
 impl Step {
@@ -29,6 +31,7 @@ impl Step {
             Step::Sql(s) => &s.id,
             Step::Wait(s) => &s.id,
             Step::PurgeQueue(s) => &s.id,
+            Step::Http(s) => &s.id,
         }
     }
 
@@ -41,6 +44,7 @@ impl Step {
             Step::Sql(s) => s.id = id,
             Step::Wait(s) => s.id = id,
             Step::PurgeQueue(s) => s.id = id,
+            Step::Http(s) => s.id = id,
         }
         step
     }
@@ -52,6 +56,7 @@ impl Step {
             Step::Sql(_) => "sql",
             Step::Wait(_) => "wait",
             Step::PurgeQueue(_) => "purge_queue",
+            Step::Http(_) => "http",
         }
     }
 }
