@@ -44,8 +44,9 @@ impl BuiltinBind {
 
 /// Template roots besides `params` and `event`.
 pub const TEMPLATE_ROOTS: &[&str] = &["run", "plan", "step"];
-/// Fields of `event` in templates.
-pub const EVENT_FIELDS: &[&str] = &["event_id", "event_type", "payload", "status"];
+/// Fields of `event` in templates: those of the frozen selection (its status is not kept: it
+/// changes under the run).
+pub const EVENT_FIELDS: &[&str] = &["event_id", "event_type", "payload"];
 /// Fields of `run`, `plan` and `step` in templates.
 pub const RUN_FIELDS: &[&str] = &["id", "started_at"];
 pub const PLAN_FIELDS: &[&str] = &["name", "hash"];

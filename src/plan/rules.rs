@@ -92,6 +92,11 @@ pub const RULES: &[(&str, &str)] = &[
     ("canary-unjudged", "A canary has verifications to judge it"),
     ("duplicate-guard", "Guard names are unique"),
     (
+        "unknown-status",
+        "Selected statuses are ones the target has",
+    ),
+    ("inverted-range", "A time range starts before it ends"),
+    (
         "guard-value",
         "A guard reads exactly one value: SQL or a queue's depth",
     ),

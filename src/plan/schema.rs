@@ -108,15 +108,24 @@ fn translate(
             }
             return;
         }
-        ValidationErrorKind::Type { kind } => Diagnostic::error(
-            "wrong-type",
-            here.clone(),
-            format!(
-                "expected {} at `{here}`, found {}",
-                type_names(kind),
-                json_type(instance)
-            ),
-        ),
+        ValidationErrorKind::Type { kind } => {
+            let found = Diagnostic::error(
+                "wrong-type",
+                here.clone(),
+                format!(
+                    "expected {} at `{here}`, found {}",
+                    type_names(kind),
+                    json_type(instance)
+                ),
+            );
+            // `timeout: 30`: a duration written as a bare number lacks only its unit.
+            match (instance.as_u64(), is_duration_key(&here)) {
+                (Some(n), true) => found.with_help(format!(
+                    "a duration takes a unit: write `{n}s` (or `{n}m`, `{n}ms`, …)"
+                )),
+                _ => found,
+            }
+        }
         ValidationErrorKind::Enum { options } => not_one_of(
             options.as_array().map_or(&[], Vec::as_slice),
             instance,
@@ -296,7 +305,10 @@ fn tagged_union(
                 here.key("kind"),
                 format!("unknown kind `{}` at `{here}`", scalar_text(kind)),
             )
-            .with_help(kinds_help),
+            .with_help(match kind.as_str().and_then(|k| closest(k, kinds)) {
+                Some(near) => format!("did you mean `{near}`? {kinds_help}"),
+                None => kinds_help,
+            }),
         ),
     }
 }
@@ -560,19 +572,49 @@ fn follow_ref<'a>(schema: &'a Value, node: &'a Value) -> &'a Value {
     node
 }
 
+/// Keys whose value is a duration (`30s`, `5m`).
+fn is_duration_key(here: &Location) -> bool {
+    const DURATIONS: &[&str] = &[
+        "timeout",
+        "poll_interval",
+        "every",
+        "max_pause",
+        "pause",
+        "processed_within",
+        "processed_before",
+        "max_age",
+    ];
+    matches!(
+        here.segments.last(),
+        Some(crate::plan::location::Segment::Key(k)) if DURATIONS.contains(&k.as_str())
+    )
+}
+
 fn suggest(key: &str, allowed: &[String]) -> Option<String> {
     if allowed.is_empty() {
         return None;
     }
-    let close = allowed
-        .iter()
-        .map(|a| (edit_distance(key, a), a))
-        .filter(|(d, a)| *d <= 2.max(a.len() / 3))
-        .min();
-    Some(match close {
-        Some((_, a)) => format!("did you mean `{a}`?"),
+    Some(match closest(key, allowed) {
+        Some(a) => format!("did you mean `{a}`?"),
         None => format!("allowed keys here: {}", allowed.join(", ")),
     })
+}
+
+/// The candidate nearest to `word` by edit distance, when it is near enough to be a typo
+/// (or one of whose `_`-separated words it is: `type` for `event_type`).
+pub(crate) fn closest<'a, S: AsRef<str>>(word: &str, candidates: &'a [S]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c.as_ref()), c.as_ref()))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| c)
+        .or_else(|| {
+            candidates
+                .iter()
+                .map(AsRef::as_ref)
+                .find(|c| word.len() >= 2 && c.split('_').any(|part| part == word))
+        })
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -53,6 +53,8 @@ const PLAN_CODES: &[&str] = &[
     "unbounded-backup",
     "unused-setting",
     "canary-unjudged",
+    "unknown-status",
+    "inverted-range",
     "duplicate-guard",
     "guard-value",
     "guard-bound",

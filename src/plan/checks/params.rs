@@ -21,9 +21,13 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
                     location,
                     format!("parameter `{name}` is used but not declared in `params`"),
                 )
-                .with_help(format!(
-                    "declare it: `params: {{ {name}: {{ type: string }} }}`"
-                )),
+                .with_help({
+                    let declared: Vec<&str> = plan.params.keys().map(String::as_str).collect();
+                    match crate::plan::schema::closest(name, &declared) {
+                        Some(near) => format!("did you mean `{near}`?"),
+                        None => format!("declare it: `params: {{ {name}: {{ type: string }} }}`"),
+                    }
+                }),
             );
         }
     };

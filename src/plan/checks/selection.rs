@@ -29,6 +29,51 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
             "`all: true` has no effect when filters are given",
         ));
     }
+    // A status the target never has selects nothing: a typo, almost always.
+    for (i, status) in s.status.iter().enumerate() {
+        if param_ref(status).is_some() || status.contains("{{") {
+            continue;
+        }
+        if !plan.target.statuses.iter().any(|known| known == status) {
+            let known = &plan.target.statuses;
+            let help = match crate::plan::schema::closest(status, known) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!(
+                    "the target's statuses are {} (`target.statuses` lists them)",
+                    known
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            out.push(
+                Diagnostic::error(
+                    "unknown-status",
+                    here.key("status").index(i),
+                    format!("`{status}` is not a status of the target: it would select nothing"),
+                )
+                .with_help(help),
+            );
+        }
+    }
+    // A range that ends before it starts selects nothing.
+    if let Some(range) = &s.processed_between
+        && let (Ok(from), Ok(to)) = (parse_timestamp(&range.from), parse_timestamp(&range.to))
+        && from >= to
+    {
+        out.push(
+            Diagnostic::error(
+                "inverted-range",
+                here.key("processed_between").key("from"),
+                format!(
+                    "`from` ({}) is not before `to` ({}): the range is empty",
+                    range.from, range.to
+                ),
+            )
+            .with_help("swap them: `from` is the inclusive start, `to` the exclusive end"),
+        );
+    }
     for (location, value) in usage::selection_values(plan) {
         if let Some(name) = param_ref(value) {
             // Declared-ness is the parameter check's; here the type must fit the place.

@@ -36,7 +36,7 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
             {
                 out.push(
                     Diagnostic::error("unknown-variable", text.location.clone(), problem).with_help(
-                        "templates see `params.*`, `event.{event_id,event_type,payload,status}` (per-event publish and http), `run.{id,started_at}`, `plan.{name,hash}`, `step.id`, and `secrets.NAME` (http steps, named in `secrets_env`)",
+                        "templates see `params.*`, `event.{event_id,event_type,payload}` (per-event publish and http), `run.{id,started_at}`, `plan.{name,hash}`, `step.id`, and `secrets.NAME` (http steps, named in `secrets_env`)",
                     ),
                 );
             }
@@ -81,6 +81,12 @@ fn unknown_variable(variable: &str, per_event: bool, secrets: Option<&[&str]>) -
     };
     match field {
         Some(f) if fields.contains(&f) && parts.next().is_none() => None,
-        _ => Some(format!("unknown variable `{variable}`")),
+        Some(f) => match crate::plan::schema::closest(f, fields) {
+            Some(near) => Some(format!(
+                "unknown variable `{variable}`; did you mean `{root}.{near}`?"
+            )),
+            None => Some(format!("unknown variable `{variable}`")),
+        },
+        None => Some(format!("unknown variable `{variable}`")),
     }
 }

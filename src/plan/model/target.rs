@@ -18,6 +18,17 @@ pub struct Target {
     /// Table that receives one row per run (`action`, `details`, `performed_by`); empty to disable.
     #[schemars(pattern(r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?)?$"))]
     pub audit_table: String,
+    /// Every value the status column takes; a selection naming another is an error. Habitat's
+    /// by default.
+    #[serde(skip_serializing_if = "is_habitat_statuses")]
+    pub statuses: Vec<String>,
+}
+
+/// Habitat's statuses.
+pub const HABITAT_STATUSES: [&str; 4] = ["pending", "processing", "processed", "error"];
+
+fn is_habitat_statuses(statuses: &[String]) -> bool {
+    statuses.iter().map(String::as_str).eq(HABITAT_STATUSES)
 }
 
 impl Default for Target {
@@ -27,6 +38,7 @@ impl Default for Target {
             columns: Columns::default(),
             exchange: "habitat-events".into(),
             audit_table: "audit_log".into(),
+            statuses: HABITAT_STATUSES.map(String::from).to_vec(),
         }
     }
 }
