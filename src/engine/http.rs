@@ -331,14 +331,11 @@ fn certificate(e: &reqwest::Error) -> bool {
 /// The error and its causes on one line, with the URL only as its host (its path or query may
 /// hold a secret).
 fn describe(e: reqwest::Error, url: &str) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    format!("{} ({text})", endpoint(url))
+    format!(
+        "{} ({})",
+        endpoint(url),
+        crate::engine::redact::http_error(e)
+    )
 }
 
 /// `https://api.example/…`: the scheme and host, never the path or the user info.

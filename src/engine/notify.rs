@@ -353,13 +353,7 @@ async fn deliver(
             Err(e) => {
                 // The error's URL would show the webhook's secret path; its causes say what
                 // happened (refused, timed out, a certificate).
-                let e = e.without_url();
-                let mut text = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    text.push_str(&format!(": {cause}"));
-                    source = cause.source();
-                }
+                let text = crate::engine::redact::http_error(e);
                 delivery.error = Some(crate::engine::redact::scrub(&text, &hook.url));
                 None
             }

@@ -112,6 +112,19 @@ pub fn scrub(message: &str, url: &str) -> String {
     out
 }
 
+/// A reqwest error and its causes on one line, without its URL (whose path or query may hold a
+/// secret): what happened (refused, timed out, a certificate) is in the causes.
+pub fn http_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

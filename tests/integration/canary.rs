@@ -3,24 +3,10 @@
 
 use super::faults::until;
 use super::process::*;
-use super::support::database_url;
+use super::support::{database_url, logged, record_status_changes};
 use std::collections::BTreeMap;
 
 use sqlx::PgPool;
-
-/// Records every change of an event's status, in order.
-async fn record_status_changes(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::raw_sql(
-        "CREATE TABLE status_changes (id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, old TEXT, new TEXT); \
-         CREATE FUNCTION record_status_change() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN INSERT INTO status_changes (event_id, old, new) VALUES (NEW.event_id, OLD.status, NEW.status); RETURN NEW; END $$; \
-         CREATE TRIGGER status_changes AFTER UPDATE ON processed_events FOR EACH ROW \
-           WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION record_status_change();",
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
-}
 
 /// How many times each event's status changed.
 async fn changes_per_event(pool: &PgPool) -> anyhow::Result<BTreeMap<String, i64>> {
@@ -213,12 +199,7 @@ async fn a_resume_after_the_canary_does_not_run_it_again(pool: PgPool) -> anyhow
     let path = plan.to_str().unwrap_or_default();
     let mut child = start(&["apply", path], &url);
     until("the canary to pass", || async {
-        sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM replay.run_log WHERE kind = 'canary_passed')",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap_or(false)
+        logged(&pool, "canary_passed", None).await
     })
     .await?;
     child.kill()?;
@@ -283,12 +264,7 @@ async fn a_run_stopped_during_its_canary_rolls_back_only_the_canarys_events(
     let path = plan.to_str().unwrap_or_default();
     let child = start(&["apply", path], &url);
     until("the canary's steps to finish", || async {
-        sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM replay.run_log WHERE kind = 'step_finished' AND step_id = 'canary/process')",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap_or(false)
+        logged(&pool, "step_finished", Some("canary/process")).await
     })
     .await?;
     let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")

@@ -5,7 +5,7 @@
 use super::faults::until;
 use super::notify::Receiver;
 use super::process::{plan_file, world};
-use super::support::{database_url, output_text};
+use super::support::{database_url, logged, output_text, record_status_changes};
 use std::process::{Output, Stdio};
 
 use sqlx::PgPool;
@@ -44,20 +44,6 @@ async fn control(pool: &PgPool, value: i32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records every change of an event's status, with the moment it was made.
-async fn record_status_changes(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::raw_sql(
-        "CREATE TABLE status_changes (event_id TEXT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()); \
-         CREATE FUNCTION record_status_change() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN INSERT INTO status_changes (event_id) VALUES (NEW.event_id); RETURN NEW; END $$; \
-         CREATE TRIGGER status_changes AFTER UPDATE ON processed_events FOR EACH ROW \
-           WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION record_status_change();",
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 async fn checkpoint(pool: &PgPool, step: &str) -> i64 {
     sqlx::query_scalar("SELECT checkpoint FROM replay.step_runs WHERE step_id = $1")
         .bind(step)
@@ -66,14 +52,6 @@ async fn checkpoint(pool: &PgPool, step: &str) -> i64 {
         .ok()
         .flatten()
         .unwrap_or(0)
-}
-
-async fn logged(pool: &PgPool, kind: &str) -> bool {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM replay.run_log WHERE kind = $1)")
-        .bind(kind)
-        .fetch_one(pool)
-        .await
-        .unwrap_or(false)
 }
 
 /// Every event of the selection changed status exactly once.
@@ -156,7 +134,7 @@ async fn a_guard_trips_on_a_rising_error_rate_within_one_interval(
         "{failed_again} of {failed} events failed again before the guard stopped the run"
     );
     assert!(failed_again + 40 < failed);
-    assert!(logged(&pool, "guard_tripped").await);
+    assert!(logged(&pool, "guard_tripped", None).await);
     assert!(
         output_text(&out).contains("guard `error-rate` tripped: the value is"),
         "{}",
@@ -192,7 +170,7 @@ async fn a_pausing_guard_holds_the_run_until_the_condition_clears(
     .await?;
     control(&pool, 1).await?;
     until("the guard to trip", || async {
-        logged(&pool, "guard_tripped").await
+        logged(&pool, "guard_tripped", None).await
     })
     .await?;
     let held_at = checkpoint(&pool, "reset").await;
@@ -207,7 +185,7 @@ async fn a_pausing_guard_holds_the_run_until_the_condition_clears(
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["guard_trips"][0]["action"], "pause");
     assert!(report["guard_trips"][0]["held_secs"].as_f64() > Some(0.0));
-    assert!(logged(&pool, "guard_cleared").await);
+    assert!(logged(&pool, "guard_cleared", None).await);
     // Nothing changed while the run held.
     let during: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM status_changes WHERE at > (SELECT at FROM replay.run_log WHERE kind = 'guard_tripped') \
@@ -328,12 +306,7 @@ async fn a_guard_that_stops_the_run_during_a_wait_leaves_the_wait_undone(
         async move { apply(&plan, &url).await }
     });
     until("the wait to start", || async {
-        sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM replay.run_log WHERE kind = 'step_started' AND step_id = 'drained')",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap_or(false)
+        logged(&pool, "step_started", Some("drained")).await
     })
     .await?;
     control(&pool, 1).await?;

@@ -67,3 +67,31 @@ pub fn output_text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Records every change of an event's status (`status_changes`: event, old and new status, and
+/// when), so that a test can prove which rows a run touched and when.
+pub async fn record_status_changes(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::raw_sql(
+        "CREATE TABLE status_changes (id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, old TEXT, new TEXT, \
+           at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()); \
+         CREATE FUNCTION record_status_change() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN INSERT INTO status_changes (event_id, old, new) VALUES (NEW.event_id, OLD.status, NEW.status); RETURN NEW; END $$; \
+         CREATE TRIGGER status_changes AFTER UPDATE ON processed_events FOR EACH ROW \
+           WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION record_status_change();",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Whether the run log has an entry of `kind` (for `step`, when given).
+pub async fn logged(pool: &PgPool, kind: &str, step: Option<&str>) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM replay.run_log WHERE kind = $1 AND ($2::text IS NULL OR step_id = $2))",
+    )
+    .bind(kind)
+    .bind(step)
+    .fetch_one(pool)
+    .await
+    .unwrap_or(false)
+}
