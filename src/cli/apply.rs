@@ -220,11 +220,14 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
         );
         return exit_codes::REFUSED;
     }
-    let compiled = match super::runtime::block_on(engine::rollback::plan_of_run(
-        &target.database_url,
-        args.run,
-    )) {
-        Ok(Ok(plan)) => plan,
+    let found = super::runtime::block_on(async {
+        let run = super::runs::resolve(&target.database_url, &args.run).await?;
+        engine::rollback::plan_of_run(&target.database_url, run)
+            .await
+            .map(|plan| (run, plan))
+    });
+    let (run, compiled) = match found {
+        Ok(Ok(found)) => found,
         Ok(Err(e)) => {
             eprintln!("error: {}", error_chain(&e));
             return exit_code(&e);
@@ -240,7 +243,7 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
             eprintln!(
                 "error: refused: plan `{}` of run `{}` uses the broker: {}",
                 compiled.raw.name,
-                args.run,
+                run,
                 match &target.name {
                     Some(name) => format!(
                         "target `{name}` names none (`amqp_url_env` or `amqp_url_file` in `replay.toml`)"
@@ -252,7 +255,7 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
         }
     };
     let apply = ApplyArgs {
-        plan: std::path::PathBuf::from(format!("(the plan of run {})", args.run)),
+        plan: std::path::PathBuf::from(format!("(the plan of run {run})")),
         params: Vec::new(),
         dry_run: false,
         rehearse_all: false,
@@ -275,7 +278,7 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
         format: args.format,
         log_format: args.log_format,
     };
-    let command = format!("replay join {}", args.run);
+    let command = format!("replay join {run}");
     execute(
         &apply,
         &target,
@@ -288,7 +291,7 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
         },
         &engine::gates::Overrides::default(),
         command,
-        Some(args.run),
+        Some(run),
     )
 }
 

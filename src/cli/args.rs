@@ -127,8 +127,8 @@ pub struct InspectArgs {
     pub payload: Vec<String>,
     /// Only the events a run selected (e.g. `--run RUN --status error`: those that failed again;
     /// with `--emit-plan`, a plan for exactly them).
-    #[arg(long, value_name = "RUN_ID")]
-    pub run: Option<uuid::Uuid>,
+    #[arg(long, value_name = "RUN_ID", value_parser = run_ref)]
+    pub run: Option<RunRef>,
     /// Queues whose depth to show (repeatable).
     #[arg(long = "queue")]
     pub queues: Vec<String>,
@@ -234,8 +234,9 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct JoinArgs {
-    /// The run to join.
-    pub run: uuid::Uuid,
+    /// The run to join (its id, or the first 6 or more characters of it).
+    #[arg(value_parser = run_ref)]
+    pub run: RunRef,
     /// Passing faults retried in a row before this executor stops (exit 75).
     #[arg(long, value_name = "N", default_value_t = crate::engine::apply::DEFAULT_RETRIES)]
     pub retries: u32,
@@ -260,8 +261,9 @@ pub struct JoinArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// One run's id; all recent runs when omitted.
-    pub run: Option<uuid::Uuid>,
+    /// One run (its id, or the first 6 or more characters of it); all recent runs when omitted.
+    #[arg(value_parser = run_ref)]
+    pub run: Option<RunRef>,
     #[command(flatten)]
     pub target: DatabaseArgs,
 }
@@ -345,24 +347,48 @@ pub enum Snippets {
     Never,
 }
 
+/// A run as the operator names it: its id, or the first 6 or more hexadecimal characters of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRef(pub String);
+
+impl std::fmt::Display for RunRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn run_ref(text: &str) -> Result<RunRef, String> {
+    let hex = text.chars().filter(|c| *c != '-').count();
+    if text.chars().all(|c| c.is_ascii_hexdigit() || c == '-') && (6..=32).contains(&hex) {
+        Ok(RunRef(text.to_string()))
+    } else {
+        Err("a run id, or at least its first 6 hexadecimal characters".into())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct StopArgs {
-    /// The run to stop.
-    pub run: uuid::Uuid,
+    /// The run to stop (its id, or the first 6 or more characters of it).
+    #[arg(value_parser = run_ref)]
+    pub run: RunRef,
     /// Return at once instead of waiting for the run to stop.
     #[arg(long)]
     pub no_wait: bool,
-    /// Seconds to wait for the run to stop.
-    #[arg(long, default_value_t = 120)]
-    pub timeout: u64,
+    /// How long to wait for the run to stop, e.g. `2m`.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = duration)]
+    pub timeout: std::time::Duration,
+    /// Who stops the run (recorded); defaults to `$REPLAY_OPERATOR` or `$USER`.
+    #[arg(long)]
+    pub operator: Option<String>,
     #[command(flatten)]
     pub target: DatabaseArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    /// The run to undo.
-    pub run: uuid::Uuid,
+    /// The run to undo (its id, or the first 6 or more characters of it).
+    #[arg(value_parser = run_ref)]
+    pub run: RunRef,
     /// Restore rows even where they changed after the run ended.
     #[arg(long)]
     pub force: bool,
@@ -391,4 +417,9 @@ fn lease_duration(text: &str) -> Result<std::time::Duration, String> {
         ));
     }
     Ok(lease)
+}
+
+/// A duration as plans write them (`30s`, `2m`).
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::plan::duration::parse(text)
 }

@@ -67,15 +67,24 @@ pub fn run(args: &InspectArgs) -> u8 {
     let database_url = resolved.database_url.clone();
     let amqp_url = resolved.amqp_url.clone().unwrap_or_default();
     let (found, broker) = runtime.block_on(async {
-        let found = inspect::inspect(
-            &database_url,
-            &target,
-            &select,
-            args.sample,
-            args.run,
-            args.group_by.is_some(),
-        )
-        .await;
+        let found = match &args.run {
+            Some(run) => super::runs::resolve(&database_url, run).await.map(Some),
+            None => Ok(None),
+        };
+        let found = match found {
+            Ok(run) => {
+                inspect::inspect(
+                    &database_url,
+                    &target,
+                    &select,
+                    args.sample,
+                    run,
+                    args.group_by.is_some(),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
         // The broker is only asked when a queue is: looking at events needs no RabbitMQ.
         let broker = match (&found, queues.is_empty()) {
             (Ok(_), false) => Some(inspect::queue_depths(&amqp_url, &queues).await),
@@ -86,9 +95,13 @@ pub fn run(args: &InspectArgs) -> u8 {
     let mut found: Inspection = match found {
         Ok(found) => found,
         Err(e) => {
-            // Inspect only reads: every runtime error is a plain failure.
+            // Inspect only reads: every runtime error is a plain failure, but for a run it
+            // cannot name, refused as by every command that names one.
             eprintln!("error: {}", error_chain(&e));
-            return exit_codes::FAILURE;
+            return match e {
+                crate::engine::RunError::RunNotNamed(_) => exit_codes::REFUSED,
+                _ => exit_codes::FAILURE,
+            };
         }
     };
     found.target = super::apply::target_identity(&database_url);

@@ -8,6 +8,7 @@ mod init;
 mod inspect;
 mod packaging;
 mod rollback;
+mod runs;
 mod runtime;
 mod schema;
 mod status;

@@ -28,13 +28,12 @@ pub fn run(args: &RollbackArgs) -> u8 {
         ..Report::default()
     };
     let mut progress = Progress::new(false);
-    let result = block_on(rollback::rollback_run(
-        &connection,
-        args.run,
-        args.force,
-        &mut progress,
-        &mut report,
-    ));
+    let mut rolled: Option<uuid::Uuid> = None;
+    let result = block_on(async {
+        let run = super::runs::resolve(&connection.database_url, &args.run).await?;
+        rolled = Some(run);
+        rollback::rollback_run(&connection, run, args.force, &mut progress, &mut report).await
+    });
     match result {
         Ok(Ok(())) => {
             for (action, rows) in &report.rollback {
@@ -43,7 +42,10 @@ pub fn run(args: &RollbackArgs) -> u8 {
             for kept in &report.kept {
                 println!("{kept} (`--force` restores them too)");
             }
-            println!("run `{}` is rolled back", args.run);
+            println!(
+                "run `{}` is rolled back",
+                rolled.map_or_else(|| args.run.to_string(), |r| r.to_string())
+            );
             for warning in &report.warnings {
                 println!("warning: {warning}");
             }

@@ -23,7 +23,7 @@ pub fn run(args: &StatusArgs) -> u8 {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            exit_codes::FAILURE
+            super::apply::exit_code(&e)
         }
     }
 }
@@ -33,6 +33,11 @@ async fn show(args: &StatusArgs) -> Result<String, crate::engine::RunError> {
         .target
         .resolve()
         .map_err(crate::engine::RunError::Refused)?;
+    // An unknown run is a refusal, as for every command that names one.
+    let run = match &args.run {
+        Some(run) => Some(super::runs::resolve(&target.database_url, run).await?),
+        None => None,
+    };
     let pool = state::connect(&target.database_url).await?;
     let mut out = format!(
         "database {}{} {}\n",
@@ -48,7 +53,7 @@ async fn show(args: &StatusArgs) -> Result<String, crate::engine::RunError> {
         out.push_str("no runs yet (the `replay` schema does not exist)\n");
         return Ok(out);
     }
-    let runs = state::runs(&pool, args.run).await?;
+    let runs = state::runs(&pool, run).await?;
     for r in &runs {
         out.push_str(&format!(
             "{}  {}  {}  selected {}  started {}  by {}  plan {}\n",

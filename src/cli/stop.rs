@@ -21,35 +21,32 @@ pub fn run(args: &StopArgs) -> u8 {
     let connection = Connection {
         database_url: target.database_url,
         amqp_url: String::new(),
-        operator: super::apply::operator(),
+        operator: args.operator.clone().unwrap_or_else(super::apply::operator),
         target: target.name,
     };
     let result = block_on(async {
-        let plan = rollback::request_stop(&connection, args.run).await?;
-        println!(
-            "stop requested: run `{}` of plan `{plan}` stops at its next batch boundary",
-            args.run
-        );
+        let run = super::runs::resolve(&connection.database_url, &args.run).await?;
+        let plan = rollback::request_stop(&connection, run).await?;
+        println!("stop requested: run `{run}` of plan `{plan}` stops at its next batch boundary");
         if args.no_wait {
             return Ok(());
         }
         let pool = state::connect(&connection.database_url).await?;
-        let deadline = Instant::now() + Duration::from_secs(args.timeout);
+        let deadline = Instant::now() + args.timeout;
         loop {
-            let status = state::status_of(&pool, args.run)
+            let status = state::status_of(&pool, run)
                 .await?
-                .ok_or_else(|| RunError::Refused(format!("no run `{}`", args.run)))?;
+                .ok_or_else(|| RunError::Refused(format!("no run `{run}`")))?;
             if status != RunStatus::Running {
                 println!(
-                    "run `{}` is {status}; `replay apply` with the same plan and parameters resumes it",
-                    args.run
+                    "run `{run}` is {status}; `replay apply` with the same plan and parameters resumes it"
                 );
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(RunError::Refused(format!(
-                    "run `{}` has not stopped within {}s; it will stop at its next batch boundary",
-                    args.run, args.timeout
+                    "run `{run}` has not stopped within {}; it will stop at its next batch boundary",
+                    crate::plan::duration::format(args.timeout)
                 )));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

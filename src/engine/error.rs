@@ -179,6 +179,9 @@ pub enum RunError {
     },
     #[error("interrupted; the checkpoint is saved")]
     Interrupted,
+    /// A run named on the command line that no run is, or that several runs share.
+    #[error("refused: {0}")]
+    RunNotNamed(String),
     #[error("{failed} verification(s) failed; the rollback ran")]
     VerificationFailed { failed: usize },
     #[error(
@@ -255,7 +258,9 @@ impl RunError {
             | RunError::CanaryFailed { .. }
             | RunError::VerificationFailedNoRollback { .. }
             | RunError::RollbackResumed { .. } => FaultClass::PlanLogic,
-            RunError::Refused(_) | RunError::Locked { .. } => FaultClass::Refusal,
+            RunError::Refused(_) | RunError::Locked { .. } | RunError::RunNotNamed(_) => {
+                FaultClass::Refusal
+            }
             RunError::Interrupted
             | RunError::GuardStopped { .. }
             | RunError::RetriesExhausted { .. }

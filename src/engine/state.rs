@@ -1113,6 +1113,47 @@ pub async fn first_selected(
         .map_err(RunError::db("reading the canary's events"))
 }
 
+/// The run a reference names: a whole id, or the first (at least 6) hexadecimal characters of
+/// one. An unknown run, or a prefix that several runs share (listed), is a refusal.
+pub async fn resolve_run(pool: &PgPool, text: &str) -> Result<uuid::Uuid, RunError> {
+    let text = text.trim().to_ascii_lowercase();
+    let rows: Vec<(uuid::Uuid, String, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT id, plan_name, status, started_at FROM replay.runs \
+         WHERE id::text LIKE $1 || '%' ORDER BY started_at DESC LIMIT 11",
+    )
+    .bind(&text)
+    .fetch_all(pool)
+    .await
+    .map_err(RunError::db("looking up the run"))?;
+    match rows.as_slice() {
+        [] => Err(RunError::RunNotNamed(format!(
+            "no run `{text}` (`replay status` lists the runs)"
+        ))),
+        [(id, ..)] => Ok(*id),
+        many => {
+            let listed: Vec<String> = many
+                .iter()
+                .take(10)
+                .map(|(id, plan, status, at)| {
+                    format!(
+                        "  {id}  {plan}  {status}  started {}",
+                        at.format("%Y-%m-%d %H:%M:%S")
+                    )
+                })
+                .collect();
+            Err(RunError::RunNotNamed(format!(
+                "`{text}` names {} runs; give more of the id:\n{}",
+                if many.len() > 10 {
+                    "more than 10".to_string()
+                } else {
+                    many.len().to_string()
+                },
+                listed.join("\n")
+            )))
+        }
+    }
+}
+
 /// Whether the run log has an entry of this kind (a `pg_dump` already taken, …).
 pub async fn logged(pool: &PgPool, run_id: uuid::Uuid, kind: &str) -> Result<bool, RunError> {
     sqlx::query_scalar(

@@ -19,6 +19,7 @@ mod pinned;
 mod plans;
 mod process;
 mod resilience;
+mod runs;
 mod scale;
 mod shipped;
 mod support;
