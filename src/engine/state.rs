@@ -32,6 +32,10 @@ pub async fn connect_executor(
     connect_with(url, Some(lease), batches + 3).await
 }
 
+/// How long a first connection may take to open its socket before the server is said to be
+/// unreachable.
+const REACH_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn connect_with(
     url: &str,
     idle_in_transaction: Option<Duration>,
@@ -59,6 +63,30 @@ async fn connect_with(
             "idle_in_transaction_session_timeout",
             limit.as_millis().to_string(),
         )]);
+    }
+    // A server that is not there is said at once, naming it: the pool would retry until its
+    // acquire timeout and then say only "pool timed out".
+    if options.get_socket().is_none() && !options.get_host().starts_with('/') {
+        let (host, port) = (options.get_host().to_string(), options.get_port());
+        let reached = tokio::time::timeout(
+            REACH_TIMEOUT,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await;
+        let unreachable = |why: String| RunError::Connect {
+            url: redact_url(url),
+            message: format!("cannot reach {host}:{port}: {why}"),
+        };
+        match reached {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {}",
+                    crate::plan::duration::format(REACH_TIMEOUT)
+                )));
+            }
+        }
     }
     PgPoolOptions::new()
         .max_connections(connections)

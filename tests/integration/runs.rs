@@ -94,3 +94,54 @@ async fn a_run_is_named_by_a_prefix_and_an_unknown_or_ambiguous_one_is_refused(
     assert!(stderr(&out).contains("needs a unit"), "{}", stderr(&out));
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_closed_port_is_said_at_once_naming_host_and_port_without_the_password(
+    _pool: PgPool,
+) -> anyhow::Result<()> {
+    // A port nobody listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = format!("postgres://postgres:s3cret-pw@127.0.0.1:{port}/nowhere");
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_replay"))
+        .args(["status", "--database-url", &url])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    // Said, not asserted: timing belongs in benchmarks.
+    eprintln!("a closed port was reported after {:?}", started.elapsed());
+    assert_exit(&out, 1);
+    let text = stderr(&out);
+    assert!(
+        text.contains(&format!("cannot reach 127.0.0.1:{port}")) && text.contains("refused"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret-pw"), "{text}");
+    assert!(!text.contains("pool timed out"), "{text}");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn logs_carry_no_colour_when_not_on_a_terminal(pool: PgPool) -> anyhow::Result<()> {
+    failed_tenth(&pool, 100).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    // A guard that trips at once, so that the run logs a warning.
+    let plan = plan_file(
+        &dir,
+        "no-colour",
+        "select: { status: [error] }\n\
+         guards:\n  - { name: always, sql: \"SELECT 1\", max: 0 }\n\
+         steps:\n  - { id: reset, kind: reset }\n",
+    );
+    let out = run(&["apply", plan.to_str().unwrap_or_default()], &url);
+    assert_exit(&out, 5);
+    let text = stderr(&out);
+    assert!(text.contains("WARN"), "the run logged its guard: {text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape sequence in a piped log: {text:?}"
+    );
+    Ok(())
+}
