@@ -19,6 +19,9 @@ use crate::plan::Plan;
 use crate::plan::model::{Guard, GuardAction, NotifyOn};
 use crate::plan::prepared::SqlSite;
 
+/// Readings in a row a passing fault may prevent before a guard counts as unreadable.
+const UNREAD_LIMIT: u32 = 3;
+
 /// A guard that tripped: what it read, and what the run did.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Trip {
@@ -70,8 +73,8 @@ enum Reading {
     Beyond(f64),
     /// It cannot be read, and will not be by waiting (a query that fails, a queue that is gone).
     Unreadable(String),
-    /// A passing fault: read again at the next boundary (the batch meets the same fault).
-    Skipped,
+    /// A passing fault: read again at the next boundary (the batch meets the same fault); why.
+    Skipped(String),
 }
 
 /// The run's guards and what they did.
@@ -80,6 +83,8 @@ pub struct Guards<'p> {
     setting: Setting,
     broker: Option<Amqp>,
     checked: Vec<Option<Instant>>,
+    /// Readings in a row that a passing fault prevented, per guard.
+    unread: Vec<u32>,
     notifier: Option<Notifier>,
     started: std::time::Instant,
     /// The trip that stopped the run.
@@ -102,6 +107,7 @@ impl<'p> Guards<'p> {
             plan,
             broker: None,
             checked: vec![None; plan.raw.guards.len()],
+            unread: vec![0; plan.raw.guards.len()],
             notifier: (tells && !plan.raw.guards.is_empty()).then(|| Notifier::new(plan)),
             started: std::time::Instant::now(),
             setting,
@@ -123,7 +129,7 @@ impl<'p> Guards<'p> {
             }
             self.checked[i] = Some(Instant::now());
             match self.read(i).await {
-                Reading::Within | Reading::Skipped => {}
+                Reading::Within | Reading::Skipped(_) => {}
                 Reading::Beyond(value) => self.trip(i, value).await,
                 Reading::Unreadable(why) => {
                     let guard = &self.plan.raw.guards[i];
@@ -215,7 +221,7 @@ impl<'p> Guards<'p> {
                     return;
                 }
                 Reading::Beyond(v) => last = v,
-                Reading::Skipped => {}
+                Reading::Skipped(_) => {}
                 Reading::Unreadable(why) => {
                     self.paused += since.elapsed();
                     self.stop(Trip {
@@ -283,19 +289,40 @@ impl<'p> Guards<'p> {
         }
     }
 
-    /// Reads guard `i` once.
+    /// Reads guard `i`. A guard that a passing fault keeps from being read `UNREAD_LIMIT` times
+    /// in a row (a broker that stays away) is unreadable: the run does not go on unguarded.
     async fn read(&mut self, i: usize) -> Reading {
+        let reading = self.read_once(i).await;
+        match reading {
+            Reading::Skipped(why) => {
+                self.unread[i] += 1;
+                match self.unread[i] >= UNREAD_LIMIT {
+                    true => Reading::Unreadable(format!(
+                        "{UNREAD_LIMIT} readings in a row failed; the last: {why}"
+                    )),
+                    false => Reading::Skipped(why),
+                }
+            }
+            other => {
+                self.unread[i] = 0;
+                other
+            }
+        }
+    }
+
+    /// Reads guard `i` once.
+    async fn read_once(&mut self, i: usize) -> Reading {
         let guard = &self.plan.raw.guards[i];
         if let Some(queue) = &guard.queue_depth {
             if self.broker.is_none() {
                 match Amqp::connect(&self.setting.amqp_url).await {
                     Ok(b) => self.broker = Some(b),
-                    Err(e) if e.is_transient() => return Reading::Skipped,
+                    Err(e) if e.is_transient() => return Reading::Skipped(e.to_string()),
                     Err(e) => return Reading::Unreadable(e.to_string()),
                 }
             }
             let Some(broker) = self.broker.as_mut() else {
-                return Reading::Skipped;
+                return Reading::Skipped("no broker connection".into());
             };
             return match broker.queue_depth(queue).await {
                 Ok(Some(depth)) => judge(guard, depth as f64),
@@ -303,7 +330,7 @@ impl<'p> Guards<'p> {
                 Err(e) => {
                     self.broker = None;
                     match e.is_transient() {
-                        true => Reading::Skipped,
+                        true => Reading::Skipped(e.to_string()),
                         false => Reading::Unreadable(e.to_string()),
                     }
                 }
@@ -340,7 +367,7 @@ impl<'p> Guards<'p> {
             },
             Err(e) if e.class() == crate::engine::error::FaultClass::Transient => {
                 tracing::warn!(error = %e, "cannot read {label} now; reading it again at the next batch");
-                Reading::Skipped
+                Reading::Skipped(e.to_string())
             }
             Err(e) => Reading::Unreadable(e.to_string()),
         }

@@ -1145,11 +1145,13 @@ pub async fn first_selected(
 /// one. An unknown run, or a prefix that several runs share (listed), is a refusal.
 pub async fn resolve_run(pool: &PgPool, text: &str) -> Result<uuid::Uuid, RunError> {
     let text = text.trim().to_ascii_lowercase();
+    // Dashes or not, as the operator copied it: compared on the hexadecimal digits alone.
+    let digits: String = text.chars().filter(|c| *c != '-').collect();
     let rows: Vec<(uuid::Uuid, String, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
         "SELECT id, plan_name, status, started_at FROM replay.runs \
-         WHERE id::text LIKE $1 || '%' ORDER BY started_at DESC LIMIT 11",
+         WHERE replace(id::text, '-', '') LIKE $1 || '%' ORDER BY started_at DESC LIMIT 11",
     )
-    .bind(&text)
+    .bind(&digits)
     .fetch_all(pool)
     .await
     .map_err(RunError::db("looking up the run"))?;

@@ -330,3 +330,70 @@ async fn a_guard_that_stops_the_run_during_a_wait_leaves_the_wait_undone(
     );
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_queue_guard_whose_broker_stays_away_stops_the_run(pool: PgPool) -> anyhow::Result<()> {
+    let failed = world(&pool, 400).await?;
+    record_status_changes(&pool).await?;
+    let url = database_url(&pool).await?;
+    let queue = format!("test-guard-{}", uuid::Uuid::new_v4().simple());
+    let _topology = super::process::bound_queue(&queue).await?;
+    let proxy = super::process::Proxy::to(5672).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "guard-broker-gone",
+        &format!(
+            "select: {{ status: [error] }}\n\
+             rate_limit: {{ per_second: 40, batch_size: 10, parallel_batches: 1 }}\n\
+             guards:\n  - {{ name: backlog, queue_depth: {queue}, max: 100000, every: 100ms }}\n\
+             steps:\n  - {{ id: reset, kind: reset }}\n"
+        ),
+    );
+    let path = plan.to_str().unwrap_or_default().to_string();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_replay"));
+    command
+        .args([
+            "apply",
+            &path,
+            "--yes",
+            "--format",
+            "json",
+            "--database-url",
+            &url,
+        ])
+        .env(
+            "AMQP_URL",
+            format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = command.spawn()?;
+    until("a few batches done", || async {
+        checkpoint(&pool, "reset").await >= 30
+    })
+    .await?;
+    // The broker goes away for good (from this run's side): the guard cannot see the queue.
+    proxy.cut();
+    let out = child.wait_with_output().await?;
+    assert_eq!(out.status.code(), Some(5), "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["status"], "stopped");
+    assert!(
+        output_text(&out).contains("guard `backlog` could not be read (3 readings in a row failed"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(
+        checkpoint(&pool, "reset").await < failed,
+        "the run did not go on unguarded"
+    );
+    // With the broker back, the same run resumes and finishes, each event once.
+    let out = apply(&plan, &url).await;
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    each_changed_once(&pool, failed).await?;
+    super::process::drain_ids(&queue, 0).await?;
+    Ok(())
+}

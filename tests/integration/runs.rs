@@ -54,6 +54,11 @@ async fn a_run_is_named_by_a_prefix_and_an_unknown_or_ambiguous_one_is_refused(
         shown.contains(&real.to_string()) && !shown.contains("abcdef01"),
         "{shown}"
     );
+    // As copied from anywhere: 12 digits without their dash name it too.
+    let dashless: String = real.simple().to_string()[..12].to_string();
+    let out = run(&["status", &dashless], &url);
+    assert_exit(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&real.to_string()));
     // A prefix two runs share lists both and names neither.
     for command in [
         vec!["status", "abcdef"],
