@@ -343,6 +343,13 @@ impl<'p> Guards<'p> {
                 .map_err(crate::engine::error::RunError::db(format!(
                     "reading {label}"
                 )))?;
+            // Every lane waits on the guard: a query that hangs must not hang the run.
+            sqlx::query("SET LOCAL statement_timeout = '30s'")
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::engine::error::RunError::db(format!(
+                    "reading {label}"
+                )))?;
             let v = crate::engine::verify::query_value(
                 &mut tx,
                 &self.setting.scope,
