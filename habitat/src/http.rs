@@ -5,6 +5,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// The largest request body the server reads.
+const MAX_BODY: usize = 1 << 20;
+
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -148,6 +151,13 @@ where
             .header("content-length")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        // An admin call is a small JSON document; a larger body is refused before it is read.
+        if length > MAX_BODY {
+            write
+                .write_all(b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await?;
+            return Ok(());
+        }
         request.body = vec![0; length];
         read.read_exact(&mut request.body).await?;
         let close = request

@@ -40,6 +40,9 @@ pub enum CallError {
     Unreachable { attempts: u32, last: String },
     /// The endpoint's TLS certificate is not vouched for: it stays so, not retried.
     Certificate { message: String },
+    /// The rendered call cannot be made at all (a URL without a scheme, a header name or value
+    /// that HTTP does not allow): the plan's failure, never retried.
+    Invalid { message: String },
 }
 
 /// A call that failed, with the event it was for.
@@ -70,6 +73,7 @@ impl Failed {
             CallError::Certificate { message } => {
                 format!("the endpoint's TLS certificate is refused: {message}")
             }
+            CallError::Invalid { message } => format!("the call cannot be made: {message}"),
         };
         let text = match &self.event {
             Some(event) => format!("event `{event}`: {what}"),
@@ -289,6 +293,11 @@ async fn call_once(
                 (format!("the endpoint answered {status}"), wait)
             }
             Err(e) => {
+                if e.is_builder() {
+                    return Err(CallError::Invalid {
+                        message: crate::engine::redact::http_error(e),
+                    });
+                }
                 if certificate(&e) {
                     return Err(CallError::Certificate {
                         message: describe(e, &call.url),
@@ -304,7 +313,9 @@ async fn call_once(
             });
         }
         let jitter = rand::rng().random_range(0.0..1.0);
-        tokio::time::sleep(wait.unwrap_or_else(|| backoff(attempt, jitter))).await;
+        // `Retry-After` is honoured as a least wait: `0` or a date past never skips the backoff.
+        let backoff = backoff(attempt, jitter);
+        tokio::time::sleep(wait.map_or(backoff, |w| w.max(backoff))).await;
     }
 }
 
@@ -361,9 +372,11 @@ fn snippet(body: &str) -> String {
 
 /// Replaces every secret value in `text` with `***`.
 pub fn mask_secrets(text: &str, secrets: &[String]) -> String {
+    // Longest first: a secret inside another never leaves the other's rest showing.
+    let mut secrets: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     secrets
-        .iter()
-        .filter(|s| !s.is_empty())
+        .into_iter()
         .fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
 }
 
@@ -466,6 +479,15 @@ impl Requests for Rehearsal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_inside_another_leaves_nothing_of_either() {
+        let secrets = vec!["abc".to_string(), "abcdef".to_string()];
+        assert_eq!(
+            mask_secrets("token abcdef and abc", &secrets),
+            "token *** and ***"
+        );
+    }
 
     fn case(value: &str, expected: Option<u64>) {
         let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")

@@ -546,3 +546,74 @@ async fn two_executors_share_an_http_step_and_call_each_event_once(
     assert_eq!(executors, 2, "both executors made calls");
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_call_that_cannot_be_made_fails_the_step_and_is_not_retried(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 100).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan(&dir, "http-no-scheme", 10, "");
+    // An API parameter without its scheme: no request can be built from it.
+    let out = apply(
+        &["apply", &plan, "--param", "api=habitat.example.com"],
+        &url,
+    )
+    .await;
+    assert_exit(&out, 1);
+    assert_one_run(
+        &pool,
+        "failed",
+        "a call that cannot be made is the plan's failure",
+    )
+    .await?;
+    let text = output_text(&out);
+    assert!(text.contains("the call cannot be made"), "{text}");
+    assert!(!text.contains("attempt"), "not retried: {text}");
+    assert!(!text.contains(TOKEN), "{text}");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_stop_makes_no_more_calls_of_the_batch_under_way_and_the_resume_makes_them(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    world(&pool, 200).await?;
+    let url = database_url(&pool).await?;
+    // A slow endpoint and one call at a time: a batch of 40 takes about 4 s.
+    let endpoint = Endpoint::start(Duration::from_millis(100), |_, _| 200).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan(&dir, "http-stopped", 40, "    in_flight: 1\n");
+    let api = format!("api={}", endpoint.server.url());
+    let child = start_apply(&["apply", &plan, "--param", &api], &url);
+    super::faults::until("the first calls of the batch", || async {
+        endpoint.calls().len() >= 3
+    })
+    .await?;
+    let run_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_success(&run(&["stop", &run_id.to_string(), "--no-wait"], &url));
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    assert_exit(&out, 130);
+    // The batch under way was left: not all its calls were made, and it is not recorded.
+    let made = endpoint.calls().len();
+    assert!(
+        made < 40,
+        "{made} calls: the stop waited for the whole batch"
+    );
+    let done: i64 =
+        sqlx::query_scalar("SELECT checkpoint FROM replay.step_runs WHERE step_id = 'call'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(done, 0);
+    // The resume makes every call, those of the abandoned batch again (with their keys).
+    let out = apply(&["apply", &plan, "--param", &api], &url).await;
+    assert_success(&out);
+    let selected = selected_ids(&pool).await?;
+    let accepted = endpoint.accepted();
+    assert_eq!(accepted.keys().cloned().collect::<BTreeSet<_>>(), selected);
+    assert!(accepted.values().all(|n| *n <= 2), "{accepted:?}");
+    Ok(())
+}

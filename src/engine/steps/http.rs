@@ -74,6 +74,7 @@ pub async fn run<W: Writes, H: Requests, C: Clock>(
                 selection: writes.selection_table(),
                 masked: &masked,
                 total: ctx.total,
+                cancel: ctx.cancel.clone(),
             };
             // One batch at a time per executor: a crash makes at most that batch's calls again.
             claimed::run(ctx, &pool, executor, clock, &step.id, batch, 1, &work).await
@@ -135,7 +136,9 @@ fn failure(
 ) -> RunError {
     let message = failed.describe(masked);
     match &failed.error {
-        CallError::Rejected { .. } => ctx.failed(&step.id, done as u64, message),
+        CallError::Rejected { .. } | CallError::Invalid { .. } => {
+            ctx.failed(&step.id, done as u64, message)
+        }
         CallError::Unreachable { .. } | CallError::Certificate { .. } => RunError::Http {
             step: step.id.clone(),
             done: done as u64,
@@ -155,6 +158,9 @@ struct Calls<'a, H> {
     selection: &'static str,
     masked: &'a [String],
     total: u64,
+    /// A stop, a signal, a guard or a lost lease: no more calls of the batch are made (it is not
+    /// recorded, so its calls are made again, with their keys, by whoever does it next).
+    cancel: super::Cancel,
 }
 
 impl<H: Requests> BatchWork for Calls<'_, H> {
@@ -174,12 +180,22 @@ impl<H: Requests> BatchWork for Calls<'_, H> {
             .map(|row| self.renderer.render(Some(row)))
             .collect::<Result<Vec<_>, String>>()
             .map_err(Fault::Plan)?;
-        match self.requests.send_all(self.step, calls).await {
+        let cancel = self.cancel.clone();
+        let stopped = async move {
+            while !cancel.is_cancelled() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        };
+        let sent = tokio::select! {
+            sent = self.requests.send_all(self.step, calls) => sent,
+            () = stopped => return Err(Fault::Run(RunError::Interrupted)),
+        };
+        match sent {
             Ok(()) => Ok(Some(upto - from)),
             Err(failed) => {
                 let message = failed.describe(self.masked);
                 Err(match failed.error {
-                    CallError::Rejected { .. } => Fault::Plan(message),
+                    CallError::Rejected { .. } | CallError::Invalid { .. } => Fault::Plan(message),
                     CallError::Unreachable { .. } | CallError::Certificate { .. } => {
                         Fault::Run(RunError::Http {
                             step: self.step.id.clone(),
