@@ -347,7 +347,16 @@ async fn lead(
     };
     let heartbeat = driver.lease.heartbeat(pool.clone(), cancel.clone());
     let stop_watch = watch_stop_requests(pool.clone(), run.id, cancel.clone());
-    let result = driver.drive(reporter, report).await;
+    // Once the heartbeat stopped the run (its lease lapsed), the run gets a grace to end at a
+    // batch boundary; a batch whose query hangs on a black-holed connection is then dropped (its
+    // transaction never commits), so the executor stops on its own, as the lease requires.
+    let result = tokio::select! {
+        result = driver.drive(reporter, report) => result,
+        () = lapsed(&driver.lease) => {
+            tracing::error!(run = %run.id, "the run did not stop within {LAPSE_GRACE:?} of its lease lapsing; abandoning the batch in flight");
+            Err(RunError::Interrupted)
+        }
+    };
     heartbeat.abort();
     stop_watch.abort();
     // A stop the heartbeat caused says why.
@@ -1039,6 +1048,17 @@ impl Driver<'_> {
         }
         result
     }
+}
+
+/// How long a run whose lease lapsed may take to end by itself.
+const LAPSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Resolves `LAPSE_GRACE` after the heartbeat stopped the run; never before.
+async fn lapsed(lease: &Lease) {
+    while lease.lapse().is_none() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(LAPSE_GRACE).await;
 }
 
 /// Exponential backoff with jitter: 0.5 s, 1 s, 2 s, … up to 15 s, each ±20 %.
