@@ -345,7 +345,7 @@ fn execute(
     let result = runtime.block_on(async {
         let signals = cancel.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            super::prompt::signalled().await;
             tracing::warn!("stop requested: finishing the batch in flight");
             signals.cancel();
         });
@@ -533,29 +533,6 @@ pub fn target_identity(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     rest.split('?').next().unwrap_or(rest).to_string()
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
 
 /// Asks the person at the terminal to type the plan name.

@@ -7,6 +7,7 @@ mod doctor;
 mod init;
 mod inspect;
 mod packaging;
+mod prompt;
 mod rollback;
 mod runs;
 mod runtime;
