@@ -3,6 +3,8 @@
 use std::io::IsTerminal;
 
 use crate::engine::pinned::PinnedPlan;
+use crate::engine::preview::{Outcome, Preview};
+use super::prompt::Answer;
 use crate::engine::steps::Cancel;
 use crate::engine::{self, ApplyOptions, Connection, Report, RunError};
 use crate::exit_codes;
@@ -105,7 +107,7 @@ pub fn run(args: &ApplyArgs) -> u8 {
         );
         return exit_codes::INVALID_PLAN;
     }
-    let interactive = std::io::stdin().is_terminal();
+    let interactive = super::prompt::interactive();
     if !args.dry_run && !args.yes && !interactive {
         eprintln!(
             "error: standard input is not a terminal, so nobody can confirm: pass `--yes` to apply without asking"
@@ -339,6 +341,40 @@ fn execute(
             return exit_codes::FAILURE;
         }
     };
+    // Asked before anything is written: no run row, no lease, no migration.
+    let mut confirmed = None;
+    if !args.dry_run && !args.yes {
+        let new_run = uuid::Uuid::new_v4();
+        let asked = runtime.block_on(async {
+            let preview =
+                engine::preview::preview(compiled, &connection, args.restart, args.again).await?;
+            let Some(summary) = question(&preview, &report, new_run) else {
+                return Ok(None);
+            };
+            let run = match preview.outcome {
+                Outcome::Resume { run_id, .. } => run_id,
+                _ => new_run,
+            };
+            let expected = expected_answer(&report, target.production);
+            Ok::<_, RunError>(Some((super::prompt::confirm(&summary, &expected).await, run)))
+        });
+        match asked {
+            Err(e) => {
+                eprintln!("error: {}", error_chain(&e));
+                return exit_code(&e);
+            }
+            Ok(None) => {}
+            Ok(Some((Answer::Confirmed, run))) => confirmed = Some(run),
+            Ok(Some((Answer::Declined, _))) => {
+                eprintln!("error: refused: not confirmed; nothing was written");
+                return exit_codes::REFUSED;
+            }
+            Ok(Some((Answer::Interrupted, _))) => {
+                eprintln!("interrupted at the question; nothing was written");
+                return exit_codes::INTERRUPTED;
+            }
+        }
+    }
     let cancel = Cancel::default();
     let terminal = std::io::stderr().is_terminal() && args.format == ReportFormat::Text;
     let mut progress = Progress::new(terminal);
@@ -361,10 +397,7 @@ fn execute(
             let options = ApplyOptions {
                 restart: args.restart,
                 overrides: overrides.clone(),
-                confirm: (!args.yes).then_some(match target.production {
-                    true => ask_production as fn(&Report) -> bool,
-                    false => ask as fn(&Report) -> bool,
-                }),
+                confirmed,
                 pin: pin.clone(),
                 retries: args.retries,
                 lease: args.lease,
@@ -535,34 +568,83 @@ pub fn target_identity(url: &str) -> String {
     rest.split('?').next().unwrap_or(rest).to_string()
 }
 
-/// Asks the person at the terminal to type the plan name.
-fn ask(report: &Report) -> bool {
-    confirm_typing(report, &report.plan)
-}
-
-/// On production, the answer names the target too: `production/PLAN`.
-fn ask_production(report: &Report) -> bool {
-    let expected = format!(
-        "{}/{}",
-        report.target_name.as_deref().unwrap_or_default(),
-        report.plan
-    );
-    confirm_typing(report, &expected)
-}
-
-fn confirm_typing(report: &Report, expected: &str) -> bool {
-    use std::io::Write;
-    let mut err = std::io::stderr();
-    let _ = writeln!(
-        err,
-        "\nAbout to apply plan `{}` to {}: {} selected event(s).",
-        report.plan, report.target, report.selected
-    );
-    for g in &report.gates {
-        let _ = writeln!(err, "  {g}");
+/// The question before the first write: the run, the target, the selection, the steps, the pace
+/// and the time it gives; what is left, for a resume. `None` when there is nothing to ask (the
+/// plan already succeeded, or its unfinished run is of another version: the apply says so).
+fn question(preview: &Preview, report: &Report, new_run: uuid::Uuid) -> Option<String> {
+    use crate::render::numbers::{duration, thousands};
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let (run, selected) = match &preview.outcome {
+        Outcome::Start { selected } => (
+            format!("{new_run} (new)"),
+            format!("{} selected now", thousands(*selected as i128)),
+        ),
+        Outcome::Resume {
+            run_id,
+            status,
+            started_at,
+            selected,
+        } => (
+            format!(
+                "{run_id} (resumed: {status}, started {})",
+                started_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            match (selected, preview.left()) {
+                (Some(n), Some(left)) => format!(
+                    "{} frozen, {} left",
+                    thousands(*n as i128),
+                    thousands(left as i128)
+                ),
+                _ => "not frozen yet".into(),
+            },
+        ),
+        Outcome::AlreadySucceeded { .. } | Outcome::Changed { .. } => return None,
+    };
+    let target = match &report.target_name {
+        Some(name) => format!("{name} ({})", report.target),
+        None => report.target.clone(),
+    };
+    let _ = writeln!(text, "\nAbout to apply plan `{}`:", preview.plan);
+    let _ = writeln!(text, "  run     {run}");
+    let _ = writeln!(text, "  target  {target}");
+    let _ = writeln!(text, "  events  {selected}");
+    let resuming = matches!(preview.outcome, Outcome::Resume { .. });
+    for (i, step) in preview.steps.iter().enumerate() {
+        let progress = match (resuming, step.finished) {
+            (false, _) => String::new(),
+            (true, true) => ": done".into(),
+            (true, false) if step.done > 0 => {
+                format!(": {} done", thousands(step.done as i128))
+            }
+            (true, false) => ": not started".into(),
+        };
+        let label = if i == 0 { "steps" } else { "" };
+        let _ = writeln!(
+            text,
+            "  {label:<6}  {}. {} ({}){progress}",
+            i + 1,
+            step.id,
+            step.kind
+        );
     }
-    let _ = write!(err, "Type `{expected}` to confirm: ");
-    let _ = err.flush();
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == expected
+    let time = preview
+        .paced_time()
+        .filter(|t| !t.is_zero())
+        .map(|t| format!("; at least {} at that pace", duration(t)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        text,
+        "  rate    {} events/s{time}",
+        thousands(i128::from(preview.per_second))
+    );
+    Some(text)
+}
+
+/// What the person types: the plan's name; on production, `target/plan`.
+fn expected_answer(report: &Report, production: bool) -> String {
+    match (production, &report.target_name) {
+        (true, Some(name)) => format!("{name}/{}", report.plan),
+        _ => report.plan.clone(),
+    }
 }

@@ -38,9 +38,9 @@ pub struct ApplyOptions {
     pub restart: bool,
     /// Gates the operator overrides, with the reason (recorded).
     pub overrides: gates::Overrides,
-    /// Asked once the selection is frozen and the gates passed, before the first write;
-    /// `None` means confirmed (`--yes`, or a caller that is not a person).
-    pub confirm: Option<fn(&Report) -> bool>,
+    /// The run a person confirmed before anything was written (`engine::preview`); `None`
+    /// when nobody was asked (`--yes`, or a caller that is not a person).
+    pub confirmed: Option<uuid::Uuid>,
     /// A pinned plan to hold the run to, and the staging proof it carries.
     pub pin: crate::engine::pinned::Pin,
     /// Passing faults (lost connections, a restarting broker) retried in this process.
@@ -61,7 +61,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             restart: false,
             overrides: gates::Overrides::default(),
-            confirm: None,
+            confirmed: None,
             pin: crate::engine::pinned::Pin::default(),
             retries: DEFAULT_RETRIES,
             lease: DEFAULT_LEASE,
@@ -201,10 +201,23 @@ async fn take_part(
         again: options.again.is_some(),
         because: options.overrides.because.as_deref(),
         join: options.join,
+        new_id: options.confirmed,
     };
     let acquired = state::acquire(pool, plan, &connection.operator, taking).await?;
     let (run, lease) = match acquired {
-        Acquired::Run { run, lease } => (run, lease),
+        Acquired::Run { run, lease } => match options.confirmed {
+            // Another apply started or resumed a run between the question and now.
+            Some(confirmed) if confirmed != run.id => {
+                lease.release(pool).await;
+                return Err(RunError::Refused(format!(
+                    "run `{}` is not the run that was confirmed (`{confirmed}`): the plan's runs \
+                     changed while the question was open; nothing was written, apply again to see \
+                     them",
+                    run.id
+                )));
+            }
+            _ => (run, lease),
+        },
         Acquired::Join(run) => {
             let executor = member(pool, member_slot, run.id, options, cancel).await?;
             match follow_then_lead(
@@ -324,6 +337,12 @@ async fn lead(
         took_over && run.selected.is_some() && state::logged(&pool, run.id, "confirmed").await?;
     report.run_id = Some(run.id.to_string());
     report.resumed = run.selected.is_some() || run.status == RunStatus::RollingBack;
+    if let Some(was) =
+            state::repace(&pool, run.id, &plan.raw.rate_limit, &connection.operator).await?
+    {
+        let now = serde_json::to_value(&plan.raw.rate_limit).unwrap_or_default();
+        tracing::warn!(run = %run.id, was = %was, now = %now, "paced as the plan now says: its `rate_limit` changed since the run's last attempt");
+    }
     if let Some(because) = options.again.as_ref().filter(|_| !report.resumed) {
         state::log(
             &pool,
@@ -532,19 +551,12 @@ impl Driver<'_> {
             for g in report.gates.iter().filter(|g| g.overridden.is_some()) {
                 state::log(pool, run.id, "override", None, json!({"gate": g.gate, "because": g.overridden, "operator": self.connection.operator, "detail": g.detail})).await;
             }
-            if let Some(confirm) = self.options.confirm.filter(|_| !report.resumed)
-                && !confirm(report)
-            {
-                return Err(RunError::Refused(
-                    "not confirmed; nothing was written".into(),
-                ));
-            }
             state::log(
                 pool,
                 run.id,
                 "confirmed",
                 None,
-                json!({"operator": self.connection.operator, "typed": self.options.confirm.is_some() && !report.resumed}),
+                json!({"operator": self.connection.operator, "typed": self.options.confirmed.is_some()}),
             )
             .await;
             self.gated.set(true);

@@ -27,6 +27,7 @@ pub mod management;
 pub mod notify;
 pub mod pace;
 pub mod pinned;
+pub mod preview;
 pub mod redact;
 pub mod report;
 pub mod rollback;

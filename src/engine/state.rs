@@ -302,6 +302,8 @@ pub struct Taking<'a> {
     pub because: Option<&'a str>,
     /// Join the run in progress instead of being refused by its lease (`--join`).
     pub join: bool,
+    /// The id a new run takes: the one its operator confirmed.
+    pub new_id: Option<uuid::Uuid>,
 }
 
 pub async fn acquire(
@@ -316,6 +318,7 @@ pub async fn acquire(
         again,
         because,
         join,
+        new_id,
     } = taking;
     let doing = "taking the run's lease";
     let owner = executor_name();
@@ -416,19 +419,7 @@ pub async fn acquire(
     }
     if resume.is_none() && !again {
         // Re-running what already succeeded would do it all twice.
-        let done: Option<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-            "SELECT id, coalesce(finished_at, updated_at) FROM replay.runs \
-             WHERE plan_name = $1 AND plan_hash = $2 AND params_hash = $3 AND status = $4 \
-             ORDER BY started_at DESC LIMIT 1",
-        )
-        .bind(&plan.raw.name)
-        .bind(&plan.hash)
-        .bind(&plan.params_hash)
-        .bind(RunStatus::Succeeded)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(RunError::db(doing))?;
-        if let Some((run_id, finished_at)) = done {
+        if let Some((run_id, finished_at)) = succeeded(&mut *tx, plan).await? {
             return Ok(Acquired::Succeeded {
                 run_id,
                 finished_at,
@@ -437,7 +428,7 @@ pub async fn acquire(
     }
     let run = match resume {
         Some(run) => run,
-        None => create_run(&mut tx, plan, operator).await?,
+        None => create_run(&mut tx, plan, operator, new_id).await?,
     };
     let token: i64 = sqlx::query_scalar(
         "UPDATE replay.runs SET lease_token = lease_token + 1, lease_owner = $2, \
@@ -477,6 +468,25 @@ pub async fn acquire(
         },
         run,
     })
+}
+
+/// The latest run of this plan (same identity, same parameters) that succeeded, and when.
+pub async fn succeeded<'c>(
+    conn: impl sqlx::PgExecutor<'c>,
+    plan: &Plan,
+) -> Result<Option<(uuid::Uuid, chrono::DateTime<chrono::Utc>)>, RunError> {
+    sqlx::query_as(
+        "SELECT id, coalesce(finished_at, updated_at) FROM replay.runs \
+         WHERE plan_name = $1 AND plan_hash = $2 AND params_hash = $3 AND status = $4 \
+         ORDER BY started_at DESC LIMIT 1",
+    )
+    .bind(&plan.raw.name)
+    .bind(&plan.hash)
+    .bind(&plan.params_hash)
+    .bind(RunStatus::Succeeded)
+    .fetch_optional(conn)
+    .await
+    .map_err(RunError::db("looking for a run of the plan that succeeded"))
 }
 
 /// Takes the lease on a given run (for `replay rollback RUN`), refusing when it is live elsewhere.
@@ -857,8 +867,9 @@ async fn create_run(
     tx: &mut sqlx::PgConnection,
     plan: &Plan,
     operator: &str,
+    id: Option<uuid::Uuid>,
 ) -> Result<OpenRun, RunError> {
-    let id = uuid::Uuid::new_v4();
+    let id = id.unwrap_or_else(uuid::Uuid::new_v4);
     let started_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
         "INSERT INTO replay.runs (id, plan_name, plan_hash, params_hash, params, plan_document, operator, reason, status) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING started_at",
@@ -1065,6 +1076,41 @@ pub async fn log(pool: &PgPool, run_id: uuid::Uuid, kind: &str, step: Option<&st
     if let Ok(mut conn) = pool.acquire().await {
         let _ = insert_log(&mut conn, run_id, kind, step, detail).await;
     }
+}
+
+/// Records the pace of the plan in hand for a run it resumes: `rate_limit` is not part of the
+/// plan's identity, so a resumed run may be paced anew. Returns the pace it replaced, if it
+/// differs (logged as `pace`, with the operator).
+pub async fn repace(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+    pace: &crate::plan::model::RateLimit,
+    operator: &str,
+) -> Result<Option<Value>, RunError> {
+    let doing = "recording the run's pace";
+    let new = serde_json::to_value(pace).unwrap_or_default();
+    let old: Option<Value> = sqlx::query_scalar(
+        "UPDATE replay.runs r SET plan_document = jsonb_set(r.plan_document, '{rate_limit}', $2) \
+         FROM (SELECT plan_document -> 'rate_limit' AS old FROM replay.runs WHERE id = $1 FOR UPDATE) o \
+         WHERE r.id = $1 AND o.old IS DISTINCT FROM $2 RETURNING o.old",
+    )
+    .bind(run_id)
+    .bind(&new)
+    .fetch_optional(pool)
+    .await
+    .map_err(RunError::db(doing))?
+    .flatten();
+    if let Some(old) = &old {
+        log(
+            pool,
+            run_id,
+            "pace",
+            None,
+            serde_json::json!({"was": old, "now": new, "operator": operator}),
+        )
+        .await;
+    }
+    Ok(old)
 }
 
 /// Records that the run's canary passed, fenced by the lease: the plan's batch-wise `steps` go

@@ -20,7 +20,9 @@ use super::usage;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub raw: RawPlan,
-    /// SHA-256 of the plan document (canonical JSON); a run refuses to resume when it changes.
+    /// SHA-256 of the plan document (canonical JSON) without its `rate_limit`: a run refuses to
+    /// resume when it changes, and is paced by the plan in hand (throttling never means a
+    /// restart).
     pub hash: String,
     pub params: BTreeMap<String, ParamValue>,
     /// SHA-256 of the parameter values; runs are resumed per plan name and parameters.
@@ -55,6 +57,14 @@ pub enum CompileError {
     Template { location: Location, reason: String },
 }
 
+/// The plan's identity for resume: its document with the throughput settings (`rate_limit`)
+/// left at their defaults, so that an operator can slow a run down, or speed it up, and resume.
+pub fn identity_hash(raw: &RawPlan) -> String {
+    let mut identity = raw.clone();
+    identity.rate_limit = Default::default();
+    sha256(&serde_json::to_string(&identity).unwrap_or_default())
+}
+
 impl Plan {
     pub fn short_hash(&self) -> &str {
         &self.hash[..12]
@@ -85,7 +95,7 @@ pub fn compile(raw: RawPlan, args: &[String]) -> Result<Plan, CompileError> {
     let params = params::bind(&raw.params, args)?;
     let sql = prepare(&raw)?;
     let templates = templates(&raw)?;
-    let hash = sha256(&serde_json::to_string(&raw).unwrap_or_default());
+    let hash = identity_hash(&raw);
     let params_text: String = params
         .iter()
         .map(|(k, v)| format!("{k}={}\n", v.to_arg()))

@@ -1,5 +1,6 @@
 //! The report as a pull-request comment: GitHub Markdown that always fits in one comment.
 
+use crate::render::numbers::thousands;
 use std::fmt::Write as _;
 
 use crate::engine::report::Report;
@@ -880,21 +881,6 @@ fn number(v: &serde_json::Value) -> String {
         }
         _ => v.to_string(),
     }
-}
-
-fn thousands(n: i128) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if n < 0 {
-        out.push('-');
-    }
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn plural_n(n: i128, one: &str, many: &str) -> String {

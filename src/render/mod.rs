@@ -5,6 +5,7 @@
 pub mod doctor;
 pub mod github;
 pub mod markdown;
+pub mod numbers;
 pub mod progress;
 pub mod sarif;
 pub mod text;

@@ -707,6 +707,7 @@ async fn a_run_of_a_reset(
         again: false,
         because: None,
         join: false,
+        new_id: None,
     };
     let state::Acquired::Run { run, lease } = state::acquire(pool, &plan, "test", taking).await?
     else {
@@ -807,5 +808,95 @@ async fn a_recorded_status_only_moves_forward(pool: PgPool) -> anyhow::Result<()
         lost,
         Err(replay::engine::RunError::LeaseLost { .. })
     ));
+    Ok(())
+}
+
+/// Stops the run once its first batch is done.
+struct StopAfterFirstBatch(Cancel);
+
+impl replay::engine::events::Reporter for StopAfterFirstBatch {
+    fn event(&mut self, event: &replay::engine::events::RunEvent) {
+        if let replay::engine::events::RunEvent::Progress { done, .. } = event
+            && *done > 0
+        {
+            self.0.cancel();
+        }
+    }
+}
+
+/// `rate_limit` is not part of the plan's identity: an operator throttles a half-done run by
+/// editing the plan's pace and resuming, never with `--restart`; the change is logged.
+#[sqlx::test(migrations = false)]
+async fn a_run_resumes_at_a_changed_pace_without_restarting(pool: PgPool) -> anyhow::Result<()> {
+    broken_world(&pool).await?;
+    let conn = connection(&pool).await?;
+    let paced = |per_second: &str, batch: &str| {
+        let (per_second, batch) = (per_second.to_string(), batch.to_string());
+        load(
+            "plans/reset-stuck-events.yaml",
+            move |t| {
+                t.replace("status: [processing]", "status: [error]")
+                    .replace("per_second: 500", &format!("per_second: {per_second}"))
+                    .replace("batch_size: 500", &format!("batch_size: {batch}"))
+            },
+            &["older_than=1s"],
+        )
+    };
+    let first_plan = paced("500", "10")?;
+    let cancel = Cancel::default();
+    let mut first = Report::default();
+    let stopped = engine::apply(
+        &first_plan,
+        &conn,
+        &ApplyOptions::default(),
+        &mut StopAfterFirstBatch(cancel.clone()),
+        &cancel,
+        &mut first,
+    )
+    .await;
+    assert!(matches!(stopped, Err(RunError::Interrupted)), "{stopped:?}");
+    let selected = first.selected;
+    assert!(selected > 20, "{selected} events selected");
+    let run_id: uuid::Uuid = first.run_id.clone().unwrap_or_default().parse()?;
+
+    let faster = paced("5000", "50")?;
+    assert_eq!(faster.hash, first_plan.hash, "the pace is not the plan's identity");
+    let mut resumed = Report::default();
+    engine::apply(
+        &faster,
+        &conn,
+        &ApplyOptions::default(),
+        &mut Collect::default(),
+        &Cancel::default(),
+        &mut resumed,
+    )
+    .await?;
+    assert_eq!(resumed.run_id, first.run_id, "the same run resumes");
+    assert!(resumed.resumed);
+    assert_eq!(resumed.status, "succeeded");
+    let reset = resumed
+        .steps
+        .iter()
+        .find(|s| s.id == "reset-status")
+        .ok_or_else(|| anyhow::anyhow!("no reset step in {:?}", resumed.steps))?;
+    let from = reset.resumed_from.unwrap_or_default();
+    assert!(from > 0 && from < selected, "resumed from {from} of {selected}");
+    assert_eq!(reset.touched, selected, "every event reset once over both attempts");
+    let (was, now): (serde_json::Value, serde_json::Value) = sqlx::query_as(
+        "SELECT detail -> 'was', detail -> 'now' FROM replay.run_log WHERE run_id = $1 AND kind = 'pace'",
+    )
+    .bind(run_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(was["per_second"], 500);
+    assert_eq!(now["per_second"], 5000);
+    assert_eq!(now["batch_size"], 50);
+    let recorded: serde_json::Value = sqlx::query_scalar(
+        "SELECT plan_document -> 'rate_limit' -> 'per_second' FROM replay.runs WHERE id = $1",
+    )
+    .bind(run_id)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(recorded, 5000, "the run records the pace it now runs at");
     Ok(())
 }

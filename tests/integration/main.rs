@@ -3,6 +3,7 @@
 mod apply;
 mod canary;
 mod ci;
+mod confirm;
 mod doctor;
 mod faults;
 mod gates;
@@ -18,6 +19,7 @@ mod permissions;
 mod pinned;
 mod plans;
 mod process;
+mod pty;
 mod resilience;
 mod runs;
 mod scale;
