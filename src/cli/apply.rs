@@ -231,7 +231,7 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
     let (run, compiled) = match found {
         Ok(Ok(found)) => found,
         Ok(Err(e)) => {
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {}", super::error_chain(&e));
             return exit_code(&e);
         }
         Err(code) => return code,
@@ -346,8 +346,18 @@ fn execute(
     if !args.dry_run && !args.yes {
         let new_run = uuid::Uuid::new_v4();
         let asked = runtime.block_on(async {
-            let preview =
-                engine::preview::preview(compiled, &connection, args.restart, args.again).await?;
+            let preview = engine::preview::preview(
+                compiled,
+                &connection,
+                args.restart,
+                args.again,
+                overrides,
+            )
+            .await?;
+            // A gate that refuses at today's count refuses before the question, not after it.
+            if let Some(refusal) = engine::gates::refusal(&preview.gates) {
+                return Err(RunError::Refused(format!("{refusal}; nothing was written")));
+            }
             let Some(summary) = question(&preview, &report, new_run) else {
                 return Ok(None);
             };
@@ -360,7 +370,7 @@ fn execute(
         });
         match asked {
             Err(e) => {
-                eprintln!("error: {}", error_chain(&e));
+                eprintln!("error: {}", super::error_chain(&e));
                 return exit_code(&e);
             }
             Ok(None) => {}
@@ -443,7 +453,7 @@ fn execute(
         }
     }
     if let Err(e) = &result {
-        report.error = Some(error_chain(e));
+        report.error = Some(super::error_chain(e));
         if !args.dry_run && resumable(&report.status) {
             report
                 .next
@@ -473,7 +483,7 @@ fn execute(
     match &result {
         Ok(()) => exit_codes::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", error_chain(e));
+            eprintln!("error: {}", super::error_chain(e));
             exit_code(e)
         }
     }
@@ -543,16 +553,6 @@ fn resume_flags(args: &ApplyArgs) -> String {
 
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!("\n  caused by: {s}"));
-        source = s.source();
-    }
-    text
 }
 
 pub fn operator() -> String {

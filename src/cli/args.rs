@@ -149,8 +149,8 @@ pub struct InspectArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = InspectFormat::Text)]
-    pub format: InspectFormat,
+    #[arg(long, value_enum, default_value_t = ReadFormat::Text)]
+    pub format: ReadFormat,
 }
 
 #[derive(Debug, Args)]
@@ -264,6 +264,9 @@ pub struct StatusArgs {
     /// One run (its id, or the first 6 or more characters of it); all recent runs when omitted.
     #[arg(value_parser = run_ref)]
     pub run: Option<RunRef>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReadFormat::Text)]
+    pub format: ReadFormat,
     #[command(flatten)]
     pub target: DatabaseArgs,
 }
@@ -315,10 +318,11 @@ pub enum GroupBy {
     Error,
 }
 
-/// Formats of `inspect`'s answer.
+/// Formats of what `status` and `audit` read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum InspectFormat {
+pub enum ReadFormat {
     Text,
+    /// One JSON document.
     Json,
 }
 
@@ -404,6 +408,9 @@ pub struct AuditArgs {
     /// How many runs to list, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: i64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReadFormat::Text)]
+    pub format: ReadFormat,
     #[command(flatten)]
     pub target: DatabaseArgs,
 }

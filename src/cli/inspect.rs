@@ -11,7 +11,7 @@ use crate::exit_codes;
 use crate::plan::duration;
 use crate::plan::model::{Selection, Target};
 
-use super::args::{InspectArgs, InspectFormat};
+use super::args::{InspectArgs, ReadFormat};
 
 /// The most events a sample shows.
 const MAX_SAMPLE: i64 = 1_000;
@@ -97,7 +97,7 @@ pub fn run(args: &InspectArgs) -> u8 {
         Err(e) => {
             // Inspect only reads: every runtime error is a plain failure, but for a run it
             // cannot name, refused as by every command that names one.
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {}", super::error_chain(&e));
             return match e {
                 crate::engine::RunError::RunNotNamed(_) => exit_codes::REFUSED,
                 _ => exit_codes::FAILURE,
@@ -109,7 +109,7 @@ pub fn run(args: &InspectArgs) -> u8 {
     match broker {
         Some(Ok(queues)) => found.queues = queues,
         Some(Err(e)) => {
-            eprintln!("error: cannot read queue depths: {}", error_chain(&e));
+            eprintln!("error: cannot read queue depths: {}", super::error_chain(&e));
             found.queues = inspect::unknown_depths(&queues);
             code = exit_codes::FAILURE;
         }
@@ -146,11 +146,11 @@ pub fn run(args: &InspectArgs) -> u8 {
         }
     }
     match args.format {
-        InspectFormat::Json => println!(
+        ReadFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&found).unwrap_or_default()
         ),
-        InspectFormat::Text => print!("{}", found.to_text()),
+        ReadFormat::Text => print!("{}", found.to_text()),
     }
     code
 }
@@ -260,16 +260,6 @@ fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
         .create_new(true)
         .open(path)?;
     file.write_all(text.as_bytes())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!("\n  caused by: {s}"));
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -85,3 +85,14 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Text => builder.with_target(false).try_init(),
     };
 }
+
+/// An error and its causes, one per line (`caused by: …`), as every command prints it once.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!("\n  caused by: {s}"));
+        source = s.source();
+    }
+    text
+}

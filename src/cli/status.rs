@@ -1,9 +1,24 @@
 //! `replay status`: runs and their progress, readable while a run is going.
 
-use crate::engine::state;
+use crate::engine::report::Encryption;
+use crate::engine::state::{self, RunSummary};
+use crate::engine::RunError;
 use crate::exit_codes;
+use crate::render::numbers::{rate, thousands};
 
-use super::args::StatusArgs;
+use super::args::{ReadFormat, StatusArgs};
+
+/// What `replay status` reads: the database it asked, and its runs.
+#[derive(Debug, serde::Serialize)]
+struct Status {
+    /// `host:port/database`, without the password.
+    database: String,
+    target: Option<String>,
+    encryption: Encryption,
+    /// Whether the `replay` schema exists (there are no runs without it).
+    store: bool,
+    runs: Vec<RunSummary>,
+}
 
 pub fn run(args: &StatusArgs) -> u8 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -16,51 +31,69 @@ pub fn run(args: &StatusArgs) -> u8 {
             return exit_codes::FAILURE;
         }
     };
-    match runtime.block_on(show(args)) {
-        Ok(text) => {
-            print!("{text}");
+    match runtime.block_on(read(args)) {
+        Ok(status) => {
+            match args.format {
+                ReadFormat::Text => print!("{}", text(&status)),
+                ReadFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                ),
+            }
             exit_codes::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", super::error_chain(&e));
             super::apply::exit_code(&e)
         }
     }
 }
 
-async fn show(args: &StatusArgs) -> Result<String, crate::engine::RunError> {
-    let target = args
-        .target
-        .resolve()
-        .map_err(crate::engine::RunError::Refused)?;
+async fn read(args: &StatusArgs) -> Result<Status, RunError> {
+    let target = args.target.resolve().map_err(RunError::Refused)?;
     // An unknown run is a refusal, as for every command that names one.
     let run = match &args.run {
         Some(run) => Some(super::runs::resolve(&target.database_url, run).await?),
         None => None,
     };
     let pool = state::connect(&target.database_url).await?;
+    let store = state::schema_exists(&pool).await?;
+    let status = Status {
+        database: super::apply::target_identity(&target.database_url),
+        target: target.name.clone(),
+        encryption: state::encryption(&pool).await?,
+        store,
+        runs: match store {
+            true => state::runs(&pool, run).await?,
+            false => Vec::new(),
+        },
+    };
+    pool.close().await;
+    Ok(status)
+}
+
+fn text(status: &Status) -> String {
     let mut out = format!(
         "database {}{} {}\n",
-        super::apply::target_identity(&target.database_url),
-        target
-            .name
+        status.database,
+        status
+            .target
             .as_deref()
             .map(|n| format!(" (target `{n}`)"))
             .unwrap_or_default(),
-        state::encryption(&pool).await?
+        status.encryption
     );
-    if !state::schema_exists(&pool).await? {
+    if !status.store {
         out.push_str("no runs yet (the `replay` schema does not exist)\n");
-        return Ok(out);
+        return out;
     }
-    let runs = state::runs(&pool, run).await?;
-    for r in &runs {
+    for r in &status.runs {
         out.push_str(&format!(
             "{}  {}  {}  selected {}  started {}  by {}  plan {}\n",
             r.id,
             r.plan,
             r.status,
-            r.selected,
+            thousands(r.selected.into()),
             r.started_at.format("%Y-%m-%d %H:%M:%S"),
             r.operator,
             r.plan_hash,
@@ -74,8 +107,11 @@ async fn show(args: &StatusArgs) -> Result<String, crate::engine::RunError> {
                 (false, s) => format!("last heartbeat {s:.0}s ago"),
             };
             out.push_str(&format!(
-                "    executor {}  batches {}  events {}  {:.0}/s  {state}\n",
-                e.name, e.batches_done, e.events_done, e.rate
+                "    executor {}  batches {}  events {}  {}/s  {state}\n",
+                e.name,
+                thousands(e.batches_done.into()),
+                thousands(e.events_done.into()),
+                rate(e.rate)
             ));
         }
         if let Some(error) = r.error.as_deref().filter(|e| !e.is_empty()) {
@@ -84,16 +120,20 @@ async fn show(args: &StatusArgs) -> Result<String, crate::engine::RunError> {
         for s in &r.steps {
             let ahead = match s.ahead {
                 0 => String::new(),
-                n => format!(" (and {n} events done beyond it)"),
+                n => format!(" (and {} events done beyond it)", thousands(n.into())),
             };
             out.push_str(&format!(
                 "    step {} [{}] {}  checkpoint {}{ahead}  touched {}\n",
-                s.id, s.kind, s.status, s.checkpoint, s.touched
+                s.id,
+                s.kind,
+                s.status,
+                thousands(s.checkpoint.into()),
+                thousands(s.touched.into())
             ));
         }
     }
-    if runs.is_empty() {
+    if status.runs.is_empty() {
         out.push_str("no runs found\n");
     }
-    Ok(out)
+    out
 }

@@ -12,6 +12,8 @@ use crate::plan::model::Window;
 pub enum Gate {
     /// More events selected than `safety.max_events`.
     MaxEvents,
+    /// No event selected, without `safety.allow_empty`.
+    Empty,
     /// `select.all: true`: no filter.
     Unfiltered,
     /// Outside `safety.window`.
@@ -35,6 +37,7 @@ impl Gate {
     pub fn as_str(self) -> &'static str {
         match self {
             Gate::MaxEvents => "max_events",
+            Gate::Empty => "empty",
             Gate::Unfiltered => "unfiltered",
             Gate::Window => "window",
             Gate::Backup => "backup",
@@ -190,6 +193,18 @@ pub fn check(plan: &Plan, selected: u64, now: chrono::DateTime<chrono::Utc>) -> 
             safety.max_events
         ),
     )];
+    if selected == 0 {
+        out.push(gate(
+            Gate::Empty,
+            safety.allow_empty,
+            match safety.allow_empty {
+                true => "no event selected; the plan allows an empty selection".into(),
+                false => "no event selected: an id with a typo or a filter that matches nothing? \
+                          (`safety.allow_empty: true` accepts an empty selection)"
+                    .into(),
+            },
+        ));
+    }
     if plan.raw.select.all {
         out.push(gate(
             Gate::Unfiltered,

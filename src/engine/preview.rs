@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::engine::error::RunError;
 use crate::engine::status::RunStatus;
+use crate::engine::gates::{self, GateResult, Overrides};
 use crate::engine::{Connection, freeze, state};
 use crate::plan::Plan;
 
@@ -17,6 +18,9 @@ pub struct Preview {
     /// Events per second the plan paces the run at.
     pub per_second: u32,
     pub steps: Vec<StepLeft>,
+    /// For a new run: the gates on the selection's size and the clock, judged on the count now
+    /// with the operator's overrides (the run judges them again on its frozen selection).
+    pub gates: Vec<GateResult>,
 }
 
 /// What the apply would do.
@@ -96,6 +100,7 @@ pub async fn preview(
     connection: &Connection,
     restart: bool,
     again: bool,
+    overrides: &Overrides,
 ) -> Result<Preview, RunError> {
     let pool = state::connect(&connection.database_url).await?;
     let has_store = state::schema_exists(&pool).await?;
@@ -146,11 +151,20 @@ pub async fn preview(
         }
     };
     pool.close().await;
+    let gates = match outcome {
+        Outcome::Start { selected } => {
+            let mut judged = gates::check(plan, selected, Utc::now());
+            overrides.apply(&mut judged);
+            judged
+        }
+        _ => Vec::new(),
+    };
     Ok(Preview {
         plan: plan.raw.name.clone(),
         outcome,
         per_second: plan.raw.rate_limit.per_second,
         steps,
+        gates,
     })
 }
 

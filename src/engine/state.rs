@@ -1498,17 +1498,50 @@ pub struct HistoryEntry {
     pub status: RunStatus,
     pub reason: String,
     /// Stops, rollbacks, restarts, overrides and re-runs, in order.
-    pub events: String,
+    pub actions: Vec<OperatorAction>,
+}
+
+/// Something an operator did to a run, from its run log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OperatorAction {
+    /// The run-log kind: `stop_requested`, `operator_rollback`, `abandoned`, `override`,
+    /// `rolled_back`, `again` or `pace`.
+    pub kind: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// The gate an override let pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub because: Option<String>,
+}
+
+impl std::fmt::Display for OperatorAction {
+    /// `override max_events: incident 42`, `stop_requested by ana`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.kind)?;
+        if let Some(gate) = &self.gate {
+            write!(f, " {gate}")?;
+        }
+        if let Some(operator) = &self.operator {
+            write!(f, " by {operator}")?;
+        }
+        if let Some(because) = &self.because {
+            write!(f, ": {because}")?;
+        }
+        Ok(())
+    }
 }
 
 pub async fn history(pool: &PgPool, limit: i64) -> Result<Vec<HistoryEntry>, RunError> {
     let rows = sqlx::query(
         "SELECT r.started_at, r.id, r.plan_name, left(r.plan_hash, 12), r.operator, r.status, r.reason, \
-                coalesce(string_agg(l.kind || coalesce(' ' || (l.detail ->> 'operator'), '') \
-                         || coalesce(' ' || (l.detail ->> 'gate') || ': ' || (l.detail ->> 'because'), '') \
-                         || CASE WHEN l.kind = 'again' THEN coalesce(': ' || (l.detail ->> 'because'), '') ELSE '' END, \
-                         '; ' ORDER BY l.id) \
-                         FILTER (WHERE l.kind IN ('stop_requested', 'operator_rollback', 'abandoned', 'override', 'rolled_back', 'again')), '') \
+                coalesce(jsonb_agg(jsonb_build_object('kind', l.kind, 'at', l.at, \
+                         'operator', l.detail ->> 'operator', 'gate', l.detail ->> 'gate', \
+                         'because', l.detail ->> 'because') ORDER BY l.id) \
+                         FILTER (WHERE l.kind IN ('stop_requested', 'operator_rollback', 'abandoned', \
+                                 'override', 'rolled_back', 'again', 'pace')), '[]') \
          FROM replay.runs r LEFT JOIN replay.run_log l ON l.run_id = r.id \
          GROUP BY r.id ORDER BY r.started_at DESC LIMIT $1",
     )
@@ -1516,19 +1549,23 @@ pub async fn history(pool: &PgPool, limit: i64) -> Result<Vec<HistoryEntry>, Run
     .fetch_all(pool)
     .await
     .map_err(RunError::db("reading the history"))?;
-    Ok(rows
-        .iter()
-        .map(|r| HistoryEntry {
-            started_at: r.get(0),
-            id: r.get(1),
-            plan: r.get(2),
-            plan_hash: r.get(3),
-            operator: r.get(4),
-            status: r.get(5),
-            reason: r.get(6),
-            events: r.get(7),
+    rows.iter()
+        .map(|r| {
+            let actions: sqlx::types::Json<Vec<OperatorAction>> = r
+                .try_get(7)
+                .map_err(RunError::db("reading the history"))?;
+            Ok(HistoryEntry {
+                started_at: r.get(0),
+                id: r.get(1),
+                plan: r.get(2),
+                plan_hash: r.get(3),
+                operator: r.get(4),
+                status: r.get(5),
+                reason: r.get(6),
+                actions: actions.0,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The event ids of a run's frozen selection, in order; refuses an unknown run.

@@ -618,12 +618,14 @@ impl Page<'_> {
         out.push_str("### Backups\n\n");
         for b in r.backups.iter().take(self.detail.rows) {
             let rows = plural_n(i128::from(b.rows), "row", "rows");
-            if b.checksum.is_empty() {
+            if self.dry() {
                 let _ = writeln!(
                     out,
                     "- {}: {rows} would be snapshotted",
                     self.code(&b.table)
                 );
+            } else if b.checksum.is_empty() {
+                let _ = writeln!(out, "- {}: {rows}", self.code(&b.table));
             } else {
                 let _ = writeln!(
                     out,
@@ -787,6 +789,7 @@ fn outcome(status: &str, failed: bool, dry: bool) -> (&'static str, String) {
         "rolled_back" => ("↩️", "rolled back"),
         "refused" => ("⛔", "refused"),
         "interrupted" => ("⏸️", "interrupted"),
+        "stopped" => ("⏹️", "stopped"),
         "failed" => ("❌", "failed"),
         "" if failed && dry => ("❌", "would fail"),
         "" if failed => ("❌", "failed"),
@@ -1238,6 +1241,7 @@ mod tests {
             ("would_run", false, true, "would run"),
             ("would_be_refused", true, true, "would be refused"),
             ("would_fail", true, true, "would fail"),
+            ("stopped", true, false, "stopped"),
             ("", true, true, "would fail"),
             ("succeeded", false, false, "succeeded"),
             ("rolled_back", true, false, "rolled back"),

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+
+use crate::render::numbers::{duration, rate, thousands};
 
 use crate::engine::events::{Reporter, RunEvent};
 
@@ -35,13 +37,7 @@ impl Reporter for Progress {
             } => {
                 if self.terminal && (kind == "reset" || kind == "publish" || kind == "sql") {
                     let bar = ProgressBar::new(*total).with_position(*done);
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "{prefix:>20} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
-                    );
+                    bar.set_style(style(*done));
                     bar.set_prefix(step.clone());
                     self.bar = Some(bar);
                 } else {
@@ -77,7 +73,12 @@ impl Reporter for Progress {
             } => {
                 if self.last_line.elapsed() >= Duration::from_secs(5) || *holds == Some(true) {
                     self.last_line = Instant::now();
-                    tracing::info!(step = %step, elapsed_secs, holds = ?holds, "waiting");
+                    let holds = match holds {
+                        Some(true) => "yes",
+                        Some(false) => "no",
+                        None => "unknown",
+                    };
+                    tracing::info!(step = %step, elapsed_secs, holds, "waiting");
                 }
             }
             RunEvent::StepFinished { step, touched } => {
@@ -92,7 +93,41 @@ impl Reporter for Progress {
                 }
                 tracing::error!(step = %step, error = %error, "step failed");
             }
-            other => tracing::info!(event = ?other, "run"),
+            RunEvent::RunStarted {
+                run_id,
+                resumed,
+                selected,
+            } => tracing::info!(run_id = %run_id, resumed, selected, "run started"),
+            RunEvent::SelectionFrozen { selected } => {
+                tracing::info!(selected, "selection frozen")
+            }
+            RunEvent::BackupTaken {
+                table,
+                rows,
+                checksum,
+            } => tracing::info!(table = %table, rows, checksum = %checksum, "backup taken"),
+            RunEvent::Verified {
+                name,
+                passed,
+                actual,
+                expected,
+            } => tracing::info!(
+                verification = %name,
+                passed,
+                actual = %actual,
+                expected = %expected,
+                "verified"
+            ),
+            RunEvent::RolledBack { action, rows } => {
+                tracing::info!(action = %action, rows, "rolled back")
+            }
+            RunEvent::Retrying {
+                attempt,
+                budget,
+                after_ms,
+                error,
+            } => tracing::warn!(attempt, budget, after_ms, error = %error, "retrying"),
+            RunEvent::RunFinished { status } => tracing::info!(status = %status, "run finished"),
         }
         // Per-batch events are not kept: memory stays flat however long the run.
         if !matches!(
@@ -102,4 +137,42 @@ impl Reporter for Progress {
             self.events.push(event.clone());
         }
     }
+}
+
+/// The bar of a batch-wise step: its rate and time left are measured from where this process
+/// took the step up (`from`), so a resumed step's earlier events do not count as done in no time.
+fn style(from: u64) -> ProgressStyle {
+    let measured = move |state: &ProgressState| {
+        let secs = state.elapsed().as_secs_f64();
+        let done = state.pos().saturating_sub(from);
+        (secs > 0.5 && done > 0).then(|| done as f64 / secs)
+    };
+    ProgressStyle::with_template("{prefix:>20} [{bar:30}] {done}/{total} {rate} eta {left} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("done", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}", thousands(state.pos().into()));
+        })
+        .with_key("total", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}", thousands(state.len().unwrap_or(0).into()));
+        })
+        .with_key(
+            "rate",
+            move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = match measured(state) {
+                    Some(r) => write!(w, "{}/s", rate(r)),
+                    None => write!(w, "-/s"),
+                };
+            },
+        )
+        .with_key(
+            "left",
+            move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let left = state.len().unwrap_or(0).saturating_sub(state.pos());
+                let _ = match measured(state) {
+                    Some(r) => write!(w, "{}", duration(Duration::from_secs_f64(left as f64 / r))),
+                    None => write!(w, "-"),
+                };
+            },
+        )
+        .progress_chars("=> ")
 }

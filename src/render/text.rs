@@ -123,10 +123,10 @@ pub fn text(report: &Report) -> String {
             "  backup {}: {} row(s){}",
             b.table,
             b.rows,
-            if b.checksum.is_empty() {
-                " would be snapshotted".to_string()
-            } else {
-                format!(", checksum {}", b.checksum)
+            match (dry, b.checksum.is_empty()) {
+                (true, _) => " would be snapshotted".to_string(),
+                (false, true) => String::new(),
+                (false, false) => format!(", checksum {}", b.checksum),
             }
         );
     }

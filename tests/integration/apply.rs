@@ -835,6 +835,9 @@ async fn a_run_resumes_at_a_changed_pace_without_restarting(pool: PgPool) -> any
         load(
             "plans/reset-stuck-events.yaml",
             move |t| {
+                // Without a worker here, the plan's wait for the drain and its verification
+                // would only time out: the run ends with its reset.
+                let t = t.split("  - id: wait-drained").next().unwrap_or_default();
                 t.replace("status: [processing]", "status: [error]")
                     .replace("per_second: 500", &format!("per_second: {per_second}"))
                     .replace("batch_size: 500", &format!("batch_size: {batch}"))

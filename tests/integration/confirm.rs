@@ -147,3 +147,37 @@ async fn a_resume_asks_again_showing_what_is_left(pool: PgPool) -> anyhow::Resul
     assert_eq!(typed, 1, "the resume was confirmed at the terminal");
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_gate_that_refuses_at_the_count_refuses_before_the_question(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    failed_tenth(&pool, 100).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    // An id with a typo: nothing is selected.
+    let plan = plan_file(
+        &dir,
+        "typo",
+        &format!(
+            "select: {{ event_ids: [\"{}\"] }}\nsteps:\n  - {{ id: reset, kind: reset }}\n",
+            uuid::Uuid::new_v4()
+        ),
+    );
+    let before = fingerprint(&pool).await?;
+    let mut pty = Pty::replay(&["apply", plan.to_str().unwrap_or_default()], &url)?;
+    assert_eq!(pty.exit_code()?, 4, "{}", pty.screen());
+    let screen = pty.screen();
+    assert!(!screen.contains("to confirm"), "asked anyway:\n{screen}");
+    assert!(
+        screen.contains("safety gate `empty`: no event selected")
+            && screen.contains("nothing was written"),
+        "{screen}"
+    );
+    assert_eq!(fingerprint(&pool).await?, before);
+    let store: bool = sqlx::query_scalar("SELECT to_regclass('replay.runs') IS NOT NULL")
+        .fetch_one(&pool)
+        .await?;
+    assert!(!store, "the refusal set up the replay store");
+    Ok(())
+}

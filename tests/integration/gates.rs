@@ -74,7 +74,9 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
         ),
         case(
             "max-events-overridden",
-            format!("select: {{ status: [error] }}\nsafety: {{ max_events: 5 }}\n{reset}"),
+            format!(
+                "select: {{ status: [error], limit: 10 }}\nsafety: {{ max_events: 5 }}\n{reset}"
+            ),
             &[
                 "--yes",
                 "--override",
@@ -98,7 +100,7 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
         case(
             "window-overridden",
             format!(
-                "select: {{ status: [error] }}\nsafety: {{ {} }}\n{reset}",
+                "select: {{ status: [error], limit: 10 }}\nsafety: {{ {} }}\n{reset}",
                 closed_window()
             ),
             &[
@@ -110,6 +112,26 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
             ],
             0,
             "outcome: succeeded",
+        ),
+        case(
+            "empty",
+            format!(
+                "select: {{ event_ids: [\"{}\"] }}\n{reset}",
+                uuid::Uuid::new_v4()
+            ),
+            &["--yes"],
+            4,
+            "safety gate `empty`: no event selected",
+        ),
+        case(
+            "empty-allowed",
+            format!(
+                "select: {{ event_ids: [\"{}\"] }}\nsafety: {{ allow_empty: true }}\n{reset}",
+                uuid::Uuid::new_v4()
+            ),
+            &["--yes"],
+            0,
+            "gate empty: pass (no event selected; the plan allows an empty selection)",
         ),
         case(
             "unfiltered",
@@ -144,7 +166,9 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
         case(
             "recent-dump",
             format!(
-                "select: {{ status: [processed] }}\n{}{reset}",
+                // Every status an event can be left in by the cases before: this case never
+                // depends on what they reset.
+                "select: {{ status: [error, pending, processed], limit: 10 }}\n{}{reset}",
                 recent(&fresh)
             ),
             &["--yes"],
@@ -166,7 +190,7 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
         ),
         case(
             "backup-overridden",
-            format!("select: {{ status: [error] }}\nsafety: {{ require_backup: true }}\n{reset}"),
+            format!("select: {{ status: [error], limit: 10 }}\nsafety: {{ require_backup: true }}\n{reset}"),
             &[
                 "--yes",
                 "--override",
@@ -179,7 +203,7 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
         ),
         case(
             "stale-dump-overridden",
-            format!("select: {{ status: [error] }}\n{}{reset}", recent(&empty)),
+            format!("select: {{ status: [error], limit: 10 }}\n{}{reset}", recent(&empty)),
             &[
                 "--yes",
                 "--override",
@@ -199,7 +223,7 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
         ),
         case(
             "rehearsal-overridden",
-            format!("select: {{ status: [error] }}\nsafety: {{ rehearsal: apply }}\n{reset}"),
+            format!("select: {{ status: [error], limit: 10 }}\nsafety: {{ rehearsal: apply }}\n{reset}"),
             &[
                 "--yes",
                 "--override",
@@ -362,7 +386,7 @@ async fn a_person_confirms_by_typing_the_plan_name(pool: PgPool) -> anyhow::Resu
     assert_eq!(code, Some(4), "{text}");
     assert!(
         text.contains("About to apply plan `gate-confirm`")
-            && text.contains("50 selected event(s)"),
+            && text.contains("events  50 selected now"),
         "{text}"
     );
     assert!(

@@ -199,7 +199,15 @@ async fn emitted_plan_validates_and_selects_what_inspect_counted(
         let doc = inspect_json(&url, &[flags, &["--emit-plan", &file_flag]].concat())?;
         assert_eq!(doc["plan_file"].as_str(), Some(file_flag.as_str()));
         let counted = doc["total"].as_u64().unwrap_or_default();
-        let text = std::fs::read_to_string(&file)?;
+        let skeleton = std::fs::read_to_string(&file)?;
+        // The skeleton is refused until someone writes its reason.
+        let unwritten = plan::validate(Source::from_text(file_flag.clone(), skeleton.clone())?);
+        let codes: Vec<&str> = unwritten.diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["placeholder-reason"], "{flags:?}\n{skeleton}");
+        let text = skeleton.replace(
+            "TODO: describe the incident and the fix before applying this plan",
+            "test: replay what inspect counted",
+        );
         let validated = plan::validate(Source::from_text(file_flag.clone(), text.clone())?);
         assert!(
             validated.diagnostics.is_empty(),

@@ -47,6 +47,7 @@ const PLAN_CODES: &[&str] = &[
     "template-in-selection",
     "template-not-allowed",
     "bad-value",
+    "placeholder-reason",
     "wait-condition",
     "expectation",
     "restore-without-backup",

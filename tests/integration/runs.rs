@@ -150,3 +150,71 @@ async fn logs_carry_no_colour_when_not_on_a_terminal(pool: PgPool) -> anyhow::Re
     );
     Ok(())
 }
+
+#[sqlx::test(migrations = false)]
+async fn status_and_audit_read_as_text_with_separators_or_as_json(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    failed_tenth(&pool, 12_000).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "read-back",
+        "select: { status: [error] }\nsafety: { max_events: 1000 }\nsteps:\n  - { id: reset, kind: reset }\n",
+    );
+    let because = "test: the whole backlog at once";
+    assert_exit(
+        &run(
+            &[
+                "apply",
+                plan.to_str().unwrap_or_default(),
+                "--override",
+                "max_events",
+                "--because",
+                because,
+            ],
+            &url,
+        ),
+        0,
+    );
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+
+    let out = run(&["status", &id.to_string()[..8]], &url);
+    assert_exit(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("selected 1,200") && text.contains("checkpoint 1,200  touched 1,200"),
+        "{text}"
+    );
+    let out = run(&["status", &id.to_string(), "--format", "json"], &url);
+    assert_exit(&out, 0);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(status["store"], true, "{status}");
+    assert_eq!(status["runs"][0]["id"], id.to_string(), "{status}");
+    assert_eq!(status["runs"][0]["status"], "succeeded", "{status}");
+    assert_eq!(status["runs"][0]["selected"], 1_200, "{status}");
+    assert_eq!(status["runs"][0]["steps"][0]["touched"], 1_200, "{status}");
+    assert!(!status["database"].as_str().unwrap_or_default().contains('@'));
+
+    let out = run(&["audit", "--format", "json"], &url);
+    assert_exit(&out, 0);
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let action = &audit["runs"][0]["actions"][0];
+    assert_eq!(action["kind"], "override", "{audit}");
+    assert_eq!(action["gate"], "max_events", "{audit}");
+    assert_eq!(action["because"], because, "{audit}");
+    let out = run(&["audit"], &url);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("    actions: override max_events by ") && text.contains(&format!(": {because}")),
+        "{text}"
+    );
+    // Only the formats each really writes are offered.
+    let out = run(&["status", "--format", "markdown"], &url);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("[possible values: text, json]"), "{}", stderr(&out));
+    Ok(())
+}

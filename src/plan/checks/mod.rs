@@ -7,6 +7,7 @@ mod http;
 mod notify;
 mod params;
 mod rate_limit;
+mod reason;
 mod safety;
 mod selection;
 mod sql;
@@ -22,6 +23,7 @@ use super::validate::Options;
 /// Runs every check; the order only decides the order of findings at the same place.
 pub fn run(plan: &RawPlan, options: Options) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    reason::check(plan, &mut out);
     step_ids::check(plan, &mut out);
     params::check(plan, &mut out);
     selection::check(plan, &mut out);

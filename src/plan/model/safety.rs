@@ -10,6 +10,10 @@ pub struct Safety {
     /// Refuse the run when the selection holds more events than this.
     #[schemars(range(min = 1, max = 100_000_000))]
     pub max_events: u64,
+    /// Accept a selection of no events. Without it a run that selects nothing is refused: an
+    /// id with a typo or a filter that matches nothing is a mistake far more often than not.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_empty: bool,
     /// Only run inside this low-traffic window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<Window>,
@@ -47,6 +51,7 @@ impl Default for Safety {
     fn default() -> Self {
         Safety {
             max_events: 100_000,
+            allow_empty: false,
             window: None,
             force: false,
             acknowledge: None,
