@@ -28,6 +28,12 @@ pub enum Command {
     Init(InitArgs),
     /// Ask a running apply to stop at its next batch boundary (from any machine).
     Stop(StopArgs),
+    /// Hold a running run before its next batch, on every executor (from any machine).
+    Pause(ControlArgs),
+    /// Let a paused run go on.
+    Resume(ControlArgs),
+    /// Change a running run's pace: `rate=200` events/s, `batch=100` events (before its next batch).
+    Set(SetArgs),
     /// Undo a finished or stopped run: its rollback actions and exact-row restores.
     Rollback(RollbackArgs),
     /// Every apply, stop, rollback and override, with operator, reason, plan hash and outcome.
@@ -267,6 +273,13 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReadFormat::Text)]
     pub format: ReadFormat,
+    /// Keep showing it, refreshed, until the runs shown are no longer running (or Ctrl-C); with
+    /// `--format json`, one JSON document per line.
+    #[arg(long)]
+    pub watch: bool,
+    /// How often `--watch` refreshes, e.g. `2s`.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration, requires = "watch")]
+    pub every: std::time::Duration,
     #[command(flatten)]
     pub target: DatabaseArgs,
 }
@@ -386,6 +399,56 @@ pub struct StopArgs {
     pub operator: Option<String>,
     #[command(flatten)]
     pub target: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The run (its id, or the first 6 or more characters of it).
+    #[arg(value_parser = run_ref)]
+    pub run: RunRef,
+    /// Who does it (recorded in the run log); defaults to `$REPLAY_OPERATOR` or `$USER`.
+    #[arg(long)]
+    pub operator: Option<String>,
+    #[command(flatten)]
+    pub target: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// `rate=N` (events per second over the run, 1 to 100000) and/or `batch=N` (events per
+    /// batch, 1 to 10000), as in the plan's `rate_limit`.
+    #[arg(required = true, value_name = "SETTING", value_parser = setting)]
+    pub settings: Vec<Setting>,
+}
+
+/// One `key=value` of `replay set`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    Rate(u32),
+    Batch(u32),
+}
+
+fn setting(text: &str) -> Result<Setting, String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: write `rate=N` or `batch=N`"))?;
+    let number = |max: u32| {
+        value
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| format!("`{key}` takes a whole number from 1 to {max}, not `{value}`"))
+    };
+    match key.trim() {
+        "rate" | "per_second" => number(100_000).map(Setting::Rate),
+        "batch" | "batch_size" => number(10_000).map(Setting::Batch),
+        other => Err(format!(
+            "unknown setting `{other}`: `rate` (events per second) or `batch` (events per batch)"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 mod apply;
 mod args;
 mod audit;
+mod control;
 mod doctor;
 mod init;
 mod inspect;
@@ -59,6 +60,9 @@ where
         Command::Init(args) => init::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Stop(args) => stop::run(&args),
+        Command::Pause(args) => control::pause(&args),
+        Command::Resume(args) => control::resume(&args),
+        Command::Set(args) => control::set(&args),
         Command::Rollback(args) => {
             init_tracing(LogFormat::Text);
             rollback::run(&args)

@@ -3,6 +3,8 @@
 use crate::engine::report::Encryption;
 use crate::engine::state::{self, RunSummary};
 use crate::engine::RunError;
+use crate::engine::control::{self, Live};
+use crate::engine::status::RunStatus;
 use crate::exit_codes;
 use crate::render::numbers::{rate, thousands};
 
@@ -17,7 +19,15 @@ struct Status {
     encryption: Encryption,
     /// Whether the `replay` schema exists (there are no runs without it).
     store: bool,
-    runs: Vec<RunSummary>,
+    runs: Vec<RunView>,
+}
+
+/// A run, with what an operator set on it live (`replay pause`, `replay set`).
+#[derive(Debug, serde::Serialize)]
+struct RunView {
+    #[serde(flatten)]
+    run: RunSummary,
+    live: Live,
 }
 
 pub fn run(args: &StatusArgs) -> u8 {
@@ -31,22 +41,61 @@ pub fn run(args: &StatusArgs) -> u8 {
             return exit_codes::FAILURE;
         }
     };
-    match runtime.block_on(read(args)) {
-        Ok(status) => {
-            match args.format {
-                ReadFormat::Text => print!("{}", text(&status)),
-                ReadFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&status).unwrap_or_default()
-                ),
-            }
-            exit_codes::SUCCESS
+    let shown = runtime.block_on(async {
+        if !args.watch {
+            return read(args).await.map(|status| show(args, &status, false));
         }
+        let mut first = true;
+        loop {
+            let status = read(args).await?;
+            show(args, &status, !first);
+            first = false;
+            let running = status
+                .runs
+                .iter()
+                .any(|r| r.run.status == RunStatus::Running);
+            if !running {
+                return Ok(());
+            }
+            tokio::select! {
+                () = tokio::time::sleep(args.every) => {}
+                // Ctrl-C ends the watch, not the run.
+                () = super::prompt::signalled() => return Ok(()),
+            }
+        }
+    });
+    match shown {
+        Ok(()) => exit_codes::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", super::error_chain(&e));
             super::apply::exit_code(&e)
         }
     }
+}
+
+/// Prints one reading; a refresh of `--watch` clears a terminal first, or is one more JSON line.
+fn show(args: &StatusArgs, status: &Status, refresh: bool) {
+    use std::io::IsTerminal;
+    match (args.format, args.watch) {
+        (ReadFormat::Text, _) => {
+            if refresh {
+                match std::io::stdout().is_terminal() {
+                    true => print!("\x1b[2J\x1b[H"),
+                    false => println!(),
+                }
+            }
+            print!("{}", text(status));
+        }
+        (ReadFormat::Json, false) => println!(
+            "{}",
+            serde_json::to_string_pretty(status).unwrap_or_default()
+        ),
+        (ReadFormat::Json, true) => {
+            println!("{}", serde_json::to_string(status).unwrap_or_default())
+        }
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
 }
 
 async fn read(args: &StatusArgs) -> Result<Status, RunError> {
@@ -63,11 +112,15 @@ async fn read(args: &StatusArgs) -> Result<Status, RunError> {
         target: target.name.clone(),
         encryption: state::encryption(&pool).await?,
         store,
-        runs: match store {
-            true => state::runs(&pool, run).await?,
-            false => Vec::new(),
-        },
+        runs: Vec::new(),
     };
+    let mut status = status;
+    if store {
+        for run in state::runs(&pool, run).await? {
+            let live = control::live(&pool, run.id).await?;
+            status.runs.push(RunView { run, live });
+        }
+    }
     pool.close().await;
     Ok(status)
 }
@@ -87,7 +140,8 @@ fn text(status: &Status) -> String {
         out.push_str("no runs yet (the `replay` schema does not exist)\n");
         return out;
     }
-    for r in &status.runs {
+    for view in &status.runs {
+        let r = &view.run;
         out.push_str(&format!(
             "{}  {}  {}  selected {}  started {}  by {}  plan {}\n",
             r.id,
@@ -98,6 +152,19 @@ fn text(status: &Status) -> String {
             r.operator,
             r.plan_hash,
         ));
+        if view.live != Live::default() {
+            let mut live = Vec::new();
+            if view.live.paused {
+                live.push(format!("PAUSED (`replay resume {}` goes on)", r.id));
+            }
+            if let Some(n) = view.live.per_second {
+                live.push(format!("rate {} events/s", thousands(n.into())));
+            }
+            if let Some(n) = view.live.batch_size {
+                live.push(format!("batches of {}", thousands(n.into())));
+            }
+            out.push_str(&format!("    live: {} (set by an operator)\n", live.join(", ")));
+        }
         if let Some(executor) = &r.executor {
             out.push_str(&format!("    executor: {executor} (live lease)\n"));
         }

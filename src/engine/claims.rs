@@ -191,6 +191,16 @@ pub async fn open_step(
     .await
     .map_err(RunError::db(doing()))?;
     if !row.get::<bool, _>(2) {
+        // A batch size an operator set while the run ran (`replay set RUN batch=N`) holds for
+        // the steps opened after it.
+        let live: Option<i32> =
+            sqlx::query_scalar("SELECT batch_size FROM replay.pace WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(RunError::db(doing()))?
+                .flatten();
+        let batch = live.map_or(batch, i64::from);
         lay_out(&mut tx, run_id, step, &row, batch, total)
             .await
             .map_err(RunError::db(doing()))?;
@@ -321,16 +331,20 @@ async fn coordination(
     Ok(tx)
 }
 
-/// Whether the step has a batch to claim now (neither done nor under a live claim): a lane waits
-/// for its turn in the run's pace only when there is one.
-pub async fn claimable(pool: &PgPool, run_id: uuid::Uuid, step: &str) -> Result<bool, sqlx::Error> {
+/// The size of the step's next batch to claim now (neither done nor under a live claim), if
+/// there is one: a lane waits for its turn in the run's pace only then, for that many events.
+pub async fn claimable(
+    pool: &PgPool,
+    run_id: uuid::Uuid,
+    step: &str,
+) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM replay.batches WHERE run_id = $1 AND step_id = $2 AND NOT done \
-         AND (expires_at IS NULL OR expires_at <= clock_timestamp()))",
+        "SELECT upto_seq - from_seq FROM replay.batches WHERE run_id = $1 AND step_id = $2 AND NOT done \
+         AND (expires_at IS NULL OR expires_at <= clock_timestamp()) ORDER BY from_seq LIMIT 1",
     )
     .bind(run_id)
     .bind(step)
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await
 }
 
@@ -527,29 +541,46 @@ pub async fn record_progress(
     Ok(())
 }
 
-/// Reserves the run's next slot for `events` at `per_second`, shared by all its executors:
-/// returns how long to wait before starting them.
+/// The run's next slot, as `reserve` gives it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Slot {
+    /// Start the batch after this wait.
+    After(Duration),
+    /// An operator paused the run (`replay pause`): no slot was taken; ask again later.
+    Paused,
+}
+
+/// Reserves the run's next slot for `events`, shared by all its executors, at the rate an
+/// operator set (`replay set RUN rate=N`) or else `per_second`: returns how long to wait before
+/// starting them, or that the run is paused.
 pub async fn reserve(
     pool: &PgPool,
     run_id: uuid::Uuid,
     events: u64,
     per_second: u32,
-) -> Result<Duration, sqlx::Error> {
-    let cost_us = events as f64 * 1e6 / f64::from(per_second.max(1));
+) -> Result<Slot, sqlx::Error> {
     let mut tx = coordination(pool).await?;
-    let wait: f64 = sqlx::query_scalar(
+    let (paused, wait): (bool, f64) = sqlx::query_as(
         "INSERT INTO replay.pace AS p (run_id, next_at) \
-         VALUES ($1, clock_timestamp() + $2 * interval '1 microsecond') \
+         VALUES ($1, clock_timestamp() + $2 / $3 * interval '1 second') \
          ON CONFLICT (run_id) DO UPDATE \
-         SET next_at = greatest(p.next_at, clock_timestamp()) + $2 * interval '1 microsecond' \
-         RETURNING extract(epoch FROM next_at - clock_timestamp())::float8 - $2 / 1e6",
+         SET next_at = CASE WHEN p.paused THEN p.next_at \
+             ELSE greatest(p.next_at, clock_timestamp()) \
+                  + $2 / coalesce(p.per_second, $3) * interval '1 second' END \
+         RETURNING p.paused, \
+                   extract(epoch FROM next_at - clock_timestamp())::float8 \
+                   - $2 / coalesce(p.per_second, $3)",
     )
     .bind(run_id)
-    .bind(cost_us)
+    .bind(events as f64)
+    .bind(f64::from(per_second.max(1)))
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Duration::from_secs_f64(wait.max(0.0)))
+    Ok(match paused {
+        true => Slot::Paused,
+        false => Slot::After(Duration::from_secs_f64(wait.max(0.0))),
+    })
 }
 
 /// An executor as `replay status` shows it.

@@ -11,6 +11,7 @@ pub mod canary;
 pub mod catalog;
 pub mod claims;
 pub mod connection;
+pub mod control;
 pub mod doctor;
 pub mod dry_run;
 pub mod dump;

@@ -76,6 +76,9 @@ pub struct SharedRate {
     alone: TokenBucket,
 }
 
+/// How often a paused run asks whether it was resumed.
+const PAUSED_POLL: Duration = Duration::from_millis(200);
+
 impl SharedRate {
     pub fn new(pool: sqlx::PgPool, run_id: uuid::Uuid, per_second: u32, burst: u32) -> Self {
         SharedRate {
@@ -88,13 +91,35 @@ impl SharedRate {
 }
 
 impl Clock for SharedRate {
+    /// Waits for the run's next slot; while an operator holds the run paused, waits for
+    /// `replay resume` (a stop or a signal cuts the wait short: see `window::Windowed`).
     async fn pace(&mut self, events: u64) {
-        match crate::engine::claims::reserve(&self.pool, self.run_id, events, self.per_second).await
-        {
-            Ok(wait) => tokio::time::sleep(wait).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot reserve the run's next slot; pacing alone");
-                self.alone.pace(events).await;
+        let mut announced = false;
+        loop {
+            match crate::engine::claims::reserve(&self.pool, self.run_id, events, self.per_second)
+                .await
+            {
+                Ok(crate::engine::claims::Slot::After(wait)) => {
+                    if announced {
+                        tracing::info!(run = %self.run_id, "resumed by an operator");
+                    }
+                    return tokio::time::sleep(wait).await;
+                }
+                Ok(crate::engine::claims::Slot::Paused) => {
+                    if !announced {
+                        tracing::warn!(
+                            run = %self.run_id,
+                            "paused by an operator: `replay resume {}` goes on",
+                            self.run_id
+                        );
+                        announced = true;
+                    }
+                    tokio::time::sleep(PAUSED_POLL).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reserve the run's next slot; pacing alone");
+                    return self.alone.pace(events).await;
+                }
             }
         }
     }

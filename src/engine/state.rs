@@ -1101,6 +1101,12 @@ pub async fn repace(
     .map_err(RunError::db(doing))?
     .flatten();
     if let Some(old) = &old {
+        // The plan in hand paces the run from now on: what an operator set live is dropped.
+        sqlx::query("UPDATE replay.pace SET per_second = NULL, batch_size = NULL WHERE run_id = $1")
+            .bind(run_id)
+            .execute(pool)
+            .await
+            .map_err(RunError::db(doing))?;
         log(
             pool,
             run_id,
@@ -1505,7 +1511,7 @@ pub struct HistoryEntry {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OperatorAction {
     /// The run-log kind: `stop_requested`, `operator_rollback`, `abandoned`, `override`,
-    /// `rolled_back`, `again` or `pace`.
+    /// `rolled_back`, `again`, `pace`, `paused`, `unpaused` or `pace_set`.
     pub kind: String,
     pub at: chrono::DateTime<chrono::Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1541,7 +1547,8 @@ pub async fn history(pool: &PgPool, limit: i64) -> Result<Vec<HistoryEntry>, Run
                          'operator', l.detail ->> 'operator', 'gate', l.detail ->> 'gate', \
                          'because', l.detail ->> 'because') ORDER BY l.id) \
                          FILTER (WHERE l.kind IN ('stop_requested', 'operator_rollback', 'abandoned', \
-                                 'override', 'rolled_back', 'again', 'pace')), '[]') \
+                                 'override', 'rolled_back', 'again', 'pace', 'paused', 'unpaused', \
+                                 'pace_set')), '[]') \
          FROM replay.runs r LEFT JOIN replay.run_log l ON l.run_id = r.id \
          GROUP BY r.id ORDER BY r.started_at DESC LIMIT $1",
     )

@@ -97,6 +97,10 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     ("inverted-range", "A time range starts before it ends"),
     (
+        "placeholder-reason",
+        "A plan's reason is written, not a TODO skeleton",
+    ),
+    (
         "guard-value",
         "A guard reads exactly one value: SQL or a queue's depth",
     ),

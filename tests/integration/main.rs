@@ -4,6 +4,7 @@ mod apply;
 mod canary;
 mod ci;
 mod confirm;
+mod control;
 mod doctor;
 mod faults;
 mod gates;

@@ -65,6 +65,9 @@ async fn a_run_is_named_by_a_prefix_and_an_unknown_or_ambiguous_one_is_refused(
         vec!["stop", "abcdef"],
         vec!["rollback", "abcdef"],
         vec!["join", "abcdef"],
+        vec!["pause", "abcdef"],
+        vec!["resume", "abcdef"],
+        vec!["set", "abcdef", "rate=10"],
     ] {
         let out = run(&command, &url);
         assert_exit(&out, 4);
@@ -83,6 +86,8 @@ async fn a_run_is_named_by_a_prefix_and_an_unknown_or_ambiguous_one_is_refused(
         vec!["rollback", "fedcba98"],
         vec!["join", "fedcba98"],
         vec!["inspect", "--run", "fedcba98"],
+        vec!["pause", "fedcba98"],
+        vec!["set", "fedcba98", "batch=10"],
     ] {
         let out = run(&command, &url);
         assert_exit(&out, 4);

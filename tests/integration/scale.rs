@@ -524,12 +524,12 @@ async fn an_overlapping_run_is_refused_a_disjoint_one_runs_and_an_override_is_au
 
     // A plan on other events runs alongside the unfinished one: first finish `all-failed`,
     // which leaves nothing to overlap, is not what this shows, so the disjoint plan selects a
-    // type the unfinished run did not (it selected failed events; this selects pending ones).
+    // status the unfinished run did not (it selected failed events; this selects processed ones).
     let disjoint = plan_file(
         &dir,
         "pending-other",
         &format!(
-            "select: {{ status: [pending], event_types: [{other}] }}\nrate_limit: {{ per_second: 100000, batch_size: 500 }}\n\
+            "select: {{ status: [processed], event_types: [{other}] }}\nrate_limit: {{ per_second: 100000, batch_size: 500 }}\n\
              steps:\n  - {{ id: reset, kind: reset }}\n"
         ),
     );

@@ -91,7 +91,7 @@ pub async fn run<C: Clock, W: BatchWork>(
         events_done: Cell::new(total - left),
     };
     let results = futures_util::future::join_all(
-        (0..lanes.max(1)).map(|_| lane(&shared, pool, executor, step, (batch, total), work)),
+        (0..lanes.max(1)).map(|_| lane(&shared, pool, executor, step, total, work)),
     )
     .await;
     let mut failed: Option<RunError> = None;
@@ -126,7 +126,7 @@ async fn lane<C: Clock, W: BatchWork>(
     pool: &PgPool,
     executor: &Executor,
     step: &str,
-    (batch, total): (i64, i64),
+    total: i64,
     work: &W,
 ) -> Result<(), RunError> {
     let cancel = shared.ctx.borrow().cancel.clone();
@@ -141,12 +141,15 @@ async fn lane<C: Clock, W: BatchWork>(
             return Ok(());
         }
         // No turn is taken for a batch that is not there (the step's tail, or others' batches).
-        if !paced
-            && claims::claimable(pool, executor.run_id, step)
+        let next = match paced {
+            true => None,
+            false => claims::claimable(pool, executor.run_id, step)
                 .await
-                .map_err(failed)?
-        {
-            shared.clock.lock().await.pace(batch as u64).await;
+                .map_err(failed)?,
+        };
+        if let Some(size) = next {
+            // The batch's own size: an operator may have cut the batches anew.
+            shared.clock.lock().await.pace(size.max(1) as u64).await;
             paced = true;
             if shared.failing.get() || cancel.is_cancelled() {
                 return Ok(());
