@@ -10,6 +10,7 @@ mod faults;
 mod gates;
 mod groups;
 mod guards;
+mod help;
 mod http;
 mod inspect;
 mod lanes;
