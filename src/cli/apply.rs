@@ -343,6 +343,21 @@ fn execute(
     };
     // Asked before anything is written: no run row, no lease, no migration.
     let mut confirmed = None;
+    // Without a question, a `--restart` still says what it abandons.
+    if !args.dry_run && args.yes && args.restart {
+        let preview = runtime.block_on(engine::preview::preview(
+            compiled,
+            &connection,
+            true,
+            args.again,
+            overrides,
+        ));
+        if let Some(abandons) = preview.ok().and_then(|p| p.abandons) {
+            let warning = format!("--restart abandons {}", abandons.describe());
+            eprintln!("warning: {warning}");
+            report.warnings.push(warning);
+        }
+    }
     if !args.dry_run && !args.yes {
         let new_run = uuid::Uuid::new_v4();
         let asked = runtime.block_on(async {
@@ -609,6 +624,9 @@ fn question(preview: &Preview, report: &Report, new_run: uuid::Uuid) -> Option<S
     let _ = writeln!(text, "  run     {run}");
     let _ = writeln!(text, "  target  {target}");
     let _ = writeln!(text, "  events  {selected}");
+    if let Some(abandons) = &preview.abandons {
+        let _ = writeln!(text, "  WARNING --restart abandons {}", abandons.describe());
+    }
     let resuming = matches!(preview.outcome, Outcome::Resume { .. });
     for (i, step) in preview.steps.iter().enumerate() {
         let progress = match (resuming, step.finished) {

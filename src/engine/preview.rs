@@ -21,6 +21,49 @@ pub struct Preview {
     /// For a new run: the gates on the selection's size and the clock, judged on the count now
     /// with the operator's overrides (the run judges them again on its frozen selection).
     pub gates: Vec<GateResult>,
+    /// The unfinished run `--restart` abandons, and what it already did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abandons: Option<Abandons>,
+}
+
+/// An unfinished run that `--restart` abandons: its rows stay as its steps left them, and
+/// `replay rollback RUN` can still undo it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Abandons {
+    pub run_id: uuid::Uuid,
+    pub status: RunStatus,
+    pub selected: Option<u64>,
+    /// Its steps that did something, in the order they ran: events done, finished or not.
+    pub steps: Vec<StepLeft>,
+}
+
+impl Abandons {
+    /// `run 3f2a… (interrupted, 5,000 events frozen): reset 1,200 done, publish done`.
+    pub fn describe(&self) -> String {
+        use crate::render::numbers::thousands;
+        let did: Vec<String> = self
+            .steps
+            .iter()
+            .map(|s| match s.finished {
+                true => format!("{} done", s.id),
+                false => format!("{} {} event(s) done", s.id, thousands(s.done as i128)),
+            })
+            .collect();
+        let frozen = self
+            .selected
+            .map(|n| format!(", {} event(s) frozen", thousands(n as i128)))
+            .unwrap_or_default();
+        format!(
+            "run `{}` ({}{frozen}): {}; its changes stay as they are, and `replay rollback {}` can undo them",
+            self.run_id,
+            self.status,
+            match did.is_empty() {
+                true => "it wrote nothing yet".to_string(),
+                false => did.join(", "),
+            },
+            self.run_id
+        )
+    }
 }
 
 /// What the apply would do.
@@ -119,6 +162,14 @@ pub async fn preview(
             finished: false,
         })
         .collect();
+    let abandons = match &open {
+        Some(run)
+            if restart && (run.plan_hash != plan.hash || run.params_hash != plan.params_hash) =>
+        {
+            Some(abandoned(&pool, run).await?)
+        }
+        _ => None,
+    };
     let outcome = match open {
         Some(run) if run.plan_hash == plan.hash && run.params_hash == plan.params_hash => {
             let progress = state::step_progress(&pool, run.id).await?;
@@ -165,6 +216,28 @@ pub async fn preview(
         per_second: plan.raw.rate_limit.per_second,
         steps,
         gates,
+        abandons,
+    })
+}
+
+async fn abandoned(pool: &sqlx::PgPool, run: &state::OpenRun) -> Result<Abandons, RunError> {
+    let progress = state::step_progress(pool, run.id).await?;
+    let mut steps: Vec<StepLeft> = progress
+        .into_iter()
+        .filter(|(_, p)| p.done || p.events_done() > 0)
+        .map(|(id, p)| StepLeft {
+            id,
+            kind: String::new(),
+            done: p.events_done().max(0) as u64,
+            finished: p.done,
+        })
+        .collect();
+    steps.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Abandons {
+        run_id: run.id,
+        status: run.status,
+        selected: run.selected.map(|n| n.max(0) as u64),
+        steps,
     })
 }
 

@@ -103,7 +103,7 @@ pub async fn rollback_run(
     let (name, status) = (recorded.plan_name.clone(), recorded.status);
     if matches!(
         status,
-        RunStatus::RolledBack | RunStatus::Abandoned | RunStatus::Refused
+        RunStatus::RolledBack | RunStatus::Refused
     ) {
         return Err(RunError::Refused(format!(
             "run `{run_id}` is {status}; there is nothing to roll back"

@@ -396,7 +396,10 @@ pub async fn acquire(
                 .await
                 .map_err(RunError::db(doing))?;
                 sqlx::query(
+                    // Its lease goes with it (and its token moves on, fencing out any late
+                    // writer), so that `replay rollback` can take the run at once.
                     "UPDATE replay.runs SET status = $2, error = 'abandoned by --restart', \
+                     lease_token = lease_token + 1, lease_expires_at = NULL, \
                      finished_at = now(), updated_at = now() WHERE id = $1",
                 )
                 .bind(run.id)

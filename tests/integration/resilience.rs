@@ -719,3 +719,68 @@ async fn messages_carry_only_the_headers_the_plan_names(pool: PgPool) -> anyhow:
     }
     Ok(())
 }
+
+/// `--restart` on a half-done run says what that run already did, and leaves it rollback-able:
+/// its rows stay as it left them until `replay rollback` restores them.
+#[sqlx::test(migrations = false)]
+async fn restart_names_what_the_abandoned_run_did_and_leaves_it_rollback_able(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let failed = world(&pool, 600).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let paced = "rate_limit: { per_second: 200, batch_size: 10 }\n";
+    let first = plan_file(&dir, "restartable", &format!("{REVERSIBLE}{paced}"));
+    let mut killed = start(&["apply", first.to_str().unwrap_or_default()], &url);
+    let done = checkpoint_midway(&pool, "reset", failed).await?;
+    killed.kill()?;
+    let abandoned: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    let reset_by_first: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'pending'")
+            .fetch_one(&pool)
+            .await?;
+    assert!(reset_by_first >= done, "{reset_by_first} reset, checkpoint {done}");
+
+    // The plan changed (its pace is not part of it; its reason is): a resume is refused, and
+    // `--restart` says what it abandons before it starts anew.
+    let changed = plan_file(
+        &dir,
+        "restartable",
+        &format!("{REVERSIBLE}{paced}").replace("select:", "safety: { max_events: 90000 }\nselect:"),
+    );
+    let out = run(&["apply", changed.to_str().unwrap_or_default(), "--restart"], &url);
+    assert_exit(&out, 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("warning: --restart abandons run `{abandoned}` (")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("`replay rollback {abandoned}` can undo them")),
+        "{stderr}"
+    );
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM replay.runs ORDER BY started_at")
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(statuses, ["abandoned", "succeeded"]);
+
+    // The abandoned run's own resets are undone; the new run's rows are kept.
+    let rolled = run(&["rollback", &abandoned.to_string()], &url);
+    assert_success(&rolled);
+    let stdout = String::from_utf8_lossy(&rolled.stdout);
+    assert!(
+        stdout.contains(&format!("rollback restore processed_events: {reset_by_first} row(s)")),
+        "{stdout}"
+    );
+    let (errors, pending): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'error'), count(*) FILTER (WHERE status = 'pending') \
+         FROM processed_events",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!((errors, pending), (reset_by_first, failed - reset_by_first));
+    Ok(())
+}
