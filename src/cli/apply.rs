@@ -25,17 +25,23 @@ pub fn run(args: &ApplyArgs) -> u8 {
         eprintln!("error: refused: {e}");
         return exit_codes::REFUSED;
     }
-    // `replay apply PINNED.json` runs the pinned plan file with its parameters.
-    let pinned_arg = match (
-        &args.pinned,
-        args.plan.extension().is_some_and(|e| e == "json"),
-    ) {
+    // `replay apply PINNED` runs the pinned plan's text with its parameters; a pin is known by
+    // its content, whatever its file is called.
+    let positional = match args.pinned {
+        Some(_) => None,
+        None => PinnedPlan::recognise(&args.plan),
+    };
+    let pinned_arg = match (&args.pinned, &positional) {
         (Some(path), _) => Some(path.clone()),
-        (None, true) => Some(args.plan.clone()),
-        (None, false) => None,
+        (None, Some(_)) => Some(args.plan.clone()),
+        (None, None) => None,
+    };
+    let pinned_read = match positional {
+        Some(read) => Some(read),
+        None => args.pinned.as_deref().map(PinnedPlan::read),
     };
     let (pinned, rehearsal) = match (
-        pinned_arg.as_deref().map(PinnedPlan::read).transpose(),
+        pinned_read.transpose(),
         args.rehearsal.as_deref().map(PinnedPlan::read).transpose(),
     ) {
         (Ok(p), Ok(r)) => (p, r),
@@ -53,7 +59,8 @@ pub fn run(args: &ApplyArgs) -> u8 {
         eprintln!("error: refused: {why}");
         return exit_codes::REFUSED;
     }
-    let plan_path = match (&pinned, args.plan.extension().is_some_and(|e| e == "json")) {
+    let runs_the_pin = pinned.is_some() && args.pinned.is_none();
+    let plan_path = match (&pinned, runs_the_pin) {
         (Some(p), true) => std::path::PathBuf::from(&p.plan_path),
         _ => args.plan.clone(),
     };
@@ -69,7 +76,13 @@ pub fn run(args: &ApplyArgs) -> u8 {
             .unwrap_or_default(),
         _ => args.params.clone(),
     };
-    let validated = match plan::validate_file(&plan_path) {
+    let loaded = match (&pinned, runs_the_pin) {
+        // The text that was reviewed, not whatever the path holds today.
+        (Some(p), true) => plan::Source::from_text(p.plan_path.clone(), p.plan_text.clone())
+            .map(plan::validate),
+        _ => plan::validate_file(&plan_path),
+    };
+    let validated = match loaded {
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
@@ -93,6 +106,21 @@ pub fn run(args: &ApplyArgs) -> u8 {
         );
         return exit_codes::INVALID_PLAN;
     };
+    // A plan file given beside its pin (`--pinned FILE`) must be the text that was reviewed.
+    if let Some(p) = pinned.as_ref().filter(|_| !runs_the_pin) {
+        let differences = p.text_differences(&validated.source.text);
+        if !differences.is_empty() {
+            eprintln!(
+                "error: refused: `{}` is not the plan that was pinned:",
+                plan_path.display()
+            );
+            for d in differences {
+                eprintln!("{d}");
+            }
+            return exit_codes::REFUSED;
+        }
+    }
+    let plan_text = validated.source.text.clone();
     target.apply_defaults(&mut raw, &validated.source);
     let needs_reason = match (args.overrides.is_empty(), args.again) {
         (false, _) => Some("--override"),
@@ -118,7 +146,7 @@ pub fn run(args: &ApplyArgs) -> u8 {
         gates: args.overrides.clone(),
         because: args.because.clone(),
     };
-    let compiled = match plan::compile(raw, &params) {
+    let mut compiled = match plan::compile(raw, &params) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -158,17 +186,31 @@ pub fn run(args: &ApplyArgs) -> u8 {
         target_name: target.name.clone(),
         production: target.production,
     };
-    let command = format!(
-        "replay apply {}{}",
-        plan_path.display(),
-        compiled.param_args()
-    );
+    // Relative windows count back from one instant: the pin's, or this dry-run's (which a pin
+    // made with `--out` keeps).
+    match &pinned {
+        Some(p) => compiled.freeze_now(p.now),
+        None if args.dry_run || args.out.is_some() => compiled.freeze_now(chrono::Utc::now()),
+        None => {}
+    }
+    let shown_path = match (runs_the_pin, &pinned_arg) {
+        (true, Some(pin)) => pin.clone(),
+        _ => plan_path.clone(),
+    };
+    let command = match runs_the_pin {
+        true => format!("replay apply {}", shown_path.display()),
+        false => format!(
+            "replay apply {}{}",
+            shown_path.display(),
+            compiled.param_args()
+        ),
+    };
     let command = match &target.name {
         Some(name) => format!("{command} --target {name}"),
         None => command,
     };
     execute(
-        args, &target, &compiled, &plan_path, pin, &overrides, command, None,
+        args, &target, &compiled, &plan_path, &plan_text, pin, &overrides, command, None,
     )
 }
 
@@ -286,6 +328,7 @@ pub fn join(args: &super::args::JoinArgs) -> u8 {
         &target,
         &compiled,
         &apply.plan,
+        "",
         engine::pinned::Pin {
             target_name: target.name.clone(),
             production: target.production,
@@ -304,6 +347,7 @@ fn execute(
     target: &super::target::Resolved,
     compiled: &crate::plan::Plan,
     plan_path: &std::path::Path,
+    plan_text: &str,
     pin: engine::pinned::Pin,
     overrides: &engine::gates::Overrides,
     command: String,
@@ -341,6 +385,19 @@ fn execute(
             return exit_codes::FAILURE;
         }
     };
+    // The pin's server, not only its address: another server behind the same name is refused.
+    let pinned_server = pin.pinned.as_ref().and_then(|p| p.system_identifier.clone());
+    if pinned_server.is_some() || args.out.is_some() {
+        let here = runtime
+            .block_on(engine::state::system_identifier(&connection.database_url))
+            .ok()
+            .flatten();
+        if let Some(why) = pin.pinned.as_ref().and_then(|p| p.other_server(here.as_deref())) {
+            eprintln!("error: refused: {why}");
+            return exit_codes::REFUSED;
+        }
+        report.system_identifier = here;
+    }
     // Asked before anything is written: no run row, no lease, no migration.
     let mut confirmed = None;
     // Without a question, a `--restart` still says what it abandons.
@@ -454,7 +511,13 @@ fn execute(
         }
     });
     if let (Some(out), Ok(())) = (&args.out, &result) {
-        let pinned = PinnedPlan::from_report(compiled, &plan_path.display().to_string(), &report);
+        let pinned = PinnedPlan::from_report(
+            compiled,
+            &plan_path.display().to_string(),
+            plan_text,
+            report.system_identifier.clone(),
+            &report,
+        );
         let written = serde_json::to_string_pretty(&pinned)
             .map_err(|e| e.to_string())
             .and_then(|t| std::fs::write(out, t + "\n").map_err(|e| e.to_string()));

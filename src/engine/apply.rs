@@ -542,10 +542,36 @@ impl Driver<'_> {
         });
         report.selection_digest = frozen.digest;
         if !self.gated.get() {
-            self.options
+            let pinned_keys = self
+                .options
                 .pin
-                .check_selection(&report.target, selected, &report.selection_digest)
-                .map_err(RunError::Refused)?;
+                .pinned
+                .as_ref()
+                .is_some_and(|p| p.selection_keys.is_some());
+            let keys = match pinned_keys {
+                true => {
+                    let mut conn = pool
+                        .acquire()
+                        .await
+                        .map_err(RunError::db("reading the selection's keys"))?;
+                    freeze::keys(&mut conn, writes.selection_table(), run.id).await?
+                }
+                false => None,
+            };
+            if let Some(within) = self
+                .options
+                .pin
+                .check_selection(
+                    &report.target,
+                    selected,
+                    &report.selection_digest,
+                    keys.as_deref(),
+                )
+                .map_err(RunError::Refused)?
+            {
+                tracing::warn!("{within}");
+                report.warnings.push(within);
+            }
             let overlap = self.overlap(run.id).await?;
             self.gates(selected, overlap, report)?;
             for g in report.gates.iter().filter(|g| g.overridden.is_some()) {

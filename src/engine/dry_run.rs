@@ -47,6 +47,8 @@ pub async fn dry_run(
     report.breakdown = freeze::breakdown(&mut writes, run_id, 5).await?;
     reporter.event(&RunEvent::SelectionFrozen { selected });
     report.selection_digest = frozen.digest;
+    let table = writes.selection_table();
+    report.selection_keys = freeze::keys(&mut writes.outer, table, run_id).await?;
     report.gates = gates::check(plan, selected, started_at);
     report
         .gates

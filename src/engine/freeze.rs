@@ -242,3 +242,24 @@ async fn digest_in(
         digest: row.get(1),
     })
 }
+
+/// At most this many selected keys are kept in a pinned plan (about 4 MB of ids); a larger
+/// selection is compared by size and digest alone.
+pub const KEPT_KEYS: usize = 100_000;
+
+/// The frozen selection's event ids in order, when there are at most `KEPT_KEYS`.
+pub async fn keys(
+    conn: &mut sqlx::PgConnection,
+    selection_table: &str,
+    run_id: uuid::Uuid,
+) -> Result<Option<Vec<String>>, RunError> {
+    let keys: Vec<String> = sqlx::query_scalar(audited(&format!(
+        "SELECT event_id FROM {selection_table} WHERE run_id = $1 ORDER BY seq LIMIT $2"
+    )))
+    .bind(run_id)
+    .bind(KEPT_KEYS as i64 + 1)
+    .fetch_all(conn)
+    .await
+    .map_err(RunError::db("reading the selection's keys"))?;
+    Ok((keys.len() <= KEPT_KEYS).then_some(keys))
+}

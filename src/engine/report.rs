@@ -29,6 +29,13 @@ pub struct Report {
     pub selected: u64,
     /// MD5 of the selected event ids in order (what a pinned plan compares).
     pub selection_digest: String,
+    /// The selected event ids in order, up to `freeze::KEPT_KEYS` (a pinned plan keeps them to
+    /// tell which events a drifted selection gained or lost); never in the report itself.
+    #[serde(skip)]
+    pub selection_keys: Option<Vec<String>>,
+    /// The target server's `system_identifier`, read for a pinned plan.
+    #[serde(skip)]
+    pub system_identifier: Option<String>,
     pub breakdown: Breakdown,
     /// Statements of the plan that change the schema or privileges (`allow_ddl: true`).
     pub schema_changes: Vec<String>,

@@ -15,6 +15,21 @@ use crate::engine::status::{RunStatus, StepStatus};
 use crate::plan::Plan;
 
 /// Connects to the target database; the error never shows the password.
+/// The server's `system_identifier` (readable by any role): what tells one PostgreSQL server
+/// from another behind the same address.
+pub async fn system_identifier(url: &str) -> Result<Option<String>, RunError> {
+    let pool = connect(url).await?;
+    let id = sqlx::query_scalar::<_, String>(
+        "SELECT system_identifier::text FROM pg_control_system()",
+    )
+    .fetch_optional(&pool)
+    .await
+    .ok()
+    .flatten();
+    pool.close().await;
+    Ok(id)
+}
+
 pub async fn connect(url: &str) -> Result<PgPool, RunError> {
     connect_with(url, None, 4).await
 }

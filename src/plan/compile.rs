@@ -35,6 +35,9 @@ pub struct Plan {
     pub sql: Statements,
     /// Every template of the plan, in one registry.
     pub templates: Templates,
+    /// The instant relative windows count back from, when frozen (a dry-run, a pinned apply);
+    /// else the database's `now()` when the selection is frozen.
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Why a plan cannot be compiled.
@@ -66,6 +69,14 @@ pub fn identity_hash(raw: &RawPlan) -> String {
 }
 
 impl Plan {
+    /// Counts relative windows back from `now` (see `SelectionQuery::freeze_now`).
+    pub fn freeze_now(&mut self, now: chrono::DateTime<chrono::Utc>) {
+        if self.now.is_none() {
+            self.selection.freeze_now(now);
+            self.now = Some(now);
+        }
+    }
+
     pub fn short_hash(&self) -> &str {
         &self.hash[..12]
     }
@@ -122,6 +133,7 @@ pub fn compile(raw: RawPlan, args: &[String]) -> Result<Plan, CompileError> {
         needs_broker,
         sql,
         templates,
+        now: None,
     })
 }
 

@@ -39,6 +39,19 @@ pub struct SelectionQuery {
 }
 
 impl SelectionQuery {
+    /// Relative windows (`processed_within`, `processed_before`) counted back from `now` instead
+    /// of the database's `now()`: a pinned plan selects at apply time what its dry-run selected.
+    pub fn freeze_now(&mut self, now: chrono::DateTime<chrono::Utc>) {
+        if !self.conditions.iter().any(|c| c.contains(NOW)) {
+            return;
+        }
+        self.binds.push(Bind::Timestamp(now));
+        let at = format!("${}::timestamptz - $", self.binds.len());
+        for condition in &mut self.conditions {
+            *condition = condition.replace(NOW, &at);
+        }
+    }
+
     pub fn where_clause(&self) -> String {
         if self.conditions.is_empty() {
             "TRUE".into()
@@ -47,6 +60,9 @@ impl SelectionQuery {
         }
     }
 }
+
+/// How a relative window starts in a condition: the database's clock.
+const NOW: &str = "now() - $";
 
 /// Quotes an identifier validated by the schema (`name` or `schema.name`).
 pub fn quote_ident(name: &str) -> String {
@@ -175,6 +191,29 @@ fn like_pattern(glob: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frozen_now_replaces_the_databases_clock_in_relative_windows() {
+        let select = Selection {
+            status: vec!["error".into()],
+            processed_within: Some("24h".into()),
+            processed_before: Some("5m".into()),
+            ..Selection::default()
+        };
+        let resolve = |t: &str| ParamValue::String(t.to_string());
+        let mut q = compile(&Target::default(), &select, &resolve);
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        q.freeze_now(at);
+        assert_eq!(
+            q.where_clause(),
+            "\"status\" = ANY($1) AND \"processed_at\" > $4::timestamptz - $2::interval AND \"processed_at\" < $4::timestamptz - $3::interval"
+        );
+        assert_eq!(q.binds[3], Bind::Timestamp(at));
+        // Without a relative window, nothing changes.
+        let mut plain = compile(&Target::default(), &Selection { status: vec!["error".into()], ..Selection::default() }, &resolve);
+        plain.freeze_now(at);
+        assert_eq!(plain.binds.len(), 1);
+    }
 
     #[test]
     fn selection_compiles_to_bound_conditions() {

@@ -52,34 +52,125 @@ async fn a_pinned_plan_refuses_when_the_plan_or_the_selection_changed(
     let out = replay(&["apply", plan_s, "--dry-run", "--out", pin_s], &url);
     assert!(out.status.success(), "{}", text(&out));
 
-    // The plan file changes after review.
+    // The plan file changes after review: given beside the pin, it is refused with its lines.
     write_plan(&plan, "edited after the review was approved", "")?;
-    let out = replay(&["apply", pin_s, "--yes"], &url);
+    let out = replay(&["apply", plan_s, "--pinned", pin_s, "--yes"], &url);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(
-        text(&out).contains("the plan changed since it was pinned"),
-        "{}",
-        text(&out)
-    );
-    write_plan(&plan, "reviewed in PR 17: reset the failures", "")?;
-
-    // The selection drifts: one more event fails.
-    sqlx::query("UPDATE processed_events SET status = 'error' WHERE id = (SELECT min(id) FROM processed_events WHERE status = 'processed')")
-        .execute(&pool)
-        .await?;
-    let out = replay(&["apply", pin_s, "--yes"], &url);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    assert!(
-        text(&out).contains(
-            "the selection drifted since the plan was pinned: 100 event(s) then, 101 now"
-        ),
+        text(&out).contains("is not the plan that was pinned")
+            && text(&out).contains("- reason: \"reviewed in PR 17: reset the failures\"")
+            && text(&out).contains("+ reason: \"edited after the review was approved\""),
         "{}",
         text(&out)
     );
 
-    // An explicit tolerance lets it through; the refused run is not resumed but replaced.
+    // The selection drifts: one more event fails, and the refusal names it.
+    let gained: String = sqlx::query_scalar(
+        "UPDATE processed_events SET status = 'error' WHERE id = (SELECT min(id) FROM processed_events WHERE status = 'processed') RETURNING event_id",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let out = replay(&["apply", pin_s, "--yes"], &url);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "the selection drifted since the plan was pinned: 100 event(s) then, 101 now (+1/−0 events; gained: {gained})"
+        )),
+        "{}",
+        text(&out)
+    );
+
+    // An explicit tolerance lets it through, and still says what differs; the pin runs the
+    // text that was reviewed, not the edited file (the refused run is replaced, not resumed).
     let out = replay(&["apply", pin_s, "--yes", "--tolerance", "1"], &url);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("within `--tolerance 1`") && text(&out).contains(&gained),
+        "{}",
+        text(&out)
+    );
+    let reason: String = sqlx::query_scalar(
+        "SELECT reason FROM replay.runs WHERE status = 'succeeded'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(reason, "reviewed in PR 17: reset the failures");
+    Ok(())
+}
+
+/// A pin is the plan's text, its target's server and its instant: it runs from anywhere, known by
+/// its content, selects at apply time what its dry-run selected even after a relative window
+/// moved on, and refuses another server behind the same address.
+#[sqlx::test(migrations = false)]
+async fn a_pin_holds_its_text_its_server_and_its_instant(pool: PgPool) -> anyhow::Result<()> {
+    world(&pool).await?;
+    // One failed event 3 s inside a one-hour window: it ages out during this test.
+    let edge: String = sqlx::query_scalar(
+        "UPDATE processed_events SET status = 'error', processed_at = now() - interval '1 hour' + interval '3 seconds' \
+         WHERE id = (SELECT min(id) FROM processed_events WHERE status = 'processed') RETURNING event_id",
+    )
+    .fetch_one(&pool)
+    .await?;
+    sqlx::query("UPDATE processed_events SET processed_at = now() - interval '10 minutes' WHERE status = 'error' AND event_id <> $1")
+        .bind(&edge)
+        .execute(&pool)
+        .await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = dir.path().join("windowed.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nname: pinned-window\nreason: \"the last hour's failures\"\n\
+         select: { status: [error], processed_within: 1h }\nsteps:\n  - { id: reset, kind: reset }\n",
+    )?;
+    // Known by its content: no `.json` needed.
+    let pin = dir.path().join("reviewed.pin");
+    let (plan_s, pin_s) = (plan.to_str().unwrap_or_default(), pin.to_str().unwrap_or_default());
+    let out = replay(&["apply", plan_s, "--dry-run", "--out", pin_s], &url);
+    assert!(out.status.success(), "{}", text(&out));
+    let pinned: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&pin)?)?;
+    assert_eq!(pinned["selected"], 101, "{pinned}");
+    assert!(pinned["system_identifier"].as_str().is_some_and(|s| !s.is_empty()), "{pinned}");
+
+    // Another server behind the same address (here: the pin says so) is refused.
+    let mut other = pinned.clone();
+    other["system_identifier"] = serde_json::json!("1");
+    let elsewhere = dir.path().join("elsewhere.pin");
+    std::fs::write(&elsewhere, other.to_string())?;
+    let out = replay(&["apply", elsewhere.to_str().unwrap_or_default(), "--yes"], &url);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("is another PostgreSQL server than the one the plan was pinned on"), "{}", text(&out));
+
+    // The edge event leaves the window (polled, not slept)...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let aged: bool = sqlx::query_scalar(
+            "SELECT processed_at <= now() - interval '1 hour' FROM processed_events WHERE event_id = $1",
+        )
+        .bind(&edge)
+        .fetch_one(&pool)
+        .await?;
+        if aged {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the event never aged out");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let now = replay(&["apply", plan_s, "--dry-run"], &url);
+    assert!(text(&now).contains("selected events: 100"), "a fresh dry-run no longer sees it: {}", text(&now));
+    // ...and the plan file goes away: the pin still runs what was reviewed, on those 101 events.
+    std::fs::remove_file(&plan)?;
+    let out = replay(&["apply", pin_s, "--yes"], &url);
+    assert!(out.status.success(), "{}", text(&out));
+    let reset: bool = sqlx::query_scalar("SELECT status = 'pending' FROM processed_events WHERE event_id = $1")
+        .bind(&edge)
+        .fetch_one(&pool)
+        .await?;
+    assert!(reset, "the pinned instant kept the edge event in the selection");
+    let selected: i64 = sqlx::query_scalar("SELECT selected_count FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(selected, 101);
     Ok(())
 }
 
