@@ -2,9 +2,9 @@
 
 use std::io::IsTerminal;
 
+use super::prompt::Answer;
 use crate::engine::pinned::PinnedPlan;
 use crate::engine::preview::{Outcome, Preview};
-use super::prompt::Answer;
 use crate::engine::steps::Cancel;
 use crate::engine::{self, ApplyOptions, Connection, Report, RunError};
 use crate::exit_codes;
@@ -437,8 +437,15 @@ fn execute(
                 Outcome::Resume { run_id, .. } => run_id,
                 _ => new_run,
             };
-            let expected = expected_answer(&report, target.production);
-            Ok::<_, RunError>(Some((super::prompt::confirm(&summary, &expected).await, run)))
+            let expected = super::prompt::expected_answer(
+                &report.plan,
+                report.target_name.as_deref(),
+                target.production,
+            );
+            Ok::<_, RunError>(Some((
+                super::prompt::confirm(&summary, &expected).await,
+                run,
+            )))
         });
         match asked {
             Err(e) => {
@@ -720,12 +727,4 @@ fn question(preview: &Preview, report: &Report, new_run: uuid::Uuid) -> Option<S
         thousands(i128::from(preview.per_second))
     );
     Some(text)
-}
-
-/// What the person types: the plan's name; on production, `target/plan`.
-fn expected_answer(report: &Report, production: bool) -> String {
-    match (production, &report.target_name) {
-        (true, Some(name)) => format!("{name}/{}", report.plan),
-        _ => report.plan.clone(),
-    }
 }

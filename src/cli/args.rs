@@ -34,7 +34,8 @@ pub enum Command {
     Resume(ControlArgs),
     /// Change a running run's pace: `rate=200` events/s, `batch=100` events (before its next batch).
     Set(SetArgs),
-    /// Undo a finished or stopped run: its rollback actions and exact-row restores.
+    /// Undo a finished or stopped run: its rollback actions and exact-row restores (shown, then
+    /// confirmed; `--dry-run` only shows them).
     Rollback(RollbackArgs),
     /// Every apply, stop, rollback and override, with operator, reason, plan hash and outcome.
     Audit(AuditArgs),
@@ -331,7 +332,7 @@ pub enum GroupBy {
     Error,
 }
 
-/// Formats of what `status` and `audit` read.
+/// Formats of what `status` and `audit` read, and of `rollback`'s report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReadFormat {
     Text,
@@ -459,11 +460,22 @@ pub struct RollbackArgs {
     /// Restore rows even where they changed after the run ended.
     #[arg(long)]
     pub force: bool,
+    /// Show what the rollback would restore, and which rows it would keep because they changed
+    /// since the run wrote them; write nothing. The actions run in a transaction that is rolled
+    /// back (with a 2 s lock timeout).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (required when standard input is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
     /// Who rolls back (recorded); defaults to `$REPLAY_OPERATOR` or `$USER`.
     #[arg(long)]
     pub operator: Option<String>,
     #[command(flatten)]
     pub target: DatabaseArgs,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReadFormat::Text)]
+    pub format: ReadFormat,
 }
 
 #[derive(Debug, Args)]

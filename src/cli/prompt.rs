@@ -19,6 +19,15 @@ pub fn interactive() -> bool {
     std::io::stdin().is_terminal()
 }
 
+/// What the person types to confirm: the plan's name; on a production target, `target/plan`, so
+/// that the answer names where it writes.
+pub fn expected_answer(plan: &str, target: Option<&str>, production: bool) -> String {
+    match (production, target) {
+        (true, Some(name)) => format!("{name}/{plan}"),
+        _ => plan.to_string(),
+    }
+}
+
 /// Prints `summary` and asks for `expected` to be typed, on standard error. The answer is read on
 /// a thread of its own, so that a signal ends the wait at once instead of after the next line.
 pub async fn confirm(summary: &str, expected: &str) -> Answer {
@@ -60,5 +69,24 @@ pub async fn signalled() {
         Err(_) => {
             let _ = ctrl_c.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_names_a_production_target_too() {
+        let case = |target, production, expected: &str| {
+            assert_eq!(
+                expected_answer("reset-failed", target, production),
+                expected
+            );
+        };
+        case(None, false, "reset-failed");
+        case(Some("staging"), false, "reset-failed");
+        case(Some("production"), true, "production/reset-failed");
+        case(None, true, "reset-failed");
     }
 }

@@ -83,6 +83,36 @@ pub struct Report {
     pub next: Vec<String>,
 }
 
+/// What `replay rollback RUN` did, or (`--dry-run`, and before its question) would do: a
+/// versioned JSON document of its own.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RollbackReport {
+    pub version: u32,
+    pub mode: crate::engine::status::Mode,
+    pub outcome: crate::engine::status::RollbackOutcome,
+    pub run: Option<String>,
+    pub plan: Option<String>,
+    /// `host:port/db` of the target, without user or password.
+    pub target: String,
+    /// The named target (`--target NAME` of `replay.toml`), when the command was given one.
+    pub target_name: Option<String>,
+    /// `--force`: rows changed since the run wrote them are restored too.
+    pub forced: bool,
+    pub actions: Vec<RollbackAction>,
+    /// Rows kept because they changed since the run wrote them, per table.
+    pub kept: Vec<crate::engine::backup::Restored>,
+    pub error: Option<String>,
+    pub warnings: Vec<String>,
+    pub next: Vec<String>,
+}
+
+/// One rollback action, and the rows it changed (or, previewed, would change).
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackAction {
+    pub action: String,
+    pub rows: u64,
+}
+
 /// The canary of a run: the first events of its frozen selection, run and verified before the rest.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CanaryReport {

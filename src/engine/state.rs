@@ -543,6 +543,27 @@ pub async fn acquire_run(
     }
 }
 
+/// Refuses as [`acquire_run`] would when the run's lease is live elsewhere, without taking it
+/// (for a preview of `replay rollback RUN`, which writes nothing).
+pub async fn lease_free(pool: &PgPool, run_id: uuid::Uuid) -> Result<(), RunError> {
+    let free: Option<bool> = sqlx::query_scalar(
+        "SELECT lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp() \
+         FROM replay.runs WHERE id = $1",
+    )
+    .bind(run_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(RunError::db("reading the run's lease"))?;
+    match free {
+        Some(false) => Err(RunError::Locked {
+            plan: plan_name(pool, run_id).await?.unwrap_or_default(),
+            run_id: run_id.to_string(),
+            holder: lease_holder(pool, run_id).await?.unwrap_or_default(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Who holds the run's lease (`host:pid`), if anyone.
 async fn lease_holder(pool: &PgPool, run_id: uuid::Uuid) -> Result<Option<String>, RunError> {
     sqlx::query_scalar::<_, Option<String>>("SELECT lease_owner FROM replay.runs WHERE id = $1")
@@ -1576,9 +1597,8 @@ pub async fn history(pool: &PgPool, limit: i64) -> Result<Vec<HistoryEntry>, Run
     .map_err(RunError::db("reading the history"))?;
     rows.iter()
         .map(|r| {
-            let actions: sqlx::types::Json<Vec<OperatorAction>> = r
-                .try_get(7)
-                .map_err(RunError::db("reading the history"))?;
+            let actions: sqlx::types::Json<Vec<OperatorAction>> =
+                r.try_get(7).map_err(RunError::db("reading the history"))?;
             Ok(HistoryEntry {
                 started_at: r.get(0),
                 id: r.get(1),

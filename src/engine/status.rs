@@ -192,6 +192,21 @@ impl fmt::Display for Mode {
     }
 }
 
+/// How `replay rollback RUN` ended (or, previewed, would end).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackOutcome {
+    /// A preview (`--dry-run`): what the rollback would do; nothing was written.
+    WouldRollBack,
+    RolledBack,
+    /// Refused before writing: the run cannot be rolled back, or nobody confirmed.
+    #[default]
+    Refused,
+    /// Ctrl-C (or SIGTERM) at the question or during the rollback.
+    Interrupted,
+    Failed,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

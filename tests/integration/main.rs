@@ -23,6 +23,7 @@ mod plans;
 mod process;
 mod pty;
 mod resilience;
+mod rollback_preview;
 mod runs;
 mod scale;
 mod shipped;

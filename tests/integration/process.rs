@@ -48,8 +48,9 @@ pub fn plan_file(dir: &tempfile::TempDir, name: &str, body: &str) -> std::path::
 
 pub fn replay(args: &[&str], url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_replay"));
-    // Nobody is at a terminal to confirm an apply.
-    let yes: &[&str] = if args.first() == Some(&"apply") && !args.contains(&"--dry-run") {
+    // Nobody is at a terminal to confirm an apply or a rollback.
+    let asks = matches!(args.first(), Some(&"apply" | &"rollback"));
+    let yes: &[&str] = if asks && !args.contains(&"--dry-run") {
         &["--yes"]
     } else {
         &[]
