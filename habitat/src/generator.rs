@@ -571,11 +571,37 @@ enum Rand {
     EventMessage,
 }
 
+/// What becomes of rows already in the Habitat tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Existing {
+    /// They make the generator refuse ([`HabitatError::NotEmpty`]).
+    Refuse,
+    /// They are deleted in the generator's transaction, so a failed run leaves them in place.
+    Replace,
+}
+
 /// Creates the schema if needed and fills the (empty) Habitat tables with the world `config`
 /// describes, in one transaction.
 pub async fn generate(
     pool: &PgPool,
     config: &GeneratorConfig,
+) -> Result<GeneratorReport, HabitatError> {
+    fill(pool, config, Existing::Refuse).await
+}
+
+/// Like [`generate`], but first empties the Habitat tables (restarting their ids) in the same
+/// transaction: the old world is gone only once the new one is committed.
+pub async fn replace(
+    pool: &PgPool,
+    config: &GeneratorConfig,
+) -> Result<GeneratorReport, HabitatError> {
+    fill(pool, config, Existing::Replace).await
+}
+
+async fn fill(
+    pool: &PgPool,
+    config: &GeneratorConfig,
+    existing: Existing,
 ) -> Result<GeneratorReport, HabitatError> {
     let started = Instant::now();
     let layout = Layout::new(config)?;
@@ -587,6 +613,9 @@ pub async fn generate(
         .begin()
         .await
         .context("begin the generator transaction")?;
+    if existing == Existing::Replace {
+        exec(&mut tx, schema::TRUNCATE.into(), "empty the habitat tables").await?;
+    }
     for table in schema::TABLES {
         let sql = format!("SELECT EXISTS (SELECT 1 FROM {table})");
         let occupied: bool = sqlx::query_scalar(AssertSqlSafe(sql))

@@ -2,6 +2,7 @@
 //! benchmarks and demo. The `replay` crate does not depend on it.
 
 pub mod admin;
+pub mod cli;
 pub mod demo;
 mod error;
 mod event_type;
@@ -10,10 +11,11 @@ mod handlers;
 pub mod http;
 pub mod publisher;
 pub mod schema;
+pub mod scratch;
 pub mod worker;
 
 pub use error::HabitatError;
 pub use event_type::EventType;
-pub use generator::{GeneratorConfig, GeneratorReport, generate};
+pub use generator::{GeneratorConfig, GeneratorReport, generate, replace};
 pub use publisher::{OutgoingEvent, Publisher};
 pub use worker::{FailureMode, Worker, WorkerConfig, WorkerHandle, WorkerStats};

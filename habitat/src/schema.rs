@@ -111,11 +111,10 @@ pub async fn apply(pool: &PgPool) -> Result<(), sqlx::Error> {
 /// Empties every Habitat table and restarts its id sequences, so a generator run after it
 /// reproduces the same `id`s.
 pub async fn reset(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(
-        "TRUNCATE processed_events, contributions, allocation_periods, allocations, payments, \
-         audit_log RESTART IDENTITY",
-    )
-    .execute(pool)
-    .await?;
+    sqlx::raw_sql(TRUNCATE).execute(pool).await?;
     Ok(())
 }
+
+/// Empties every table of [`TABLES`] and restarts its id sequences.
+pub(crate) const TRUNCATE: &str = "TRUNCATE processed_events, contributions, allocation_periods, \
+     allocations, payments, audit_log RESTART IDENTITY";
