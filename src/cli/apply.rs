@@ -78,8 +78,9 @@ pub fn run(args: &ApplyArgs) -> u8 {
     };
     let loaded = match (&pinned, runs_the_pin) {
         // The text that was reviewed, not whatever the path holds today.
-        (Some(p), true) => plan::Source::from_text(p.plan_path.clone(), p.plan_text.clone())
-            .map(plan::validate),
+        (Some(p), true) => {
+            plan::Source::from_text(p.plan_path.clone(), p.plan_text.clone()).map(plan::validate)
+        }
         _ => plan::validate_file(&plan_path),
     };
     let validated = match loaded {
@@ -386,13 +387,20 @@ fn execute(
         }
     };
     // The pin's server, not only its address: another server behind the same name is refused.
-    let pinned_server = pin.pinned.as_ref().and_then(|p| p.system_identifier.clone());
+    let pinned_server = pin
+        .pinned
+        .as_ref()
+        .and_then(|p| p.system_identifier.clone());
     if pinned_server.is_some() || args.out.is_some() {
         let here = runtime
             .block_on(engine::state::system_identifier(&connection.database_url))
             .ok()
             .flatten();
-        if let Some(why) = pin.pinned.as_ref().and_then(|p| p.other_server(here.as_deref())) {
+        if let Some(why) = pin
+            .pinned
+            .as_ref()
+            .and_then(|p| p.other_server(here.as_deref()))
+        {
             eprintln!("error: refused: {why}");
             return exit_codes::REFUSED;
         }

@@ -1,7 +1,7 @@
 //! `replay audit`: every apply, stop, rollback and override, with operator, reason, hash and outcome.
 
-use crate::engine::state::{self, HistoryEntry};
 use crate::engine::RunError;
+use crate::engine::state::{self, HistoryEntry};
 use crate::exit_codes;
 
 use super::args::{AuditArgs, ReadFormat};

@@ -109,7 +109,10 @@ pub fn run(args: &InspectArgs) -> u8 {
     match broker {
         Some(Ok(queues)) => found.queues = queues,
         Some(Err(e)) => {
-            eprintln!("error: cannot read queue depths: {}", super::error_chain(&e));
+            eprintln!(
+                "error: cannot read queue depths: {}",
+                super::error_chain(&e)
+            );
             found.queues = inspect::unknown_depths(&queues);
             code = exit_codes::FAILURE;
         }

@@ -1,9 +1,9 @@
 //! `replay status`: runs and their progress, readable while a run is going.
 
-use crate::engine::report::Encryption;
-use crate::engine::state::{self, RunSummary};
 use crate::engine::RunError;
 use crate::engine::control::{self, Live};
+use crate::engine::report::Encryption;
+use crate::engine::state::{self, RunSummary};
 use crate::engine::status::RunStatus;
 use crate::exit_codes;
 use crate::render::numbers::{rate, thousands};
@@ -163,7 +163,10 @@ fn text(status: &Status) -> String {
             if let Some(n) = view.live.batch_size {
                 live.push(format!("batches of {}", thousands(n.into())));
             }
-            out.push_str(&format!("    live: {} (set by an operator)\n", live.join(", ")));
+            out.push_str(&format!(
+                "    live: {} (set by an operator)\n",
+                live.join(", ")
+            ));
         }
         if let Some(executor) = &r.executor {
             out.push_str(&format!("    executor: {executor} (live lease)\n"));

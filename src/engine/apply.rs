@@ -338,7 +338,7 @@ async fn lead(
     report.run_id = Some(run.id.to_string());
     report.resumed = run.selected.is_some() || run.status == RunStatus::RollingBack;
     if let Some(was) =
-            state::repace(&pool, run.id, &plan.raw.rate_limit, &connection.operator).await?
+        state::repace(&pool, run.id, &plan.raw.rate_limit, &connection.operator).await?
     {
         let now = serde_json::to_value(&plan.raw.rate_limit).unwrap_or_default();
         tracing::warn!(run = %run.id, was = %was, now = %now, "paced as the plan now says: its `rate_limit` changed since the run's last attempt");

@@ -98,13 +98,15 @@ pub async fn apply(
         } => {
             let rate_to = rate_to.map_or(per_second, i64::from);
             let batch_to = batch_to.map_or(batch_size, i64::from);
-            sqlx::query("UPDATE replay.pace SET per_second = $2, batch_size = $3 WHERE run_id = $1")
-                .bind(run_id)
-                .bind(rate_to as i32)
-                .bind(batch_to as i32)
-                .execute(&mut *tx)
-                .await
-                .map_err(RunError::db(doing))?;
+            sqlx::query(
+                "UPDATE replay.pace SET per_second = $2, batch_size = $3 WHERE run_id = $1",
+            )
+            .bind(run_id)
+            .bind(rate_to as i32)
+            .bind(batch_to as i32)
+            .execute(&mut *tx)
+            .await
+            .map_err(RunError::db(doing))?;
             sqlx::query(
                 "UPDATE replay.runs SET plan_document = jsonb_set(jsonb_set(plan_document, \
                  '{rate_limit,per_second}', to_jsonb($2::int)), '{rate_limit,batch_size}', to_jsonb($3::int)) \
@@ -127,15 +129,13 @@ pub async fn apply(
             ("pace_set", now, recut)
         }
     };
-    sqlx::query(
-        "INSERT INTO replay.run_log (run_id, kind, detail) VALUES ($1, $2, $3)",
-    )
-    .bind(run_id)
-    .bind(kind)
-    .bind(json!({"operator": operator, "was": was, "now": now, "recut": recut}))
-    .execute(&mut *tx)
-    .await
-    .map_err(RunError::db(doing))?;
+    sqlx::query("INSERT INTO replay.run_log (run_id, kind, detail) VALUES ($1, $2, $3)")
+        .bind(run_id)
+        .bind(kind)
+        .bind(json!({"operator": operator, "was": was, "now": now, "recut": recut}))
+        .execute(&mut *tx)
+        .await
+        .map_err(RunError::db(doing))?;
     tx.commit().await.map_err(RunError::db(doing))?;
     Ok(Changed {
         plan,
@@ -211,11 +211,12 @@ pub struct Live {
 }
 
 pub async fn live(pool: &PgPool, run_id: uuid::Uuid) -> Result<Live, RunError> {
-    let row = sqlx::query("SELECT paused, per_second, batch_size FROM replay.pace WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_optional(pool)
-        .await
-        .map_err(RunError::db("reading the run's pace"))?;
+    let row =
+        sqlx::query("SELECT paused, per_second, batch_size FROM replay.pace WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(RunError::db("reading the run's pace"))?;
     Ok(row.map_or_else(Live::default, |r| Live {
         paused: r.get(0),
         per_second: r.get::<Option<i32>, _>(1).map(|n| n.max(1) as u32),
@@ -235,7 +236,12 @@ mod tests {
     fn adjacent_batches_are_cut_anew_and_gaps_are_kept() {
         // 10-event batches 20..50 (one claimed batch 50..60 is not among them), then 60..70.
         let cut = recut(
-            vec![r("reset", 30, 40), r("reset", 20, 30), r("reset", 40, 50), r("reset", 60, 70)],
+            vec![
+                r("reset", 30, 40),
+                r("reset", 20, 30),
+                r("reset", 40, 50),
+                r("reset", 60, 70),
+            ],
             25,
         );
         assert_eq!(
@@ -249,7 +255,14 @@ mod tests {
         let cut = recut(vec![r("a", 0, 10), r("b", 10, 20)], 4);
         assert_eq!(
             cut,
-            vec![r("a", 0, 4), r("a", 4, 8), r("a", 8, 10), r("b", 10, 14), r("b", 14, 18), r("b", 18, 20)]
+            vec![
+                r("a", 0, 4),
+                r("a", 4, 8),
+                r("a", 8, 10),
+                r("b", 10, 14),
+                r("b", 14, 18),
+                r("b", 18, 20)
+            ]
         );
     }
 }

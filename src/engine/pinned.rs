@@ -282,7 +282,10 @@ impl Pin {
             drift.describe()
         );
         match drift.size() <= self.tolerance {
-            true => Ok(Some(format!("{said}; within `--tolerance {}`", self.tolerance))),
+            true => Ok(Some(format!(
+                "{said}; within `--tolerance {}`",
+                self.tolerance
+            ))),
             false => Err(format!(
                 "{said}; review a new dry-run, or allow a difference with `--tolerance N`"
             )),
@@ -364,15 +367,24 @@ impl Pin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Drift {
     /// Known event by event: those it gained and those it lost.
-    Events { gained: Vec<String>, lost: Vec<String> },
+    Events {
+        gained: Vec<String>,
+        lost: Vec<String>,
+    },
     /// Known by size (and digest) only.
-    Size { then: u64, now: u64, other_events: bool },
+    Size {
+        then: u64,
+        now: u64,
+        other_events: bool,
+    },
 }
 
 impl Drift {
     fn between(then: &[String], now: &[String]) -> Drift {
-        let (a, b): (std::collections::HashSet<&String>, std::collections::HashSet<&String>) =
-            (then.iter().collect(), now.iter().collect());
+        let (a, b): (
+            std::collections::HashSet<&String>,
+            std::collections::HashSet<&String>,
+        ) = (then.iter().collect(), now.iter().collect());
         Drift::Events {
             gained: now.iter().filter(|k| !a.contains(k)).cloned().collect(),
             lost: then.iter().filter(|k| !b.contains(k)).cloned().collect(),
@@ -390,7 +402,11 @@ impl Drift {
     fn is_none(&self) -> bool {
         match self {
             Drift::Events { gained, lost } => gained.is_empty() && lost.is_empty(),
-            Drift::Size { then, now, other_events } => then == now && !other_events,
+            Drift::Size {
+                then,
+                now,
+                other_events,
+            } => then == now && !other_events,
         }
     }
 
@@ -399,9 +415,11 @@ impl Drift {
     fn size(&self) -> u64 {
         match self {
             Drift::Events { gained, lost } => (gained.len() + lost.len()) as u64,
-            Drift::Size { then, now, other_events } => {
-                then.abs_diff(*now).max(u64::from(*other_events))
-            }
+            Drift::Size {
+                then,
+                now,
+                other_events,
+            } => then.abs_diff(*now).max(u64::from(*other_events)),
         }
     }
 

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::engine::error::RunError;
-use crate::engine::status::RunStatus;
 use crate::engine::gates::{self, GateResult, Overrides};
+use crate::engine::status::RunStatus;
 use crate::engine::{Connection, freeze, state};
 use crate::plan::Plan;
 

@@ -151,10 +151,7 @@ async fn undoable(
         .ok_or_else(|| RunError::Refused(format!("no run `{run_id}`")))?;
     let (name, status) = (recorded.plan_name.clone(), recorded.status);
     report.plan = Some(name.clone());
-    if matches!(
-        status,
-        RunStatus::RolledBack | RunStatus::Refused
-    ) {
+    if matches!(status, RunStatus::RolledBack | RunStatus::Refused) {
         return Err(RunError::Refused(format!(
             "run `{run_id}` is {status}; there is nothing to roll back"
         )));

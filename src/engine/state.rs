@@ -19,13 +19,12 @@ use crate::plan::Plan;
 /// from another behind the same address.
 pub async fn system_identifier(url: &str) -> Result<Option<String>, RunError> {
     let pool = connect(url).await?;
-    let id = sqlx::query_scalar::<_, String>(
-        "SELECT system_identifier::text FROM pg_control_system()",
-    )
-    .fetch_optional(&pool)
-    .await
-    .ok()
-    .flatten();
+    let id =
+        sqlx::query_scalar::<_, String>("SELECT system_identifier::text FROM pg_control_system()")
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten();
     pool.close().await;
     Ok(id)
 }
@@ -1141,11 +1140,13 @@ pub async fn repace(
     .flatten();
     if let Some(old) = &old {
         // The plan in hand paces the run from now on: what an operator set live is dropped.
-        sqlx::query("UPDATE replay.pace SET per_second = NULL, batch_size = NULL WHERE run_id = $1")
-            .bind(run_id)
-            .execute(pool)
-            .await
-            .map_err(RunError::db(doing))?;
+        sqlx::query(
+            "UPDATE replay.pace SET per_second = NULL, batch_size = NULL WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .execute(pool)
+        .await
+        .map_err(RunError::db(doing))?;
         log(
             pool,
             run_id,

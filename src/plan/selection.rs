@@ -210,7 +210,14 @@ mod tests {
         );
         assert_eq!(q.binds[3], Bind::Timestamp(at));
         // Without a relative window, nothing changes.
-        let mut plain = compile(&Target::default(), &Selection { status: vec!["error".into()], ..Selection::default() }, &resolve);
+        let mut plain = compile(
+            &Target::default(),
+            &Selection {
+                status: vec!["error".into()],
+                ..Selection::default()
+            },
+            &resolve,
+        );
         plain.freeze_now(at);
         assert_eq!(plain.binds.len(), 1);
     }

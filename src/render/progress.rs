@@ -149,12 +149,18 @@ fn style(from: u64) -> ProgressStyle {
     };
     ProgressStyle::with_template("{prefix:>20} [{bar:30}] {done}/{total} {rate} eta {left} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .with_key("done", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{}", thousands(state.pos().into()));
-        })
-        .with_key("total", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{}", thousands(state.len().unwrap_or(0).into()));
-        })
+        .with_key(
+            "done",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", thousands(state.pos().into()));
+            },
+        )
+        .with_key(
+            "total",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", thousands(state.len().unwrap_or(0).into()));
+            },
+        )
         .with_key(
             "rate",
             move |state: &ProgressState, w: &mut dyn std::fmt::Write| {

@@ -863,7 +863,10 @@ async fn a_run_resumes_at_a_changed_pace_without_restarting(pool: PgPool) -> any
     let run_id: uuid::Uuid = first.run_id.clone().unwrap_or_default().parse()?;
 
     let faster = paced("5000", "50")?;
-    assert_eq!(faster.hash, first_plan.hash, "the pace is not the plan's identity");
+    assert_eq!(
+        faster.hash, first_plan.hash,
+        "the pace is not the plan's identity"
+    );
     let mut resumed = Report::default();
     engine::apply(
         &faster,
@@ -883,8 +886,14 @@ async fn a_run_resumes_at_a_changed_pace_without_restarting(pool: PgPool) -> any
         .find(|s| s.id == "reset-status")
         .ok_or_else(|| anyhow::anyhow!("no reset step in {:?}", resumed.steps))?;
     let from = reset.resumed_from.unwrap_or_default();
-    assert!(from > 0 && from < selected, "resumed from {from} of {selected}");
-    assert_eq!(reset.touched, selected, "every event reset once over both attempts");
+    assert!(
+        from > 0 && from < selected,
+        "resumed from {from} of {selected}"
+    );
+    assert_eq!(
+        reset.touched, selected,
+        "every event reset once over both attempts"
+    );
     let (was, now): (serde_json::Value, serde_json::Value) = sqlx::query_as(
         "SELECT detail -> 'was', detail -> 'now' FROM replay.run_log WHERE run_id = $1 AND kind = 'pace'",
     )

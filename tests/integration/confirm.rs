@@ -57,7 +57,11 @@ async fn ctrl_c_or_a_wrong_answer_at_the_question_writes_nothing(
         "Ctrl-C took {:?} to end the apply",
         asked.elapsed()
     );
-    assert!(pty.screen().contains("nothing was written"), "{}", pty.screen());
+    assert!(
+        pty.screen().contains("nothing was written"),
+        "{}",
+        pty.screen()
+    );
     assert_eq!(fingerprint(&pool).await?, before, "Ctrl-C wrote something");
 
     let mut pty = Pty::replay(&["apply", plan], &url)?;
@@ -69,7 +73,11 @@ async fn ctrl_c_or_a_wrong_answer_at_the_question_writes_nothing(
         "{}",
         pty.screen()
     );
-    assert_eq!(fingerprint(&pool).await?, before, "a wrong answer wrote something");
+    assert_eq!(
+        fingerprint(&pool).await?,
+        before,
+        "a wrong answer wrote something"
+    );
     Ok(())
 }
 
@@ -126,7 +134,11 @@ async fn a_resume_asks_again_showing_what_is_left(pool: PgPool) -> anyhow::Resul
     }
     pty.ctrl_c()?;
     assert_eq!(pty.exit_code()?, 130, "{}", pty.screen());
-    assert_eq!(store_rows(&pool).await?, rows, "Ctrl-C at a resume wrote to the store");
+    assert_eq!(
+        store_rows(&pool).await?,
+        rows,
+        "Ctrl-C at a resume wrote to the store"
+    );
     assert_eq!(fingerprint(&pool).await?, events);
 
     sqlx::query("INSERT INTO go_on VALUES (true)")

@@ -27,7 +27,10 @@ async fn until_done(pool: &PgPool, at_least: i64) -> anyhow::Result<i64> {
         if now >= at_least {
             return Ok(now);
         }
-        anyhow::ensure!(Instant::now() < deadline, "the run never reached {at_least} events ({now})");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the run never reached {at_least} events ({now})"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -84,20 +87,28 @@ async fn a_running_apply_is_paused_resumed_and_repaced_from_another_terminal(
 
     // The plan's pace, measured from outside.
     let before = measured(&pool, Duration::from_secs(6)).await?;
-    assert!((before - 100.0).abs() <= 5.0, "at the plan's 100/s: {before:.1}/s");
+    assert!(
+        (before - 100.0).abs() <= 5.0,
+        "at the plan's 100/s: {before:.1}/s"
+    );
 
     // A new rate from another terminal, taken up within a batch.
     let out = run(&["set", prefix, "rate=400", "--operator", "ana"], &url);
     assert_exit(&out, 0);
     assert!(
-        text(&out).contains("now runs at 400 events/s in batches of 20 (was 100 events/s in batches of 20)"),
+        text(&out).contains(
+            "now runs at 400 events/s in batches of 20 (was 100 events/s in batches of 20)"
+        ),
         "{}",
         text(&out)
     );
     let from = done(&pool).await?;
     until_done(&pool, from + 40).await?;
     let after = measured(&pool, Duration::from_secs(6)).await?;
-    assert!((after - 400.0).abs() <= 20.0, "at the set 400/s: {after:.1}/s");
+    assert!(
+        (after - 400.0).abs() <= 20.0,
+        "at the set 400/s: {after:.1}/s"
+    );
 
     // A pause holds every lane before its next batch; `status` says so.
     assert_exit(&run(&["pause", prefix, "--operator", "ana"], &url), 0);
@@ -112,7 +123,11 @@ async fn a_running_apply_is_paused_resumed_and_repaced_from_another_terminal(
     // its lanes had started.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let still = done(&pool).await?;
-    assert!(still - held <= 40, "paused, yet {} events were done", still - held);
+    assert!(
+        still - held <= 40,
+        "paused, yet {} events were done",
+        still - held
+    );
 
     // The batch size changes while paused: the batches no one claimed are cut anew.
     let out = run(&["set", prefix, "rate=5000", "batch=200"], &url);
@@ -127,7 +142,9 @@ async fn a_running_apply_is_paused_resumed_and_repaced_from_another_terminal(
 
     // A live view, one JSON document per line, that ends with the run.
     let mut watch = replay(
-        &["status", prefix, "--watch", "--every", "200ms", "--format", "json"],
+        &[
+            "status", prefix, "--watch", "--every", "200ms", "--format", "json",
+        ],
         &url,
     )
     .stdout(Stdio::piped())
@@ -198,10 +215,18 @@ async fn a_running_apply_is_paused_resumed_and_repaced_from_another_terminal(
     // Only a running run is controlled; a setting is checked before anything is asked.
     let out = run(&["pause", prefix], &url);
     assert_exit(&out, 4);
-    assert!(text(&out).contains("is not running (it is succeeded)"), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not running (it is succeeded)"),
+        "{}",
+        text(&out)
+    );
     let out = run(&["set", prefix, "speed=3"], &url);
     assert_exit(&out, 2);
-    assert!(text(&out).contains("unknown setting `speed`"), "{}", text(&out));
+    assert!(
+        text(&out).contains("unknown setting `speed`"),
+        "{}",
+        text(&out)
+    );
     let out = run(&["set", prefix, "rate=0"], &url);
     assert_exit(&out, 2);
     assert!(text(&out).contains("from 1 to 100000"), "{}", text(&out));

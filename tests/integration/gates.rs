@@ -190,7 +190,9 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
         ),
         case(
             "backup-overridden",
-            format!("select: {{ status: [error], limit: 10 }}\nsafety: {{ require_backup: true }}\n{reset}"),
+            format!(
+                "select: {{ status: [error], limit: 10 }}\nsafety: {{ require_backup: true }}\n{reset}"
+            ),
             &[
                 "--yes",
                 "--override",
@@ -203,7 +205,10 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
         ),
         case(
             "stale-dump-overridden",
-            format!("select: {{ status: [error], limit: 10 }}\n{}{reset}", recent(&empty)),
+            format!(
+                "select: {{ status: [error], limit: 10 }}\n{}{reset}",
+                recent(&empty)
+            ),
             &[
                 "--yes",
                 "--override",
@@ -223,7 +228,9 @@ async fn every_gate_refuses_and_every_override_is_recorded(pool: PgPool) -> anyh
         ),
         case(
             "rehearsal-overridden",
-            format!("select: {{ status: [error], limit: 10 }}\nsafety: {{ rehearsal: apply }}\n{reset}"),
+            format!(
+                "select: {{ status: [error], limit: 10 }}\nsafety: {{ rehearsal: apply }}\n{reset}"
+            ),
             &[
                 "--yes",
                 "--override",

@@ -89,11 +89,10 @@ async fn a_pinned_plan_refuses_when_the_plan_or_the_selection_changed(
         "{}",
         text(&out)
     );
-    let reason: String = sqlx::query_scalar(
-        "SELECT reason FROM replay.runs WHERE status = 'succeeded'",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let reason: String =
+        sqlx::query_scalar("SELECT reason FROM replay.runs WHERE status = 'succeeded'")
+            .fetch_one(&pool)
+            .await?;
     assert_eq!(reason, "reviewed in PR 17: reset the failures");
     Ok(())
 }
@@ -125,21 +124,36 @@ async fn a_pin_holds_its_text_its_server_and_its_instant(pool: PgPool) -> anyhow
     )?;
     // Known by its content: no `.json` needed.
     let pin = dir.path().join("reviewed.pin");
-    let (plan_s, pin_s) = (plan.to_str().unwrap_or_default(), pin.to_str().unwrap_or_default());
+    let (plan_s, pin_s) = (
+        plan.to_str().unwrap_or_default(),
+        pin.to_str().unwrap_or_default(),
+    );
     let out = replay(&["apply", plan_s, "--dry-run", "--out", pin_s], &url);
     assert!(out.status.success(), "{}", text(&out));
     let pinned: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&pin)?)?;
     assert_eq!(pinned["selected"], 101, "{pinned}");
-    assert!(pinned["system_identifier"].as_str().is_some_and(|s| !s.is_empty()), "{pinned}");
+    assert!(
+        pinned["system_identifier"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{pinned}"
+    );
 
     // Another server behind the same address (here: the pin says so) is refused.
     let mut other = pinned.clone();
     other["system_identifier"] = serde_json::json!("1");
     let elsewhere = dir.path().join("elsewhere.pin");
     std::fs::write(&elsewhere, other.to_string())?;
-    let out = replay(&["apply", elsewhere.to_str().unwrap_or_default(), "--yes"], &url);
+    let out = replay(
+        &["apply", elsewhere.to_str().unwrap_or_default(), "--yes"],
+        &url,
+    );
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    assert!(text(&out).contains("is another PostgreSQL server than the one the plan was pinned on"), "{}", text(&out));
+    assert!(
+        text(&out).contains("is another PostgreSQL server than the one the plan was pinned on"),
+        "{}",
+        text(&out)
+    );
 
     // The edge event leaves the window (polled, not slept)...
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -153,20 +167,31 @@ async fn a_pin_holds_its_text_its_server_and_its_instant(pool: PgPool) -> anyhow
         if aged {
             break;
         }
-        anyhow::ensure!(std::time::Instant::now() < deadline, "the event never aged out");
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the event never aged out"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let now = replay(&["apply", plan_s, "--dry-run"], &url);
-    assert!(text(&now).contains("selected events: 100"), "a fresh dry-run no longer sees it: {}", text(&now));
+    assert!(
+        text(&now).contains("selected events: 100"),
+        "a fresh dry-run no longer sees it: {}",
+        text(&now)
+    );
     // ...and the plan file goes away: the pin still runs what was reviewed, on those 101 events.
     std::fs::remove_file(&plan)?;
     let out = replay(&["apply", pin_s, "--yes"], &url);
     assert!(out.status.success(), "{}", text(&out));
-    let reset: bool = sqlx::query_scalar("SELECT status = 'pending' FROM processed_events WHERE event_id = $1")
-        .bind(&edge)
-        .fetch_one(&pool)
-        .await?;
-    assert!(reset, "the pinned instant kept the edge event in the selection");
+    let reset: bool =
+        sqlx::query_scalar("SELECT status = 'pending' FROM processed_events WHERE event_id = $1")
+            .bind(&edge)
+            .fetch_one(&pool)
+            .await?;
+    assert!(
+        reset,
+        "the pinned instant kept the edge event in the selection"
+    );
     let selected: i64 = sqlx::query_scalar("SELECT selected_count FROM replay.runs")
         .fetch_one(&pool)
         .await?;

@@ -741,16 +741,23 @@ async fn restart_names_what_the_abandoned_run_did_and_leaves_it_rollback_able(
         sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE status = 'pending'")
             .fetch_one(&pool)
             .await?;
-    assert!(reset_by_first >= done, "{reset_by_first} reset, checkpoint {done}");
+    assert!(
+        reset_by_first >= done,
+        "{reset_by_first} reset, checkpoint {done}"
+    );
 
     // The plan changed (its pace is not part of it; its reason is): a resume is refused, and
     // `--restart` says what it abandons before it starts anew.
     let changed = plan_file(
         &dir,
         "restartable",
-        &format!("{REVERSIBLE}{paced}").replace("select:", "safety: { max_events: 90000 }\nselect:"),
+        &format!("{REVERSIBLE}{paced}")
+            .replace("select:", "safety: { max_events: 90000 }\nselect:"),
     );
-    let out = run(&["apply", changed.to_str().unwrap_or_default(), "--restart"], &url);
+    let out = run(
+        &["apply", changed.to_str().unwrap_or_default(), "--restart"],
+        &url,
+    );
     assert_exit(&out, 0);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -772,7 +779,9 @@ async fn restart_names_what_the_abandoned_run_did_and_leaves_it_rollback_able(
     assert_success(&rolled);
     let stdout = String::from_utf8_lossy(&rolled.stdout);
     assert!(
-        stdout.contains(&format!("rollback restore processed_events: {reset_by_first} row(s)")),
+        stdout.contains(&format!(
+            "rollback restore processed_events: {reset_by_first} row(s)"
+        )),
         "{stdout}"
     );
     let (errors, pending): (i64, i64) = sqlx::query_as(

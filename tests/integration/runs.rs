@@ -202,7 +202,12 @@ async fn status_and_audit_read_as_text_with_separators_or_as_json(
     assert_eq!(status["runs"][0]["status"], "succeeded", "{status}");
     assert_eq!(status["runs"][0]["selected"], 1_200, "{status}");
     assert_eq!(status["runs"][0]["steps"][0]["touched"], 1_200, "{status}");
-    assert!(!status["database"].as_str().unwrap_or_default().contains('@'));
+    assert!(
+        !status["database"]
+            .as_str()
+            .unwrap_or_default()
+            .contains('@')
+    );
 
     let out = run(&["audit", "--format", "json"], &url);
     assert_exit(&out, 0);
@@ -214,12 +219,17 @@ async fn status_and_audit_read_as_text_with_separators_or_as_json(
     let out = run(&["audit"], &url);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("    actions: override max_events by ") && text.contains(&format!(": {because}")),
+        text.contains("    actions: override max_events by ")
+            && text.contains(&format!(": {because}")),
         "{text}"
     );
     // Only the formats each really writes are offered.
     let out = run(&["status", "--format", "markdown"], &url);
     assert_exit(&out, 2);
-    assert!(stderr(&out).contains("[possible values: text, json]"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[possible values: text, json]"),
+        "{}",
+        stderr(&out)
+    );
     Ok(())
 }
