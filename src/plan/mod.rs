@@ -11,6 +11,7 @@ pub mod model;
 pub mod params;
 pub mod prepared;
 pub mod privileges;
+mod prune;
 pub mod rules;
 pub mod schema;
 pub mod selection;

@@ -41,6 +41,24 @@ fn validator() -> &'static Result<Validator, String> {
     })
 }
 
+/// Each schema violation as a JSON pointer into the document, with the unknown keys when that
+/// is what it is.
+pub(crate) fn errors(document: &Value) -> Vec<(String, Vec<String>)> {
+    let Ok(validator) = validator() else {
+        return Vec::new();
+    };
+    validator
+        .iter_errors(document)
+        .map(|e| {
+            let unexpected = match e.kind() {
+                ValidationErrorKind::AdditionalProperties { unexpected } => unexpected.clone(),
+                _ => Vec::new(),
+            };
+            (e.instance_path().as_str().to_string(), unexpected)
+        })
+        .collect()
+}
+
 /// Every schema violation of the document, each pointed at its node.
 pub fn check(document: &Value, root: &Node) -> Vec<Diagnostic> {
     let validator = match validator() {
@@ -610,10 +628,11 @@ pub(crate) fn closest<'a, S: AsRef<str>>(word: &str, candidates: &'a [S]) -> Opt
         .min()
         .map(|(_, c)| c)
         .or_else(|| {
-            candidates
-                .iter()
-                .map(AsRef::as_ref)
-                .find(|c| word.len() >= 2 && c.split('_').any(|part| part == word))
+            candidates.iter().map(AsRef::as_ref).find(|c| {
+                word.len() >= 2
+                    && c.split('_')
+                        .any(|part| part == word || (word.len() >= 3 && part.starts_with(word)))
+            })
         })
 }
 

@@ -58,7 +58,12 @@ pub fn validate(source: Source) -> Validated {
 pub fn validate_with(source: Source, options: Options) -> Validated {
     let document = source.root.to_json();
     let mut diagnostics = schema::check(&document, &source.root);
-    let plan = if diagnostics.is_empty() {
+    // Schema errors do not hide the rest: what can be read is checked in the same pass.
+    let schema_clean = diagnostics.is_empty();
+    if !schema_clean {
+        diagnostics.extend(super::prune::semantic_findings(&document, options));
+    }
+    let plan = if schema_clean {
         match serde_json::from_value::<RawPlan>(document) {
             Ok(plan) => Some(plan),
             // The schema accepted what the types reject: the two disagree, and serde's error
