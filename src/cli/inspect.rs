@@ -39,6 +39,18 @@ pub fn run(args: &InspectArgs) -> u8 {
             return exit_codes::INVALID_PLAN;
         }
     };
+    // A misspelt status matches nothing: say so, rather than answer "no event matches". Inspect
+    // knows Habitat's statuses only (a plan declares others with `target.statuses`).
+    let known = Target::default().statuses;
+    for status in select.status.iter().filter(|s| !known.contains(s)) {
+        let near = crate::plan::schema::closest(status, &known)
+            .map(|n| format!("did you mean `{n}`? "))
+            .unwrap_or_default();
+        eprintln!(
+            "warning: `{status}` is not one of Habitat's statuses ({}); {near}it may match nothing",
+            known.join(", ")
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -98,17 +98,10 @@ pub async fn apply(
         } => {
             let rate_to = rate_to.map_or(per_second, i64::from);
             let batch_to = batch_to.map_or(batch_size, i64::from);
+            // The pace every executor reads, and the run's recorded plan that `status` shows.
             sqlx::query(
-                "UPDATE replay.pace SET per_second = $2, batch_size = $3 WHERE run_id = $1",
-            )
-            .bind(run_id)
-            .bind(rate_to as i32)
-            .bind(batch_to as i32)
-            .execute(&mut *tx)
-            .await
-            .map_err(RunError::db(doing))?;
-            sqlx::query(
-                "UPDATE replay.runs SET plan_document = jsonb_set(jsonb_set(plan_document, \
+                "WITH pace AS (UPDATE replay.pace SET per_second = $2, batch_size = $3 WHERE run_id = $1) \
+                 UPDATE replay.runs SET plan_document = jsonb_set(jsonb_set(plan_document, \
                  '{rate_limit,per_second}', to_jsonb($2::int)), '{rate_limit,batch_size}', to_jsonb($3::int)) \
                  WHERE id = $1",
             )

@@ -461,3 +461,22 @@ async fn a_missing_events_table_is_a_database_error(pool: PgPool) -> anyhow::Res
     );
     Ok(())
 }
+
+/// A misspelt status is said, with the nearest one, rather than answered with "no event matches".
+#[sqlx::test(migrations = false)]
+async fn a_misspelt_status_is_said_with_the_nearest_one(pool: PgPool) -> anyhow::Result<()> {
+    world(&pool, chrono::Utc::now()).await?;
+    let url = database_url(&pool).await?;
+    let run = inspect(&url, &["--status", "eror"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "warning: `eror` is not one of Habitat's statuses (pending, processing, processed, error); did you mean `error`?"
+        ),
+        "{}",
+        run.stderr
+    );
+    let run = inspect(&url, &["--status", "error"]);
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    Ok(())
+}
