@@ -15,6 +15,9 @@ pub enum Segment {
 pub struct Location {
     pub segments: Vec<Segment>,
     pub at_key: bool,
+    /// A place inside the scalar the route ends at: line and column (1-based) within its value,
+    /// e.g. where a SQL text fails to parse.
+    pub inner: Option<(usize, usize)>,
 }
 
 impl Location {

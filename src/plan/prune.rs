@@ -132,6 +132,7 @@ fn placed(location: &Location, removed: &[(String, Vec<usize>)]) -> Option<Locat
     let mut out = Location {
         segments: Vec::new(),
         at_key: location.at_key,
+        inner: location.inner,
     };
     let mut pointer = String::new();
     for segment in &location.segments {
@@ -172,6 +173,7 @@ fn pointer_location(pointer: &str) -> Location {
             })
             .collect(),
         at_key: false,
+        inner: None,
     }
 }
 

@@ -117,7 +117,64 @@ impl Source {
     }
 
     pub fn position(&self, location: &Location) -> Pos {
-        location.resolve(&self.root)
+        let start = location.resolve(&self.root);
+        match location.inner {
+            Some(inner) => self.inside(start, inner).unwrap_or(start),
+            None => start,
+        }
+    }
+
+    /// Where line `l`, column `c` of a scalar's value stands in the file, the scalar starting at
+    /// `start`: a literal block (`|`) keeps its lines; a folded block, a plain or a quoted scalar
+    /// joins its lines with a space (a blank line is a line break).
+    fn inside(&self, start: Pos, (l, c): (usize, usize)) -> Option<Pos> {
+        let lines: Vec<&str> = self.text.lines().collect();
+        let first = lines.get(start.line.checked_sub(1)?)?;
+        let before: String = first.chars().take(start.col.saturating_sub(1)).collect();
+        let opening = first.chars().nth(start.col.saturating_sub(1))?;
+        // A block scalar's value starts on the line after its indicator, at its indentation.
+        let block = before.trim().is_empty()
+            && start.line >= 2
+            && lines
+                .get(start.line - 2)
+                .map(|p| p.trim_end().trim_end_matches(['-', '+']))
+                .is_some_and(|p| p.ends_with('|') || p.ends_with('>'));
+        let literal = block
+            && lines
+                .get(start.line - 2)
+                .is_some_and(|p| p.trim_end().trim_end_matches(['-', '+']).ends_with('|'));
+        if literal {
+            return Some(Pos {
+                line: start.line + l - 1,
+                col: start.col + c - 1,
+            });
+        }
+        let quoted = !block && (opening == '"' || opening == '\'');
+        // Walk the file's lines as the value folds them.
+        let (mut line, mut col) = (1, 1);
+        for (i, text) in lines.iter().enumerate().skip(start.line - 1) {
+            let from = match i + 1 == start.line {
+                true => start.col - 1 + usize::from(quoted),
+                false => text.len() - text.trim_start().len(),
+            };
+            let content: Vec<char> = text.chars().skip(from).collect();
+            if i + 1 > start.line && content.iter().all(|ch| ch.is_whitespace()) {
+                line += 1;
+                col = 1;
+                continue;
+            }
+            if line == l && c < col + content.len() + 1 && c >= col {
+                return Some(Pos {
+                    line: i + 1,
+                    col: from + 1 + (c - col),
+                });
+            }
+            col += content.len() + 1;
+            if line > l {
+                return None;
+            }
+        }
+        None
     }
 
     pub fn line(&self, number: usize) -> Option<&str> {

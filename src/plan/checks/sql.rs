@@ -5,6 +5,14 @@ use crate::plan::model::RawPlan;
 use crate::plan::sql::{self, SqlError};
 use crate::plan::usage::{self, SqlRole};
 
+/// `… at Line: 3, Column: 7` of a parser's message.
+fn parser_position(message: &str) -> Option<(usize, usize)> {
+    let rest = &message[message.rfind(" at Line: ")? + " at Line: ".len()..];
+    let (line, col) = rest.split_once(", Column: ")?;
+    let col: String = col.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.trim().parse().ok()?, col.parse().ok()?))
+}
+
 pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
     let events_table = sql::normalize_table(&plan.target.events_table);
     for text in usage::sql_texts(plan) {
@@ -16,13 +24,25 @@ pub fn check(plan: &RawPlan, out: &mut Vec<Diagnostic>) {
         let info = match sql::analyze(&statement) {
             Ok(info) => info,
             Err(err) => {
+                // The parser's place in the text, as a place in the plan file.
+                let mut location = text.location.clone();
+                if let SqlError::Syntax(message) = &err {
+                    let prefix = match text.role {
+                        SqlRole::BackupFilter => "SELECT 1 WHERE ".len(),
+                        _ => 0,
+                    };
+                    location.inner = parser_position(message).and_then(|(l, c)| match l {
+                        1 => c.checked_sub(prefix).filter(|c| *c > 0).map(|c| (1, c)),
+                        _ => Some((l, c)),
+                    });
+                }
                 let d = Diagnostic::error(
                     match err {
                         SqlError::Template => "template-in-sql",
                         SqlError::Multiple(_) => "multiple-statements",
                         _ => "sql-syntax",
                     },
-                    text.location.clone(),
+                    location,
                     err.to_string(),
                 );
                 out.push(match err {
