@@ -233,3 +233,55 @@ async fn status_and_audit_read_as_text_with_separators_or_as_json(
     );
     Ok(())
 }
+
+/// What a person reads from `status`, `audit` and `rollback --dry-run`, on a small fixture:
+/// snapshotted, with only what changes from run to run (ids, times, the database, the process,
+/// the measured rate) written as placeholders.
+#[sqlx::test(migrations = false)]
+async fn human_output_of_status_audit_and_a_rollback_preview(pool: PgPool) -> anyhow::Result<()> {
+    failed_tenth(&pool, 200).await?;
+    let url = database_url(&pool).await?;
+    let dir = tempfile::tempdir()?;
+    let plan = plan_file(
+        &dir,
+        "fixture",
+        "select: { status: [error] }\nbackup: { tables: [{ table: processed_events }] }\n\
+         steps:\n  - { id: reset, kind: reset }\nrollback:\n  - { kind: restore_backup, tables: [processed_events] }\n",
+    );
+    let as_ana = |args: &[&str]| {
+        super::process::replay(args, &url)
+            .env("REPLAY_OPERATOR", "ana")
+            .output()
+            .expect("run replay")
+    };
+    assert_exit(&as_ana(&["apply", plan.to_str().unwrap_or_default()]), 0);
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
+        .fetch_one(&pool)
+        .await?;
+    let db = url.rsplit_once('/').map_or("", |(_, db)| db).to_string();
+    let normalise = |text: &str| {
+        let text = text.replace(&id.to_string(), "[RUN]").replace(&db, "[DB]");
+        let stamp = regex::Regex::new(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d").expect("a regex");
+        let executor = regex::Regex::new(r"executor [^\s]+:\d+  ").expect("a regex");
+        let rate = regex::Regex::new(r"  [\d,.]+/s  ").expect("a regex");
+        let text = stamp.replace_all(&text, "[AT]");
+        let text = executor.replace_all(&text, "executor [HOST:PID]  ");
+        rate.replace_all(&text, "  [RATE]/s  ").into_owned()
+    };
+    let mut shown = String::new();
+    for args in [
+        vec!["status", &id.to_string()[..8]],
+        vec!["audit"],
+        vec!["rollback", &id.to_string()[..8], "--dry-run"],
+    ] {
+        let out = as_ana(&args);
+        assert_exit(&out, 0);
+        shown.push_str(&format!(
+            "$ replay {}\n{}\n",
+            args.join(" ").replace(&id.to_string()[..8], "[RUN8]"),
+            normalise(&String::from_utf8_lossy(&out.stdout))
+        ));
+    }
+    insta::assert_snapshot!("human_output", shown);
+    Ok(())
+}
