@@ -6,6 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 use sqlx::PgPool;
 
+use super::pty::Pty;
+
 async fn world(pool: &PgPool) -> anyhow::Result<()> {
     failed_tenth(pool, 1_000).await
 }
@@ -144,15 +146,37 @@ async fn a_pin_holds_its_text_its_server_and_its_instant(pool: PgPool) -> anyhow
     other["system_identifier"] = serde_json::json!("1");
     let elsewhere = dir.path().join("elsewhere.pin");
     std::fs::write(&elsewhere, other.to_string())?;
-    let out = replay(
-        &["apply", elsewhere.to_str().unwrap_or_default(), "--yes"],
-        &url,
-    );
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let mut refused = Pty::replay(&["apply", elsewhere.to_str().unwrap_or_default()], &url)?;
+    assert_eq!(refused.exit_code()?, 4, "{}", refused.screen());
     assert!(
-        text(&out).contains("is another PostgreSQL server than the one the plan was pinned on"),
+        refused
+            .screen()
+            .contains("is another PostgreSQL server than the one the plan was pinned on")
+            && !refused.screen().contains("to confirm"),
         "{}",
-        text(&out)
+        refused.screen()
+    );
+    // And on a terminal, the pin applied to another database is refused before the question.
+    let other_db = format!("pin_other_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE \"{other_db}\""
+    )))
+    .execute(&pool)
+    .await?;
+    let other_url = url_of(&other_db)?;
+    let mut refused = Pty::replay(&["apply", pin_s], &other_url)?;
+    let code = refused.exit_code()?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{other_db}\"")))
+        .execute(&pool)
+        .await?;
+    assert_eq!(code, 4, "{}", refused.screen());
+    assert!(
+        refused
+            .screen()
+            .contains("a pin holds a run only on its own target")
+            && !refused.screen().contains("to confirm"),
+        "{}",
+        refused.screen()
     );
 
     // The edge event leaves the window (polled, not slept)...
@@ -181,8 +205,11 @@ async fn a_pin_holds_its_text_its_server_and_its_instant(pool: PgPool) -> anyhow
     );
     // ...and the plan file goes away: the pin still runs what was reviewed, on those 101 events.
     std::fs::remove_file(&plan)?;
-    let out = replay(&["apply", pin_s, "--yes"], &url);
-    assert!(out.status.success(), "{}", text(&out));
+    let mut applied = Pty::replay(&["apply", pin_s], &url)?;
+    let question = applied.wait_for("Type `pinned-window` to confirm")?;
+    assert!(question.contains("events  101 selected now"), "{question}");
+    applied.type_line("pinned-window")?;
+    assert_eq!(applied.exit_code()?, 0, "{}", applied.screen());
     let reset: bool =
         sqlx::query_scalar("SELECT status = 'pending' FROM processed_events WHERE event_id = $1")
             .bind(&edge)
