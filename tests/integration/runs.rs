@@ -234,11 +234,14 @@ async fn status_and_audit_read_as_text_with_separators_or_as_json(
     Ok(())
 }
 
-/// What a person reads from `status`, `audit` and `rollback --dry-run`, on a small fixture:
+/// What a person reads from `apply --dry-run`, `apply`, `status`, `audit` and `rollback --dry-run`,
+/// on a small fixture:
 /// snapshotted, with only what changes from run to run (ids, times, the database, the process,
 /// the measured rate) written as placeholders.
 #[sqlx::test(migrations = false)]
-async fn human_output_of_status_audit_and_a_rollback_preview(pool: PgPool) -> anyhow::Result<()> {
+async fn human_output_of_apply_status_audit_and_a_rollback_preview(
+    pool: PgPool,
+) -> anyhow::Result<()> {
     failed_tenth(&pool, 200).await?;
     let url = database_url(&pool).await?;
     let dir = tempfile::tempdir()?;
@@ -254,7 +257,11 @@ async fn human_output_of_status_audit_and_a_rollback_preview(pool: PgPool) -> an
             .output()
             .expect("run replay")
     };
-    assert_exit(&as_ana(&["apply", plan.to_str().unwrap_or_default()]), 0);
+    let plan_s = plan.to_str().unwrap_or_default();
+    let dry_run = as_ana(&["apply", plan_s, "--dry-run"]);
+    assert_exit(&dry_run, 0);
+    let applied = as_ana(&["apply", plan_s]);
+    assert_exit(&applied, 0);
     let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM replay.runs")
         .fetch_one(&pool)
         .await?;
@@ -265,10 +272,27 @@ async fn human_output_of_status_audit_and_a_rollback_preview(pool: PgPool) -> an
         let executor = regex::Regex::new(r"executor [^\s]+:\d+  ").expect("a regex");
         let rate = regex::Regex::new(r"  [\d,.]+/s  ").expect("a regex");
         let text = stamp.replace_all(&text, "[AT]");
+        let text = text.replace(plan_s, "[PLAN]");
+        // What the generator's clock decides: the days, the sampled events, the checksum.
+        let day = regex::Regex::new(r"by day: .*").expect("a regex");
+        let sample = regex::Regex::new(r"sample: evt_\w+").expect("a regex");
+        let checksum = regex::Regex::new(r"checksum [0-9a-f]{32}").expect("a regex");
+        let text = day.replace_all(&text, "by day: [DAYS]");
+        let text = sample.replace_all(&text, "sample: [EVENT]");
+        let text = checksum.replace_all(&text, "checksum [MD5]");
         let text = executor.replace_all(&text, "executor [HOST:PID]  ");
         rate.replace_all(&text, "  [RATE]/s  ").into_owned()
     };
     let mut shown = String::new();
+    for (args, out) in [
+        ("apply [PLAN] --dry-run", &dry_run),
+        ("apply [PLAN]", &applied),
+    ] {
+        shown.push_str(&format!(
+            "$ replay {args}\n{}\n",
+            normalise(&String::from_utf8_lossy(&out.stdout))
+        ));
+    }
     for args in [
         vec!["status", &id.to_string()[..8]],
         vec!["audit"],
